@@ -1,0 +1,1 @@
+"""Meta-RL agents shipped with metarl (installed as ``metarl.agents``)."""

@@ -1,0 +1,45 @@
+"""Small network building blocks shared by agents."""
+
+from __future__ import annotations
+
+import math
+
+import torch
+from torch import nn
+
+
+def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], act: type[nn.Module] = nn.Tanh,
+        out_gain: float = 1.0) -> nn.Sequential:
+    """MLP with orthogonal init (gain sqrt(2) hidden, ``out_gain`` output; Andrychowicz et al. 2021)."""
+    layers: list[nn.Module] = []
+    dims = (in_dim, *hidden)
+    for a, b in zip(dims[:-1], dims[1:], strict=True):
+        layers += [_init(nn.Linear(a, b), math.sqrt(2)), act()]
+    layers.append(_init(nn.Linear(dims[-1], out_dim), out_gain))
+    return nn.Sequential(*layers)
+
+
+def _init(layer: nn.Linear, gain: float) -> nn.Linear:
+    nn.init.orthogonal_(layer.weight, gain)
+    nn.init.zeros_(layer.bias)
+    return layer
+
+
+class GaussianActorCritic(nn.Module):
+    """Diagonal Gaussian policy with state-independent log-std, and a separate value MLP.
+
+    Input ``[..., obs_dim]``; ``dist(obs)`` has event shape ``[act_dim]``; ``value(obs)`` is ``[...]``.
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...] = (128, 128),
+                 init_log_std: float = -0.5) -> None:
+        super().__init__()
+        self.pi = mlp(obs_dim, act_dim, hidden, out_gain=0.01)
+        self.v = mlp(obs_dim, 1, hidden, out_gain=1.0)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def dist(self, obs: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(self.pi(obs), self.log_std.exp())
+
+    def value(self, obs: torch.Tensor) -> torch.Tensor:
+        return self.v(obs).squeeze(-1)

@@ -1,0 +1,162 @@
+"""``zero-shot``: a multi-task PPO baseline without adaptation.
+
+One Gaussian MLP policy is trained with PPO (Schulman et al. 2017) on all training tasks at once.
+It sees no goal and never adapts, so on held-out tasks it shows what a policy that doesn't
+meta-learn reaches: the floor that RL², MAML and PEARL must beat.
+
+Why our own PPO rather than Stable-Baselines3's: SB3's ``PPO.learn`` owns its collection loop and
+vector env, while metarl's single Trainer loop owns collection (task sampling, trials, held-out
+evaluation) and agents only provide hooks. The same PPO loss serves RL² over whole trials.
+SB3 is used as the reference in the throughput benchmark instead.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+
+from metarl.returns import RunningMeanStd, discounted_returns, gae
+from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
+from metarl.vector import EnvSpec
+
+from .nets import GaussianActorCritic
+
+
+@dataclass(frozen=True)
+class PPOConfig:
+    """PPO hyper-parameters (defaults: Andrychowicz et al. 2021, "What matters in on-policy RL")."""
+
+    hidden: tuple[int, ...] = (128, 128)
+    """Hidden layer sizes of the policy and value MLPs."""
+    lr: float = 3e-4
+    """Adam learning rate."""
+    gamma: float = 0.99
+    """Discount factor."""
+    lam: float = 0.95
+    """GAE lambda."""
+    clip: float = 0.2
+    """PPO ratio clip range."""
+    epochs: int = 10
+    """Passes over each batch."""
+    minibatch_size: int = 1024
+    """Transitions per gradient step."""
+    vf_coef: float = 0.5
+    """Value loss weight."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping norm."""
+    episodes: int = 1
+    """Episodes per slot per iteration."""
+    normalize_rewards: bool = True
+    """Divide rewards by the running std of discounted returns (SB3 VecNormalize-style)."""
+
+
+class PPOLearner:
+    """Acts with the shared policy; no adaptation (observe/adapt do nothing)."""
+
+    def __init__(self, net: GaussianActorCritic, device: torch.device) -> None:
+        self.net, self.device = net, device
+
+    def reset(self, num_slots: int) -> None:
+        pass
+
+    @torch.no_grad()
+    def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
+        obs = torch.as_tensor(step.obs, device=self.device)  # [N, obs_dim]
+        dist = self.net.dist(obs)
+        action = dist.mean if deterministic else dist.sample()  # [N, act_dim]
+        extras = {"log_prob": dist.log_prob(action).sum(-1).cpu().numpy(), "value": self.net.value(obs).cpu().numpy()}
+        return ActOutput(action.cpu().numpy(), extras)
+
+    def observe(self, rollout: Rollout) -> None:
+        pass
+
+    def adapt(self) -> None:
+        pass
+
+
+def ppo_epochs(net: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
+               log_prob_fn, value_fn, cfg: PPOConfig) -> dict[str, float]:
+    """Clipped-surrogate PPO over flat ``batch`` tensors ``[B, ...]`` for ``cfg.epochs`` epochs.
+
+    ``log_prob_fn(idx) -> (log_prob [b], entropy [b])`` and ``value_fn(idx) -> [b]`` evaluate the
+    current network on minibatch indices, so recurrent agents can supply their own.
+    """
+    size = batch["adv"].shape[0]
+    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clip_frac": []}
+    for _ in range(cfg.epochs):
+        perm = torch.randperm(size, device=batch["adv"].device)
+        for start in range(0, size, cfg.minibatch_size):
+            idx = perm[start:start + cfg.minibatch_size]
+            adv = batch["adv"][idx]
+            adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
+            log_prob, entropy = log_prob_fn(idx)
+            log_ratio = log_prob - batch["log_prob"][idx]
+            ratio = log_ratio.exp()
+            pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
+            v_loss = 0.5 * (value_fn(idx) - batch["ret"][idx]).pow(2).mean()
+            loss = pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
+            opt.zero_grad()
+            loss.backward()
+            torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
+            opt.step()
+            with torch.no_grad():
+                stats["policy_loss"].append(pg.item())
+                stats["value_loss"].append(v_loss.item())
+                stats["entropy"].append(entropy.mean().item())
+                stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
+                stats["clip_frac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
+    return {f"meta/{k}": float(np.mean(v)) for k, v in stats.items()}
+
+
+class ZeroShotPPO:
+    """Multi-task PPO: one policy for all tasks, updated on every iteration's rollout."""
+
+    post_episodes = 0
+
+    def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
+        known = {f.name for f in fields(PPOConfig)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"zero-shot agent: unknown options {unknown}; known: {sorted(known)}")
+        self.cfg = PPOConfig(**options)
+        self.device = torch.device(device)
+        self.net = GaussianActorCritic(spec.obs_dim, spec.act_dim, self.cfg.hidden).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, eps=1e-5)
+        self.ret_rms = RunningMeanStd()
+        self.adapt_episodes = self.cfg.episodes
+
+    def make_learner(self) -> PPOLearner:
+        return PPOLearner(self.net, self.device)
+
+    def meta_update(self, batch: MetaBatch) -> dict[str, float]:
+        ro = batch.pre
+        rewards = ro.rewards
+        if self.cfg.normalize_rewards:
+            self.ret_rms.update(discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
+            rewards = rewards / np.sqrt(self.ret_rms.var + 1e-8).astype(np.float32)
+        with torch.no_grad():
+            next_values = self.net.value(torch.as_tensor(ro.next_obs, device=self.device)).cpu().numpy()  # [T, N]
+        adv, ret = gae(rewards, ro.extras["value"], next_values, ro.terminated, ro.dones, self.cfg.gamma, self.cfg.lam)
+        v = ro.valid  # flatten valid steps only: [B, ...]
+        flat = {k: torch.as_tensor(a[v], device=self.device) for k, a in
+                {"obs": ro.obs, "act": ro.actions, "log_prob": ro.extras["log_prob"], "adv": adv, "ret": ret}.items()}
+
+        def log_prob_fn(idx):
+            dist = self.net.dist(flat["obs"][idx])
+            return dist.log_prob(flat["act"][idx]).sum(-1), dist.entropy().sum(-1)
+
+        return ppo_epochs(self.net, self.opt, flat, log_prob_fn, lambda idx: self.net.value(flat["obs"][idx]), self.cfg)
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "ret_rms": self.ret_rms.state_dict(),
+                "config": asdict(self.cfg)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.ret_rms.load_state_dict(state["ret_rms"])

@@ -1,0 +1,1 @@
+"""Task families shipped with metarl (installed as ``metarl.envs``)."""

@@ -1,0 +1,90 @@
+"""MuJoCo-free toy task family for fast tests and examples.
+
+``Toy``: 2-D point navigation to a hidden goal on the unit circle (the goal-finding task of
+Finn et al. 2017, MAML, section 5.2, with goals on a circle). The agent sees only its position;
+the reward ``-||pos - goal||`` reveals the goal through experience, so a learner that adapts
+beats one that can't. Train and test goals are drawn from disjoint arcs of the circle
+(train: angles in ``[0, 1.5π)``, test: ``[1.5π, 2π)``), so held-out tasks really are new.
+"""
+
+from __future__ import annotations
+
+import functools
+import math
+
+import gymnasium as gym
+import numpy as np
+
+from metarl.errors import UsageError
+from metarl.tasks import Benchmark, TaskSet
+from metarl.types import Task
+
+STEP_SIZE = 0.2
+"""Largest move per step along each axis."""
+SUCCESS_RADIUS = 0.2
+
+
+class PointGoalEnv(gym.Env):
+    """Point at the origin, hidden goal ``task.params = (gx, gy)``.
+
+    obs ``[2]`` float32 position; action ``[2]`` in ``[-1, 1]`` scaled by ``STEP_SIZE``; reward
+    ``-distance`` after the move; ``info["success"]`` = distance < ``SUCCESS_RADIUS``. Truncates
+    after ``horizon`` steps; terminates on success only when ``terminate_on_success``.
+    """
+
+    metadata = {"render_modes": []}
+
+    def __init__(self, horizon: int = 20, terminate_on_success: bool = False) -> None:
+        self.horizon = horizon
+        self.terminate_on_success = terminate_on_success
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
+        self.task: Task | None = None
+        self._pos = np.zeros(2)
+        self._t = 0
+
+    def reset(self, *, seed: int | None = None, options: dict | None = None):
+        super().reset(seed=seed)
+        if self.task is None:
+            raise RuntimeError("PointGoalEnv.reset() before a task was set: assign env.task first")
+        self._pos = np.zeros(2)
+        self._t = 0
+        return self._pos.astype(np.float32), {}
+
+    def step(self, action):
+        self._pos = self._pos + STEP_SIZE * np.clip(np.asarray(action, dtype=np.float64), -1.0, 1.0)
+        self._t += 1
+        dist = float(np.linalg.norm(self._pos - np.asarray(self.task.params)))
+        success = dist < SUCCESS_RADIUS
+        terminated = bool(success and self.terminate_on_success)
+        truncated = (not terminated) and self._t >= self.horizon
+        return self._pos.astype(np.float32), -dist, terminated, truncated, {"success": float(success)}
+
+
+def _goals(rng: np.random.Generator, n: int, lo: float, hi: float) -> list[tuple[float, float]]:
+    angles = np.sort(rng.uniform(lo, hi, size=n))
+    return [(math.cos(a), math.sin(a)) for a in angles]
+
+
+def toy_goal(seed: int = 0, task: str | None = None, num_tasks: int = 20, horizon: int = 20,
+             terminate_on_success: bool = False) -> Benchmark:
+    """The ``Toy`` benchmark: ``num_tasks`` train and ``num_tasks`` test goals, one class ``point-goal``."""
+    if task is not None:
+        raise UsageError(f"Toy has a single task class: drop --task {task}")
+    if num_tasks < 1 or horizon < 1:
+        raise UsageError("Toy needs num_tasks >= 1 and horizon >= 1")
+    rng = np.random.default_rng(seed)
+    factory = functools.partial(PointGoalEnv, horizon=horizon, terminate_on_success=terminate_on_success)
+    splits = {"train": (0.0, 1.5 * math.pi), "test": (1.5 * math.pi, 2 * math.pi)}
+    sets = {
+        split: TaskSet(split, tuple(Task("point-goal", i, split, g) for i, g in enumerate(_goals(rng, num_tasks, lo, hi))),
+                       factory, horizon)
+        for split, (lo, hi) in splits.items()
+    }
+    return Benchmark("Toy", sets["train"], sets["test"], seed=seed, reward_version=None)
+
+
+toy_goal.describe = lambda: {  # type: ignore[attr-defined]
+    "train": ["point-goal"], "test": ["point-goal"], "tasks_per_class": 20, "eval_tasks_per_class": 20,
+    "options": {"num_tasks": "goals per split (20)", "horizon": "episode length (20)"},
+}

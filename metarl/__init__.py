@@ -1,0 +1,87 @@
+"""metarl: meta-reinforcement learning on Meta-World and your own task families, in PyTorch.
+
+Quick use::
+
+    import metarl
+    bench = metarl.make_benchmark("ML1", task="reach-v3", seed=0)
+    agent = metarl.make_agent("zero-shot", bench)
+    trainer = metarl.Trainer(bench, agent, metarl.TrainerConfig(steps=20_000))
+    result = trainer.train()            # ends with the official held-out evaluation
+    print(result.success_rate, result.per_task)
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from metarl.errors import UsageError
+from metarl.evaluator import EvalConfig, EvalResult, evaluate
+from metarl.learner import Learner, MetaAlgorithm
+from metarl.registry import (
+    agent_factory,
+    agent_names,
+    benchmark_factory,
+    benchmark_names,
+    register_agent,
+    register_benchmark,
+)
+from metarl.rollout import collect
+from metarl.tasks import Benchmark, TaskDistribution, TaskSet
+from metarl.trainer import Trainer, TrainerConfig
+from metarl.types import ActOutput, MetaBatch, Rollout, StepInput, Task
+from metarl.vector import EnvSpec, TaskVectorEnv, make_vector_env
+
+__version__ = "0.1.0"
+
+
+def make_benchmark(name: str, task: str | None = None, seed: int = 0, **options: Any) -> Benchmark:
+    """Build a registered benchmark (``"ML1"``, ``"ML10"``, ``"ML45"``, ``"Toy"``, or your own).
+
+    Args:
+        name: registered benchmark name (``metarl envs`` lists them).
+        task: task class for single-task benchmarks such as ML1 (e.g. ``"reach-v3"``).
+        seed: fixes the generated tasks (goals) of both splits.
+        **options: family options, e.g. ``reward_version="v1"`` or ``horizon=200`` for Meta-World.
+    """
+    factory = benchmark_factory(name)
+    if task is not None:
+        options["task"] = task
+    try:
+        bench = factory(seed=seed, **options)
+    except TypeError as e:
+        raise UsageError(f"benchmark {name!r} rejected its options ({e}): check `metarl envs` for its options") from e
+    return validate_benchmark(name, bench)
+
+
+def validate_benchmark(name: str, bench: Any) -> Benchmark:
+    """Check what a factory returned: both splits present and task distributions."""
+    for split in ("train", "test"):
+        dist = getattr(bench, split, None)
+        if dist is None:
+            raise UsageError(f"benchmark {name!r} has no {split!r} split: its factory must return train and test")
+        if not isinstance(dist, TaskDistribution):
+            raise UsageError(f"benchmark {name!r}: {split} is a {type(dist).__name__}, not a TaskDistribution "
+                             "(use metarl.TaskSet)")
+    return bench
+
+
+def make_agent(name: str, benchmark: Benchmark, device: str = "cpu", **options: Any) -> MetaAlgorithm:
+    """Build a registered agent for ``benchmark``'s spaces (``metarl envs`` lists agents too)."""
+    factory = agent_factory(name)
+    spec = EnvSpec.from_distribution(benchmark.train)
+    test_spec = EnvSpec.from_distribution(benchmark.test)
+    if (spec.obs_dim, spec.act_dim) != (test_spec.obs_dim, test_spec.act_dim):
+        raise UsageError(f"benchmark {benchmark.label}: train and test spaces differ "
+                         f"(obs {spec.obs_dim} vs {test_spec.obs_dim}, act {spec.act_dim} vs {test_spec.act_dim})")
+    try:
+        return factory(spec, device, **options)
+    except TypeError as e:
+        raise UsageError(f"agent {name!r}: {e}") from e
+
+
+__all__ = [
+    "ActOutput", "Benchmark", "EnvSpec", "EvalConfig", "EvalResult", "Learner", "MetaAlgorithm", "MetaBatch",
+    "Rollout", "StepInput", "Task", "TaskDistribution", "TaskSet", "TaskVectorEnv", "Trainer", "TrainerConfig",
+    "UsageError", "agent_names", "benchmark_names", "collect", "evaluate", "make_agent", "make_benchmark",
+    "make_vector_env", "register_agent", "register_benchmark",
+]

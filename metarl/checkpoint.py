@@ -1,0 +1,52 @@
+"""Atomic, safe checkpoints.
+
+Files are written to a temporary name in the same directory, flushed and renamed over the target
+(``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written checkpoint.
+Loading uses ``torch.load(weights_only=True)``: no arbitrary pickled code runs. NumPy arrays are
+stored as tensors for that reason.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+
+CHECKPOINT_NAME = "checkpoint.pt"
+
+
+def to_safe(obj: Any) -> Any:
+    """Recursively convert NumPy arrays/scalars to tensors/Python numbers for weights-only loading."""
+    if isinstance(obj, dict):
+        return {k: to_safe(v) for k, v in obj.items()}
+    if isinstance(obj, (list, tuple)):
+        return type(obj)(to_safe(v) for v in obj)
+    if isinstance(obj, np.ndarray):
+        return torch.from_numpy(np.ascontiguousarray(obj))
+    if isinstance(obj, np.generic):
+        return obj.item()
+    return obj
+
+
+def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+    path = Path(path)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "wb") as f:
+            torch.save(to_safe(state), f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def load(path: str | os.PathLike) -> dict[str, Any]:
+    """Read a checkpoint written by :func:`save` (weights-only: tensors, numbers, strings, containers)."""
+    return torch.load(Path(path), map_location="cpu", weights_only=True)

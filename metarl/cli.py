@@ -1,0 +1,273 @@
+"""The ``metarl`` command line: ``envs``, ``train`` and ``eval``.
+
+Bad input (unknown names, impossible numbers, unusable paths) prints one ``error:`` line naming
+the problem and the fix and exits with code 2, before anything is written.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import metarl
+from metarl import checkpoint
+from metarl.errors import UsageError
+from metarl.evaluator import EvalConfig, EvalResult, evaluate
+from metarl.logging import Logger
+from metarl.registry import benchmark_factory
+from metarl.seeding import resolve_device, seed_everything
+from metarl.tasks import Benchmark
+from metarl.trainer import Trainer, TrainerConfig, eval_summary, write_eval_json
+from metarl.vector import BACKENDS, make_vector_env
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    """Everything that defines a training run; saved as ``config.json`` in the run directory."""
+
+    benchmark: str
+    agent: str
+    task: str | None = None
+    reward_version: str | None = None
+    trainer: TrainerConfig = TrainerConfig()
+    device: str = "auto"
+
+    def make_benchmark(self) -> Benchmark:
+        options = {"reward_version": self.reward_version} if self.reward_version else {}
+        return metarl.make_benchmark(self.benchmark, task=self.task, seed=self.trainer.seed, **options)
+
+    @classmethod
+    def from_json(cls, obj: dict) -> RunConfig:
+        return cls(**{**obj, "trainer": TrainerConfig(**obj["trainer"])})
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit 2 (argparse's own convention)
+        raise UsageError(f"{message} (see `{self.prog} --help`)")
+
+
+def _positive(flag: str):
+    def parse(text: str) -> int:
+        try:
+            value = int(text.replace("_", ""))
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give e.g. {flag} 20000") from None
+        if value <= 0:
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}: give e.g. {flag} 20000")
+        return value
+    return parse
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = _Parser(prog="metarl", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
+    e = sub.add_parser("envs", help="list benchmarks, task classes, splits and agents")
+    e.add_argument("--json", action="store_true", help="print one JSON object")
+    t = sub.add_parser("train", help="meta-train an agent, then run the held-out evaluation")
+    t.add_argument("benchmark", help="benchmark name, e.g. ML1, ML10, ML45, Toy")
+    t.add_argument("--task", help="task class for ML1, e.g. reach-v3")
+    t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
+    t.add_argument("--steps", type=_positive("--steps"), help="env-step budget (default 100000; with --resume: the new total)")
+    t.add_argument("--seed", type=int, default=0, help="seed for tasks, resets and torch (default 0)")
+    t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
+    t.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots = tasks per meta-batch")
+    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    t.add_argument("--backend", default="sync", choices=BACKENDS, help="vector env backend")
+    t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
+    t.add_argument("--eval-every", type=int, default=0, help="held-out evaluation every N env steps (0: at the end)")
+    t.add_argument("--eval-tasks", type=_positive("--eval-tasks"),
+                   help="final evaluation on only the first K tasks per class (default: official set)")
+    t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=10, help="iterations")
+    t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
+    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--force", action="store_true", help="replace an existing run directory")
+    v = sub.add_parser("eval", help="held-out evaluation of a run directory or of an untrained agent")
+    v.add_argument("target", help="a run directory, or a benchmark name")
+    v.add_argument("--task", help="task class for ML1")
+    v.add_argument("--agent", help="agent name (with a benchmark name)")
+    v.add_argument("--seed", type=int, default=0, help="benchmark seed (with a benchmark name)")
+    v.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots used for evaluation")
+    v.add_argument("--eval-tasks", type=_positive("--eval-tasks"), help="only the first K tasks per class")
+    v.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``metarl`` command; returns the exit code."""
+    try:
+        args = build_parser().parse_args(argv)
+        return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+    except UsageError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted", file=sys.stderr)
+        return 130
+
+
+def cmd_envs(args: argparse.Namespace) -> int:
+    rows = {}
+    for name in metarl.benchmark_names():
+        factory = benchmark_factory(name)
+        describe = getattr(factory, "describe", None)
+        rows[name] = describe() if describe else _describe_by_building(name)
+    if args.json:
+        print(json.dumps({"benchmarks": rows, "agents": metarl.agent_names()}, indent=2))
+        return 0
+    for name, d in rows.items():
+        print(f"{name}: {len(d['train'])} train / {len(d['test'])} test classes, "
+              f"{d.get('tasks_per_class', '?')} tasks per class, {d.get('eval_tasks_per_class', '?')} evaluated per test class")
+        if "task_choices" in d:
+            print(f"  --task (one of {len(d['task_choices'])}): {' '.join(d['task_choices'])}")
+        else:
+            print(f"  train: {' '.join(d['train'])}\n  test:  {' '.join(d['test'])}")
+        for opt, text in d.get("options", {}).items():
+            print(f"  option {opt}: {text}")
+    print(f"agents: {' '.join(metarl.agent_names())}")
+    print("Meta-World rewards: v2 (default) or v1, chosen with --reward-version")
+    return 0
+
+
+def _describe_by_building(name: str) -> dict:
+    bench = metarl.make_benchmark(name)
+    return {"train": list(bench.train.task_names), "test": list(bench.test.task_names),
+            "tasks_per_class": len(bench.train.tasks) // len(bench.train.task_names),
+            "eval_tasks_per_class": len(bench.test.evaluation_tasks()) // len(bench.test.task_names)}
+
+
+def _num_envs(bench: Benchmark, requested: int | None) -> int:
+    """Slots must be a multiple of the training classes, so every meta-batch is balanced."""
+    classes = len(bench.train.task_names)
+    if requested is None:
+        return classes * max(1, -(-10 // classes))
+    if requested % classes:
+        raise UsageError(f"--num-envs {requested} doesn't fit {bench.label}: use a multiple of its {classes} "
+                         f"training classes (e.g. {classes * max(1, round(requested / classes))})")
+    return requested
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
+    trainer = TrainerConfig(
+        steps=args.steps or 100_000, num_envs=1, seed=args.seed, backend=args.backend,
+        eval_every=max(0, args.eval_every), final_eval=not args.no_final_eval,
+        final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every,
+        progress=sys.stderr.isatty(),
+    )
+    return RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task,
+                     reward_version=args.reward_version, trainer=trainer, device=args.device)
+
+
+def _prepare_out(out: Path, force: bool) -> None:
+    """Refuse to clobber a run (unless --force on a run directory), then check the path is writable."""
+    if out.exists() and not out.is_dir():
+        raise UsageError(f"--out {out} is a file: give a directory path")
+    if out.is_dir() and any(out.iterdir()):
+        if not force:
+            raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to replace it")
+        if not (out / "config.json").exists():
+            raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no config.json)")
+        shutil.rmtree(out)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+        probe = out / ".write-test"
+        probe.touch()
+        probe.unlink()
+    except OSError as e:
+        raise UsageError(f"cannot write to --out {out} ({e.strerror}): choose a writable directory") from None
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        if args.out is None:
+            raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
+        cfg = _load_run_config(args.out)
+        if not (args.out / checkpoint.CHECKPOINT_NAME).exists():
+            raise UsageError(f"{args.out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again with --force")
+        if args.steps:
+            cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(**{**asdict(cfg.trainer), "steps": args.steps})})
+    else:
+        cfg = _run_config(args)
+    bench = cfg.make_benchmark()
+    cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(
+        **{**asdict(cfg.trainer), "num_envs": _num_envs(bench, args.num_envs if not args.resume else cfg.trainer.num_envs)})})
+    device = resolve_device(cfg.device)
+    seed_everything(cfg.trainer.seed)  # agent init is seeded too
+    agent = metarl.make_agent(cfg.agent, bench, device=str(device))
+    out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
+    if not args.resume:
+        _prepare_out(out, args.force)
+        (out / "config.json").write_text(json.dumps(
+            {**asdict(cfg), "resolved": {"device": str(device), "reward_version": bench.reward_version,
+                                         "metarl": metarl.__version__}}, indent=2) + "\n")
+    trainer = Trainer(bench, agent, cfg.trainer, run_dir=out, logger=Logger.for_run(out))
+    if args.resume:
+        trainer.resume(out / checkpoint.CHECKPOINT_NAME)
+    print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
+          f"{cfg.trainer.steps:,} env steps with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
+    result = trainer.train()
+    trainer.logger.close()
+    if result is not None:
+        _print_table(result, bench, cfg.trainer.seed)
+    return 0
+
+
+def _load_run_config(run_dir: Path) -> RunConfig:
+    path = run_dir / "config.json"
+    if not path.exists():
+        raise UsageError(f"{run_dir} is not a metarl run directory (no config.json): pass one written by `metarl train`")
+    obj = json.loads(path.read_text())
+    obj.pop("resolved", None)
+    return RunConfig.from_json(obj)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    target = Path(args.target)
+    if target.is_dir():
+        cfg = _load_run_config(target)
+        bench = cfg.make_benchmark()
+        ckpt = target / checkpoint.CHECKPOINT_NAME
+        if not ckpt.exists():
+            raise UsageError(f"{target} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
+        agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(args.device)))
+        agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
+        seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
+    else:
+        if args.agent is None:
+            raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
+                             "benchmark add --agent NAME (e.g. --agent random)")
+        bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed)
+        seed_everything(args.seed)
+        agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)))
+        seed, num_envs = args.seed, args.num_envs or 10
+    envs = make_vector_env(bench.test, num_envs)
+    try:
+        result = evaluate(bench.test, agent.make_learner(), envs, EvalConfig(max_tasks_per_class=args.eval_tasks), seed)
+    finally:
+        envs.close()
+    if target.is_dir():
+        write_eval_json(target / "eval.json", result, bench, seed)
+    if args.json:
+        print(json.dumps(eval_summary(result, bench, seed), indent=2))
+    else:
+        _print_table(result, bench, seed)
+    return 0
+
+
+def _print_table(result: EvalResult, bench: Benchmark, seed: int) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, seed {seed}")
+    for col in ("task", "tasks", "success (post)", "success (pre)", "return (post)", "return (pre)"):
+        table.add_column(col, justify="left" if col == "task" else "right")
+    for name, row in result.per_task.items():
+        table.add_row(name, str(row["num_tasks"]), f"{row['success_rate']:.1%}", f"{row['pre_success_rate']:.1%}",
+                      f"{row['return']:.1f}", f"{row['pre_return']:.1f}")
+    table.add_row("[bold]mean[/bold]", "", f"[bold]{result.success_rate:.1%}[/bold]", f"{result.pre_success_rate:.1%}",
+                  f"{result.mean_return:.1f}", f"{result.pre_return:.1f}")
+    Console().print(table)

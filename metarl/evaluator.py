@@ -1,0 +1,117 @@
+"""Held-out evaluation by Meta-World's official meta-test protocol.
+
+For every evaluation task of a distribution: a fresh Learner state, ``adapt_episodes`` (10)
+episodes of experience, ``observe`` + ``adapt``, then ``eval_episodes`` (3) evaluation episodes
+with deterministic actions. An episode succeeds if ``info["success"]`` was 1 at any step.
+Success rate per task class = mean over its tasks and evaluation episodes; the overall rate is
+the mean over classes (as in ``metaworld.evaluation``). *Pre-adaptation* numbers come from the
+first adaptation episode, before the Learner saw any experience of the task.
+
+Unlike upstream's evaluator, evaluation episodes are not cut at success, so returns are full-length
+returns; success rates are identical (the parity test checks this against
+``metaworld.evaluation.metalearning_evaluation``).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from metarl.learner import Learner
+from metarl.rollout import collect
+from metarl.tasks import TaskDistribution
+from metarl.types import Task
+
+
+@dataclass(frozen=True)
+class EvalConfig:
+    """Meta-test protocol settings (defaults: Meta-World's official protocol)."""
+
+    adapt_episodes: int = 10
+    """Adaptation episodes per task before ``adapt()``."""
+    eval_episodes: int = 3
+    """Evaluation episodes per task after ``adapt()``."""
+    max_tasks_per_class: int | None = None
+    """Evaluate only the first K tasks of each class (None: the official set). Quick checks only."""
+
+
+@dataclass
+class EvalResult:
+    """Outcome of one evaluation. Rates in [0, 1]; returns are undiscounted episode sums."""
+
+    success_rate: float
+    pre_success_rate: float
+    mean_return: float
+    pre_return: float
+    per_task: dict[str, dict[str, float]]
+    per_goal: list[dict] = field(default_factory=list)
+    env_steps: int = 0
+
+    def metrics(self, prefix: str = "eval") -> dict[str, float]:
+        """Flat ``eval/*`` metrics for the logger, incl. ``eval/<task>/success_rate``."""
+        out = {f"{prefix}/success_rate": self.success_rate, f"{prefix}/pre_success_rate": self.pre_success_rate,
+               f"{prefix}/return": self.mean_return, f"{prefix}/pre_return": self.pre_return}
+        for name, row in self.per_task.items():
+            out[f"{prefix}/{name}/success_rate"] = row["success_rate"]
+        return out
+
+
+def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig = EvalConfig(),
+             seed: int = 0) -> EvalResult:
+    """Run the protocol on every evaluation task of ``dist``, ``envs.num_envs`` tasks at a time.
+
+    ``envs`` must be a task vector env over ``dist`` (see :mod:`metarl.vector`). A final partial
+    batch is padded by repeating its last task; padded slots are ignored.
+    """
+    tasks = _select(dist.evaluation_tasks(), config.max_tasks_per_class)
+    n = envs.num_envs
+    goals: list[dict] = []
+    steps = 0
+    for start in range(0, len(tasks), n):
+        chunk = tasks[start:start + n]
+        envs.set_tasks(chunk + [chunk[-1]] * (n - len(chunk)))
+        learner.reset(n)
+        pre = collect(envs, learner, config.adapt_episodes, seed=[seed + start + i for i in range(n)])
+        learner.observe(pre)
+        learner.adapt()
+        post = collect(envs, learner, config.eval_episodes, deterministic=True)
+        steps += pre.num_steps + post.num_steps
+        pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
+        post_s, post_r = post.episode_successes(), post.episode_returns()
+        for i, task in enumerate(chunk):
+            goals.append({"task": task.name, "index": task.index, "pre_success": float(pre_s[0, i]),
+                          "success": float(post_s[:, i].mean()), "pre_return": float(pre_r[0, i]),
+                          "return": float(post_r[:, i].mean())})
+    return _aggregate(goals, steps)
+
+
+def _select(tasks: list[Task], k: int | None) -> list[Task]:
+    if k is None:
+        return tasks
+    seen: dict[str, int] = {}
+    out = []
+    for t in tasks:
+        if seen.get(t.name, 0) < k:
+            seen[t.name] = seen.get(t.name, 0) + 1
+            out.append(t)
+    return out
+
+
+def _aggregate(goals: list[dict], steps: int) -> EvalResult:
+    per_task: dict[str, dict[str, float]] = {}
+    for name in sorted({g["task"] for g in goals}):
+        rows = [g for g in goals if g["task"] == name]
+        per_task[name] = {
+            "success_rate": float(np.mean([g["success"] for g in rows])),
+            "pre_success_rate": float(np.mean([g["pre_success"] for g in rows])),
+            "return": float(np.mean([g["return"] for g in rows])),
+            "pre_return": float(np.mean([g["pre_return"] for g in rows])),
+            "num_tasks": len(rows),
+        }
+
+    def mean(key: str) -> float:
+        return float(np.mean([row[key] for row in per_task.values()]))
+
+    return EvalResult(mean("success_rate"), mean("pre_success_rate"), mean("return"), mean("pre_return"),
+                      per_task, goals, steps)

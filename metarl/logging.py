@@ -1,0 +1,104 @@
+"""Metric logging with pluggable writers: console, CSV and TensorBoard.
+
+Metrics have one namespace (``train/*``, ``adapt/*``, ``meta/*``, ``eval/*``, ``time/*``) and the
+x-axis is always the number of env steps.
+"""
+
+from __future__ import annotations
+
+import csv
+import math
+import time
+from pathlib import Path
+from typing import Protocol
+
+from rich.console import Console
+
+
+class Writer(Protocol):
+    def write(self, step: int, metrics: dict[str, float]) -> None: ...
+    def close(self) -> None: ...
+
+
+class ConsoleWriter:
+    """A compact line with the headline metrics, at most every ``interval`` s (always for eval/*)."""
+
+    KEYS = ("train/return", "train/success_rate", "eval/success_rate", "eval/pre_success_rate",
+            "meta/policy_loss", "time/steps_per_s")
+
+    def __init__(self, console: Console | None = None, interval: float = 10.0) -> None:
+        self.console = console or Console(stderr=True)
+        self.interval = interval
+        self._last = -math.inf
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        now = time.monotonic()
+        if now - self._last < self.interval and not any(k.startswith("eval/") for k in metrics):
+            return
+        self._last = now
+        parts = [f"{k}={metrics[k]:.4g}" for k in self.KEYS if k in metrics]
+        if parts:
+            self.console.print(f"[bold]step {step:>10,}[/bold]  " + "  ".join(parts), highlight=False, soft_wrap=True)
+
+    def close(self) -> None:
+        pass
+
+
+class CSVWriter:
+    """``progress.csv`` in long format (``step,key,value``): new keys never break the header."""
+
+    def __init__(self, path: Path) -> None:
+        new = not path.exists()
+        self._f = path.open("a", newline="")
+        self._w = csv.writer(self._f)
+        if new:
+            self._w.writerow(["step", "key", "value"])
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        for k in sorted(metrics):
+            self._w.writerow([step, k, metrics[k]])
+        self._f.flush()
+
+    def close(self) -> None:
+        self._f.close()
+
+
+class TensorBoardWriter:
+    """TensorBoard event files in ``run_dir/tb``."""
+
+    def __init__(self, path: Path) -> None:
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._w = SummaryWriter(str(path))
+
+    def write(self, step: int, metrics: dict[str, float]) -> None:
+        for k, v in metrics.items():
+            if isinstance(v, (int, float)) and math.isfinite(v):
+                self._w.add_scalar(k, v, step)
+        self._w.flush()
+
+    def close(self) -> None:
+        self._w.close()
+
+
+class Logger:
+    """Fans metrics out to writers."""
+
+    def __init__(self, writers: list[Writer]) -> None:
+        self.writers = writers
+
+    @classmethod
+    def for_run(cls, run_dir: Path | None, console: bool = True) -> Logger:
+        """Console, plus CSV and TensorBoard when there is a run directory."""
+        writers: list[Writer] = [ConsoleWriter()] if console else []
+        if run_dir is not None:
+            writers += [CSVWriter(run_dir / "progress.csv"), TensorBoardWriter(run_dir / "tb")]
+        return cls(writers)
+
+    def log(self, step: int, metrics: dict[str, float]) -> None:
+        for w in self.writers:
+            w.write(step, metrics)
+
+    def close(self) -> None:
+        for w in self.writers:
+            w.close()

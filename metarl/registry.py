@@ -1,0 +1,102 @@
+"""Registries of benchmarks (task families) and agents.
+
+Both are filled from the entry-point groups ``metarl.benchmarks`` and ``metarl.agents`` (so a
+separate pip package can add its own) and by :func:`register_benchmark` / :func:`register_agent`
+at run time. The core never imports ``metarl.envs`` or ``metarl.agents`` directly.
+
+A benchmark factory is ``factory(seed: int = 0, **options) -> Benchmark``. It may also carry a
+``describe()`` function returning ``{"train": [class names], "test": [class names],
+"tasks_per_class": int, "options": {name: help}}`` so ``metarl envs`` can list it without building.
+
+An agent factory is ``factory(spec: EnvSpec, device: torch.device, **options) -> MetaAlgorithm``.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Callable
+from importlib.metadata import entry_points
+from typing import Any
+
+from metarl.errors import UsageError
+
+_BENCHMARKS: dict[str, Callable[..., Any]] = {}
+_AGENTS: dict[str, Callable[..., Any]] = {}
+_LOADED: set[str] = set()
+
+
+def _load_entry_points(group: str, into: dict[str, Callable[..., Any]]) -> None:
+    if group in _LOADED:
+        return
+    _LOADED.add(group)
+    for ep in entry_points(group=group):
+        into.setdefault(ep.name, _Lazy(ep))
+
+
+class _Lazy:
+    """Imports an entry point on first use, so listing names stays cheap."""
+
+    def __init__(self, ep: Any) -> None:
+        self.ep = ep
+        self._obj: Any = None
+
+    def resolve(self) -> Any:
+        if self._obj is None:
+            self._obj = self.ep.load()
+        return self._obj
+
+
+def _resolve(obj: Any) -> Any:
+    return obj.resolve() if isinstance(obj, _Lazy) else obj
+
+
+def register_benchmark(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:
+    """Make ``factory`` available as benchmark ``name`` to the CLI and :func:`metarl.make_benchmark`."""
+    _register(_BENCHMARKS, "metarl.benchmarks", "benchmark", name, factory, overwrite)
+
+
+def register_agent(name: str, factory: Callable[..., Any], *, overwrite: bool = False) -> None:
+    """Make ``factory`` available as agent ``name`` (``metarl train ... --agent name``)."""
+    _register(_AGENTS, "metarl.agents", "agent", name, factory, overwrite)
+
+
+def _register(table: dict, group: str, kind: str, name: str, factory: Any, overwrite: bool) -> None:
+    _load_entry_points(group, table)
+    if not callable(factory):
+        raise UsageError(f"{kind} {name!r}: factory must be callable, got {type(factory).__name__}")
+    if name in table and not overwrite:
+        raise UsageError(f"{kind} {name!r} is already registered: pick another name or pass overwrite=True")
+    table[name] = factory
+
+
+def benchmark_names() -> list[str]:
+    """Sorted names of every registered benchmark."""
+    _load_entry_points("metarl.benchmarks", _BENCHMARKS)
+    return sorted(_BENCHMARKS)
+
+
+def agent_names() -> list[str]:
+    """Sorted names of every registered agent."""
+    _load_entry_points("metarl.agents", _AGENTS)
+    return sorted(_AGENTS)
+
+
+def benchmark_factory(name: str) -> Callable[..., Any]:
+    """The factory registered as ``name``; a :class:`UsageError` listing the choices if unknown."""
+    names = benchmark_names()
+    if name not in _BENCHMARKS:
+        raise UsageError(f"unknown benchmark {name!r}{_suggest(name, names)}; choose one of: {', '.join(names)}")
+    return _resolve(_BENCHMARKS[name])
+
+
+def agent_factory(name: str) -> Callable[..., Any]:
+    """The agent factory registered as ``name``; a :class:`UsageError` listing the choices if unknown."""
+    names = agent_names()
+    if name not in _AGENTS:
+        raise UsageError(f"unknown agent {name!r}{_suggest(name, names)}; choose one of: {', '.join(names)}")
+    return _resolve(_AGENTS[name])
+
+
+def _suggest(name: str, names: list[str]) -> str:
+    close = difflib.get_close_matches(name, names, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

@@ -1,0 +1,79 @@
+"""Discounted returns and generalised advantage estimation (pure NumPy functions).
+
+All arrays are ``[T, N]`` (time, slot). Bootstrapping follows the gymnasium convention:
+``terminated`` ends the MDP (no value after it), ``truncated`` only cuts the episode, so its
+value is bootstrapped from the true final observation (``next_values``).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+
+def gae(
+    rewards: np.ndarray,
+    values: np.ndarray,
+    next_values: np.ndarray,
+    terminated: np.ndarray,
+    ends: np.ndarray,
+    gamma: float,
+    lam: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Generalised advantage estimation (Schulman et al. 2016, arXiv:1506.02438).
+
+    Args:
+        rewards: ``[T, N]``.
+        values: ``[T, N]`` V(s_t).
+        next_values: ``[T, N]`` V(s_{t+1}); on the last step of an episode this is the value of
+            the true final observation (used when truncated).
+        terminated: ``[T, N]`` bool; zeroes the bootstrap.
+        ends: ``[T, N]`` bool; where the advantage recursion is cut (episode or trial ends; a
+            rollout's last step is always treated as an end).
+        gamma: discount.
+        lam: GAE lambda.
+
+    Returns:
+        ``(advantages, returns)``, both ``[T, N]`` float32, ``returns = advantages + values``.
+    """
+    T = rewards.shape[0]
+    adv = np.zeros_like(rewards, dtype=np.float64)
+    last = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in reversed(range(T)):
+        cut = ends[t] | (t == T - 1)
+        delta = rewards[t] + gamma * next_values[t] * (1.0 - terminated[t]) - values[t]
+        last = delta + gamma * lam * np.where(cut, 0.0, last)
+        adv[t] = last
+    return adv.astype(np.float32), (adv + values).astype(np.float32)
+
+
+def discounted_returns(rewards: np.ndarray, ends: np.ndarray, gamma: float) -> np.ndarray:
+    """``[T, N]`` reward-to-go, restarting after every ``ends`` step (no bootstrap)."""
+    out = np.zeros_like(rewards, dtype=np.float64)
+    acc = np.zeros(rewards.shape[1:], dtype=np.float64)
+    for t in reversed(range(rewards.shape[0])):
+        acc = rewards[t] + gamma * np.where(ends[t], 0.0, acc)
+        out[t] = acc
+    return out.astype(np.float32)
+
+
+class RunningMeanStd:
+    """Streaming mean and variance (Chan et al. parallel algorithm) of ``shape``-d samples."""
+
+    def __init__(self, shape: tuple[int, ...] = ()) -> None:
+        self.mean = np.zeros(shape, dtype=np.float64)
+        self.var = np.ones(shape, dtype=np.float64)
+        self.count = 1e-4
+
+    def update(self, x: np.ndarray) -> None:
+        """Fold in a batch ``[B, *shape]``."""
+        b_mean, b_var, b = x.mean(axis=0), x.var(axis=0), x.shape[0]
+        delta, tot = b_mean - self.mean, self.count + b
+        self.mean = self.mean + delta * b / tot
+        self.var = (self.var * self.count + b_var * b + delta**2 * self.count * b / tot) / tot
+        self.count = tot
+
+    def state_dict(self) -> dict:
+        return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.mean, self.var, self.count = np.asarray(state["mean"]), np.asarray(state["var"]), float(state["count"])

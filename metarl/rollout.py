@@ -1,0 +1,79 @@
+"""Collecting rollouts: the only code in metarl that handles episode boundaries.
+
+``collect`` runs N task slots for ``episodes`` episodes each and returns a :class:`Rollout` of
+``[T, N, ...]`` arrays. It handles terminated vs truncated, the true final observation of an episode
+(kept in ``next_obs`` before the slot is reset), ``info["success"]``, and slots that finish early
+(they keep stepping, since a vector env steps all slots, but those steps are marked invalid).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from gymnasium.vector import AutoresetMode
+
+from metarl.learner import Learner
+from metarl.types import Rollout, StepInput
+
+
+def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = False,
+            seed: list[int] | int | None = None) -> Rollout:
+    """Reset every slot, then step until each slot has finished ``episodes`` episodes.
+
+    Args:
+        envs: a vector env with autoreset disabled (e.g. :class:`metarl.vector.TaskVectorEnv`)
+            whose tasks are already set.
+        learner: acts for all slots in one call per step.
+        episodes: episodes per slot (``k``).
+        deterministic: passed to ``learner.act`` (evaluation episodes use True).
+        seed: reset seed(s) for the first reset (None: continue the envs' RNG streams).
+
+    Returns:
+        A :class:`Rollout` with ``T`` = steps until the slowest slot finished.
+    """
+    mode = envs.metadata.get("autoreset_mode")
+    assert mode == AutoresetMode.DISABLED, f"collect() needs autoreset disabled, got {mode}"
+    if episodes < 1:
+        raise ValueError(f"episodes must be >= 1, got {episodes}")
+    n = envs.num_envs
+    low, high = envs.single_action_space.low, envs.single_action_space.high
+    obs, _ = envs.reset(seed=seed)
+    obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)
+    finished = np.zeros(n, dtype=np.int64)  # episodes completed per slot
+    prev_reward = np.zeros(n, dtype=np.float32)
+    first = np.ones(n, dtype=bool)
+    cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated",
+                                             "truncated", "first", "success", "episode")}
+    extras: dict[str, list] = {}
+    while (finished < episodes).any():
+        out = learner.act(StepInput(obs, prev_reward, first), deterministic)
+        actions = np.asarray(out.actions, dtype=np.float32).reshape(n, -1)
+        next_obs, reward, terminated, truncated, info = envs.step(np.clip(actions, low, high).reshape(
+            (n, *envs.single_action_space.shape)))
+        next_obs = np.asarray(next_obs, dtype=np.float32).reshape(n, -1)
+        reward = np.asarray(reward, dtype=np.float32)
+        terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
+        for key, val in (("obs", obs), ("actions", actions), ("rewards", reward), ("next_obs", next_obs),
+                         ("terminated", terminated), ("truncated", truncated), ("first", first),
+                         ("success", _success(info, n)), ("episode", finished.copy())):
+            cols[key].append(val)
+        for key, val in out.extras.items():
+            extras.setdefault(key, []).append(np.asarray(val))
+        ended = terminated | truncated
+        finished += ended
+        obs, first, prev_reward = next_obs.copy(), ended, reward
+        if ended.any():
+            reset_obs, _ = envs.reset(options={"reset_mask": ended})
+            obs[ended] = np.asarray(reset_obs, dtype=np.float32).reshape(n, -1)[ended]
+    arrays = {k: np.stack(v) for k, v in cols.items()}
+    episode = np.minimum(arrays["episode"], episodes)
+    return Rollout(**{**arrays, "episode": episode}, valid=arrays["episode"] < episodes,
+                   extras={k: np.stack(v) for k, v in extras.items()}, episodes=episodes)
+
+
+def _success(info: dict, n: int) -> np.ndarray:
+    """``[n]`` bool from a vector info dict; False where the env reported no ``success``."""
+    if "success" not in info:
+        return np.zeros(n, dtype=bool)
+    vals = np.asarray(info["success"], dtype=np.float64) > 0.5
+    mask = np.asarray(info.get("_success", np.ones(n, dtype=bool)), dtype=bool)
+    return vals & mask

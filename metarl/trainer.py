@@ -1,0 +1,196 @@
+"""The one meta-training loop every agent plugs into.
+
+Each iteration: sample a meta-batch of training tasks -> collect ``adapt_episodes`` per slot ->
+``observe`` + ``adapt`` -> collect ``post_episodes`` -> ``meta_update`` -> log; every
+``eval_every`` env steps a held-out evaluation; every ``checkpoint_every`` iterations an atomic
+checkpoint. The x-axis of every metric is env steps.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    ProgressColumn,
+    TextColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+from metarl import checkpoint
+from metarl.evaluator import EvalConfig, EvalResult, evaluate
+from metarl.learner import MetaAlgorithm
+from metarl.logging import Logger
+from metarl.rollout import collect
+from metarl.seeding import rng_state, seed_everything, set_rng_state
+from metarl.tasks import Benchmark
+from metarl.types import MetaBatch, Rollout
+from metarl.vector import make_vector_env
+
+
+@dataclass(frozen=True)
+class TrainerConfig:
+    """Settings of the meta-training loop."""
+
+    steps: int = 100_000
+    """Env-step budget (training steps only; evaluation steps are not counted)."""
+    num_envs: int = 10
+    """Env slots = tasks per meta-batch."""
+    seed: int = 0
+    """Seeds task sampling, env resets and torch."""
+    backend: str = "sync"
+    """Vector env backend: sync (in-process) or async (one worker process per slot)."""
+    eval_every: int = 0
+    """Held-out evaluation every this many env steps (0: only the final one)."""
+    eval_tasks_per_class: int | None = 5
+    """Tasks per class in periodic evaluations (None: the full official set)."""
+    final_eval: bool = True
+    """Run the held-out evaluation at the end and write eval.json."""
+    final_eval_tasks_per_class: int | None = None
+    """Tasks per class in the final evaluation (None: the full official set)."""
+    checkpoint_every: int = 10
+    """Checkpoint every this many iterations (and always at the end)."""
+    progress: bool = True
+    """Show a progress bar with steps/s and ETA (only on a terminal)."""
+
+
+@dataclass
+class TrainState:
+    """What a checkpoint restores besides the algorithm."""
+
+    iteration: int = 0
+    env_steps: int = 0
+    elapsed: float = 0.0
+    next_eval: int = 0
+
+
+class Trainer:
+    """Drives ``algorithm`` on ``benchmark`` for ``config.steps`` env steps."""
+
+    def __init__(self, benchmark: Benchmark, algorithm: MetaAlgorithm, config: TrainerConfig,
+                 run_dir: Path | None = None, logger: Logger | None = None) -> None:
+        self.benchmark, self.algorithm, self.config, self.run_dir = benchmark, algorithm, config, run_dir
+        self.logger = logger or Logger([])
+        self.rng = seed_everything(config.seed)
+        self.state = TrainState(next_eval=config.eval_every)
+        self._envs = self._eval_envs = None
+
+    def iteration(self) -> dict[str, float]:
+        """One meta-batch: sample, collect, adapt, collect, meta-update. Returns metrics."""
+        algo, n = self.algorithm, self.config.num_envs
+        tasks = self.benchmark.train.sample(n, self.rng)
+        if self._envs is None:
+            self._envs = make_vector_env(self.benchmark.train, n, self.config.backend)
+        self._envs.set_tasks(tasks)
+        learner = algo.make_learner()
+        learner.reset(n)
+        seeds = [int(s) for s in self.rng.integers(2**31 - 1, size=n)]
+        pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
+        learner.observe(pre)
+        learner.adapt()
+        post = collect(self._envs, learner, algo.post_episodes) if algo.post_episodes else None
+        metrics = algo.meta_update(MetaBatch(tasks, pre, post))
+        self.state.iteration += 1
+        self.state.env_steps += pre.num_steps + (post.num_steps if post else 0)
+        return {**metrics, **_rollout_metrics(pre, post)}
+
+    def train(self) -> EvalResult | None:
+        """Run to the step budget (continuing a resumed state); return the final evaluation, if any."""
+        cfg = self.config
+        try:
+            with _progress(cfg) as bar:
+                task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps)
+                while self.state.env_steps < cfg.steps:
+                    start = time.perf_counter()
+                    steps_before = self.state.env_steps
+                    metrics = self.iteration()
+                    dt = time.perf_counter() - start
+                    self.state.elapsed += dt
+                    metrics["time/steps_per_s"] = (self.state.env_steps - steps_before) / dt
+                    metrics["time/elapsed_s"] = self.state.elapsed
+                    metrics["train/iteration"] = self.state.iteration
+                    if cfg.eval_every and self.state.env_steps >= self.state.next_eval:
+                        self.state.next_eval += cfg.eval_every
+                        metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
+                    self.logger.log(self.state.env_steps, metrics)
+                    bar.update(task, completed=min(self.state.env_steps, cfg.steps))
+                    if self.state.iteration % cfg.checkpoint_every == 0:
+                        self.save()
+            self.save()
+            final = EvalConfig(max_tasks_per_class=cfg.final_eval_tasks_per_class)
+            result = self.evaluate(final) if cfg.final_eval else None
+        finally:
+            self.close()
+        if result is not None:
+            self.logger.log(self.state.env_steps, result.metrics())
+            if self.run_dir is not None:
+                write_eval_json(self.run_dir / "eval.json", result, self.benchmark, cfg.seed)
+        return result
+
+    def evaluate(self, config: EvalConfig) -> EvalResult:
+        """Held-out evaluation of the current algorithm on the benchmark's test split."""
+        if self._eval_envs is None:
+            self._eval_envs = make_vector_env(self.benchmark.test, self.config.num_envs, self.config.backend)
+        return evaluate(self.benchmark.test, self.algorithm.make_learner(), self._eval_envs, config, self.config.seed)
+
+    def save(self) -> None:
+        """Atomically write ``checkpoint.pt`` in the run directory (no-op without one)."""
+        if self.run_dir is None:
+            return
+        state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict()}
+        checkpoint.save(self.run_dir / checkpoint.CHECKPOINT_NAME, state)
+
+    def resume(self, path: Path) -> None:
+        """Continue from a checkpoint written by :meth:`save`."""
+        state = checkpoint.load(path)
+        self.state = TrainState(**state["trainer"])
+        set_rng_state(self.rng, state["rng"])
+        self.algorithm.load_state_dict(state["algorithm"])
+
+    def close(self) -> None:
+        for envs in (self._envs, self._eval_envs):
+            if envs is not None:
+                envs.close()
+        self._envs = self._eval_envs = None
+
+
+def _rollout_metrics(pre: Rollout, post: Rollout | None) -> dict[str, float]:
+    ret, succ = pre.episode_returns(), pre.episode_successes()  # [k, N]
+    out = {"train/return": float(ret.mean()), "train/success_rate": float(succ.mean()),
+           "adapt/pre_return": float(ret[0].mean())}
+    if post is not None:
+        out["adapt/post_return"] = float(post.episode_returns().mean())
+        out["adapt/post_success_rate"] = float(post.episode_successes().mean())
+    return out
+
+
+def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
+    """Write (and return) the evaluation as one JSON object."""
+    obj = eval_summary(result, benchmark, seed)
+    path.write_text(json.dumps(obj, indent=2) + "\n")
+    return obj
+
+
+def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
+    """The JSON shape of ``metarl eval --json``."""
+    return {"benchmark": benchmark.label, "reward_version": benchmark.reward_version, "seed": seed,
+            "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
+            "return": result.mean_return, "pre_return": result.pre_return, "env_steps": result.env_steps,
+            "per_task": result.per_task, "per_goal": result.per_goal}
+
+
+class _StepsPerSecond(ProgressColumn):
+    def render(self, task) -> Text:
+        return Text(f"{task.speed:,.0f} steps/s" if task.speed else "")
+
+
+def _progress(cfg: TrainerConfig) -> Progress:
+    """A progress bar with env steps, steps/s and ETA; off when disabled or not on a terminal."""
+    return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                    _StepsPerSecond(), TimeRemainingColumn(), disable=not cfg.progress, transient=True)

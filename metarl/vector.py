@@ -1,0 +1,105 @@
+"""Task-aware vector envs: one slot per task, ``set_tasks`` to switch them.
+
+Autoreset is *disabled* (gymnasium's ``AutoresetMode.DISABLED``): nothing resets on its own, the
+rollout code resets finished slots with ``reset(options={"reset_mask": mask})``. That keeps every
+episode boundary in one place (:mod:`metarl.rollout`) and gives exact final observations.
+
+Backends: ``"sync"`` steps all slots in this process; ``"async"`` runs one worker process per slot
+(gymnasium's ``AsyncVectorEnv``, forkserver start method where available). Scripts that use
+``"async"`` need an ``if __name__ == "__main__":`` guard.
+"""
+
+from __future__ import annotations
+
+import multiprocessing as mp
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+import gymnasium as gym
+import numpy as np
+from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
+
+from metarl.errors import UsageError
+from metarl.tasks import TaskDistribution
+from metarl.types import Task
+
+BACKENDS = ("sync", "async")
+
+
+@dataclass(frozen=True)
+class EnvSpec:
+    """What an agent needs to know about a benchmark's envs.
+
+    Attributes:
+        obs_dim: flat observation size.
+        act_dim: flat action size.
+        action_low, action_high: ``[act_dim]`` float32 bounds.
+        horizon: steps per episode.
+    """
+
+    obs_dim: int
+    act_dim: int
+    action_low: np.ndarray
+    action_high: np.ndarray
+    horizon: int
+
+    @classmethod
+    def from_distribution(cls, dist: TaskDistribution) -> EnvSpec:
+        """Build one env of ``dist`` and read its spaces (rejects non-Box spaces with a clear error)."""
+        env = dist.make_env()
+        try:
+            obs_space, act_space = env.observation_space, env.action_space
+        finally:
+            env.close()
+        for what, space in (("observation", obs_space), ("action", act_space)):
+            if not isinstance(space, gym.spaces.Box):
+                raise UsageError(f"{what} space is {type(space).__name__}: metarl agents need a gymnasium Box "
+                                 "(flatten it with gymnasium.wrappers.FlattenObservation or similar)")
+        return cls(
+            obs_dim=int(np.prod(obs_space.shape)),
+            act_dim=int(np.prod(act_space.shape)),
+            action_low=np.asarray(act_space.low, dtype=np.float32).reshape(-1),
+            action_high=np.asarray(act_space.high, dtype=np.float32).reshape(-1),
+            horizon=dist.horizon,
+        )
+
+
+class TaskVectorEnv(gym.vector.VectorWrapper):
+    """A gymnasium ``VectorEnv`` of ``num_envs`` task slots with autoreset disabled.
+
+    Call :meth:`set_tasks` (one task per slot) before ``reset``. Observations are
+    ``[num_envs, obs_dim]``; ``info["success"]`` is ``[num_envs]``.
+    """
+
+    def __init__(self, dist: TaskDistribution, num_envs: int, backend: str = "sync") -> None:
+        if num_envs < 1:
+            raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
+        if backend not in BACKENDS:
+            raise UsageError(f"unknown vector backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        fns = [dist.make_env for _ in range(num_envs)]
+        if backend == "sync":
+            env: gym.vector.VectorEnv = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
+        else:
+            ctx = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
+            env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=ctx)
+        super().__init__(env)
+        self.distribution = dist
+        self.backend = backend
+        self.tasks: list[Task] | None = None
+
+    def set_tasks(self, tasks: Sequence[Task]) -> None:
+        """Give slot ``i`` task ``tasks[i]``; takes effect at each slot's next reset."""
+        if len(tasks) != self.num_envs:
+            raise ValueError(f"set_tasks got {len(tasks)} tasks for {self.num_envs} slots")
+        self.env.set_attr("task", list(tasks))
+        self.tasks = list(tasks)
+
+    def reset(self, *, seed=None, options=None):
+        if self.tasks is None:
+            raise RuntimeError("TaskVectorEnv.reset() before set_tasks(): give every slot a task first")
+        return self.env.reset(seed=seed, options=options)
+
+
+def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "sync") -> TaskVectorEnv:
+    """``num_envs`` slots over ``dist``; see :class:`TaskVectorEnv`."""
+    return TaskVectorEnv(dist, num_envs, backend)

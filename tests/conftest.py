@@ -1,0 +1,82 @@
+"""Shared test helpers: an env with injected dynamics and small benchmarks."""
+
+from __future__ import annotations
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metarl
+from metarl.tasks import Benchmark, TaskSet
+from metarl.types import ActOutput, Task
+
+
+class ScriptedEnv(gym.Env):
+    """Deterministic env whose episode length and ending come from the task.
+
+    ``task.params = (length, terminates, success_step)``: the episode ends after ``length`` steps,
+    by termination if ``terminates`` else by truncation. obs = ``[t, 100 * episode]`` with t the
+    step count in the episode; reward = 10 * episode + t (after the step); ``success`` is 1 exactly
+    at step ``success_step`` (1-based, -1 never).
+    """
+
+    def __init__(self) -> None:
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float32)
+        self.task: Task | None = None
+        self.episode = -1
+        self.t = 0
+
+    def reset(self, *, seed=None, options=None):
+        self.episode += 1
+        self.t = 0
+        return self._obs(), {}
+
+    def _obs(self):
+        return np.array([self.t, 100 * self.episode], dtype=np.float32)
+
+    def step(self, action):
+        length, terminates, success_step = self.task.params
+        self.t += 1
+        end = self.t >= length
+        info = {"success": float(self.t == success_step)}
+        return self._obs(), float(10 * self.episode + self.t), end and terminates, end and not terminates, info
+
+
+def scripted_benchmark(params: list[tuple]) -> Benchmark:
+    tasks = tuple(Task("scripted", i, "train", p) for i, p in enumerate(params))
+    dist = TaskSet("train", tasks, ScriptedEnv, horizon=max(p[0] for p in params))
+    return Benchmark("Scripted", dist, dist, seed=0)
+
+
+class ConstantLearner:
+    """Acts ``value`` in every dimension; records every StepInput it saw."""
+
+    def __init__(self, act_dim: int = 1, value: float = 0.0) -> None:
+        self.act_dim, self.value, self.seen = act_dim, value, []
+
+    def reset(self, num_slots):
+        self.seen.clear()
+
+    def act(self, step, deterministic=False):
+        self.seen.append(step)
+        n = step.obs.shape[0]
+        return ActOutput(np.full((n, self.act_dim), self.value, np.float32), {"tag": np.arange(n)})
+
+    def observe(self, rollout):
+        pass
+
+    def adapt(self):
+        pass
+
+
+@pytest.fixture
+def toy():
+    return metarl.make_benchmark("Toy", seed=0)
+
+
+@pytest.fixture
+def toy_small():
+    return functools.partial(metarl.make_benchmark, "Toy", num_tasks=6, horizon=5)

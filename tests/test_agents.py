@@ -1,0 +1,58 @@
+"""Protocol conformance, parametrised over the agent registry: a new agent is checked automatically."""
+
+import numpy as np
+import pytest
+import torch
+
+import metarl
+from metarl import checkpoint
+from metarl.learner import Learner, MetaAlgorithm
+from metarl.types import StepInput
+
+
+@pytest.mark.parametrize("name", metarl.agent_names())
+def test_agent_protocol(name, tmp_path):
+    bench = metarl.make_benchmark("Toy", num_tasks=4, horizon=4)
+    algo = metarl.make_agent(name, bench)
+    assert isinstance(algo, MetaAlgorithm)
+    learner = algo.make_learner()
+    assert isinstance(learner, Learner)
+    learner.reset(3)
+    out = learner.act(StepInput(np.zeros((3, 2), np.float32), np.zeros(3, np.float32), np.ones(3, bool)))
+    assert out.actions.shape == (3, 2)
+    for v in out.extras.values():
+        assert v.shape[0] == 3
+    trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=8, num_envs=2, final_eval=False, progress=False))
+    trainer.train()
+    checkpoint.save(tmp_path / "c.pt", {"algorithm": algo.state_dict()})
+    algo2 = metarl.make_agent(name, bench)
+    algo2.load_state_dict(checkpoint.load(tmp_path / "c.pt")["algorithm"])
+    for a, b in zip(_tensors(algo.state_dict()), _tensors(algo2.state_dict()), strict=True):
+        assert torch.equal(a, b)
+
+
+def _tensors(obj):
+    if isinstance(obj, torch.Tensor):
+        yield obj
+    elif isinstance(obj, dict):
+        for k in sorted(obj, key=str):
+            yield from _tensors(obj[k])
+
+
+def test_zero_shot_ppo_learns_a_fixed_goal():
+    # With a single goal there is nothing to infer, so plain PPO must improve its return.
+    from metarl.tasks import Benchmark, TaskSet
+    from metarl.types import Task
+
+    toy = metarl.make_benchmark("Toy", num_tasks=1, horizon=10, seed=0)
+    goal = Task("point-goal", 0, "train", (1.0, 0.0))
+    one = TaskSet("train", (goal,), toy.train.env_factory, 10)
+    bench = Benchmark("One", one, one, seed=0)
+    torch.manual_seed(0)
+    algo = metarl.make_agent("zero-shot", bench, lr=3e-3, minibatch_size=64)
+    trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=6000, num_envs=8, final_eval=False, progress=False))
+    first = trainer.iteration()["train/return"]
+    trainer.train()
+    last = np.mean([trainer.iteration()["train/return"] for _ in range(3)])
+    trainer.close()
+    assert last > first + 3.0, (first, last)

@@ -1,0 +1,57 @@
+import numpy as np
+import pytest
+
+from metarl.returns import RunningMeanStd, discounted_returns, gae
+
+
+def test_gae_matches_hand_computation_constant_value():
+    # One slot, 3 steps, episode truncated at the end: bootstrap from V(final obs).
+    r = np.array([[1.0], [2.0], [3.0]], np.float32)
+    v = np.full((3, 1), 0.5, np.float32)
+    nv = np.full((3, 1), 0.5, np.float32)
+    term = np.zeros((3, 1), bool)
+    ends = np.array([[False], [False], [True]])
+    g, lam = 0.9, 0.8
+    d = [1 + g * 0.5 - 0.5, 2 + g * 0.5 - 0.5, 3 + g * 0.5 - 0.5]
+    a2 = d[2]
+    a1 = d[1] + g * lam * a2
+    a0 = d[0] + g * lam * a1
+    adv, ret = gae(r, v, nv, term, ends, g, lam)
+    np.testing.assert_allclose(adv[:, 0], [a0, a1, a2], rtol=1e-6)
+    np.testing.assert_allclose(ret[:, 0], np.array([a0, a1, a2]) + 0.5, rtol=1e-6)
+
+
+def test_termination_does_not_bootstrap_but_truncation_does():
+    r = np.array([[1.0, 1.0]], np.float32)
+    v = np.zeros((1, 2), np.float32)
+    nv = np.full((1, 2), 10.0, np.float32)
+    term = np.array([[True, False]])
+    ends = np.array([[True, True]])  # slot 0 terminated, slot 1 truncated
+    adv, _ = gae(r, v, nv, term, ends, 0.99, 0.95)
+    assert adv[0, 0] == pytest.approx(1.0)
+    assert adv[0, 1] == pytest.approx(1.0 + 0.99 * 10.0)
+
+
+def test_gae_cuts_recursion_at_episode_end():
+    r = np.array([[0.0], [5.0]], np.float32)
+    z = np.zeros((2, 1), np.float32)
+    ends = np.array([[True], [True]])
+    adv, _ = gae(r, z, z, np.array([[True], [True]]), ends, 0.99, 1.0)
+    assert adv[0, 0] == 0.0  # reward of the next episode must not leak back
+    assert adv[1, 0] == 5.0
+
+
+def test_discounted_returns_restart_after_end():
+    r = np.array([[1.0], [1.0], [1.0]], np.float32)
+    ends = np.array([[False], [True], [False]])
+    np.testing.assert_allclose(discounted_returns(r, ends, 0.5)[:, 0], [1.5, 1.0, 1.0])
+
+
+def test_running_mean_std_matches_numpy():
+    rng = np.random.default_rng(0)
+    x = rng.normal(3.0, 2.0, size=(1000,))
+    rms = RunningMeanStd()
+    for chunk in np.split(x, 10):
+        rms.update(chunk)
+    assert rms.mean == pytest.approx(x.mean(), rel=1e-3)
+    assert rms.var == pytest.approx(x.var(), rel=1e-2)

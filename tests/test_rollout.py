@@ -1,0 +1,72 @@
+import numpy as np
+import pytest
+from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+from metarl.rollout import collect
+from metarl.vector import make_vector_env
+
+from .conftest import ConstantLearner, ScriptedEnv, scripted_benchmark
+
+
+def _envs(params):
+    bench = scripted_benchmark(params)
+    envs = make_vector_env(bench.train, len(params))
+    envs.set_tasks(list(bench.train.tasks))
+    return envs
+
+
+def test_truncation_vs_termination_and_final_observation():
+    # slot 0: 3-step episodes ending by termination; slot 1: 3-step episodes ending by truncation
+    envs = _envs([(3, True, -1), (3, False, -1)])
+    ro = collect(envs, ConstantLearner(), episodes=2)
+    assert ro.obs.shape == (6, 2, 2)
+    np.testing.assert_array_equal(ro.terminated[:, 0], [0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(ro.truncated[:, 0], [0] * 6)
+    np.testing.assert_array_equal(ro.truncated[:, 1], [0, 0, 1, 0, 0, 1])
+    np.testing.assert_array_equal(ro.terminated[:, 1], [0] * 6)
+    # the final observation of episode 0 is kept (t=3), and the next obs is the reset one (t=0, ep 1)
+    np.testing.assert_array_equal(ro.next_obs[2, 1], [3, 0])
+    np.testing.assert_array_equal(ro.obs[3, 1], [0, 100])
+    np.testing.assert_array_equal(ro.first[:, 0], [1, 0, 0, 1, 0, 0])
+    np.testing.assert_array_equal(ro.episode[:, 0], [0, 0, 0, 1, 1, 1])
+    assert ro.valid.all()
+
+
+def test_slots_finishing_early_are_masked():
+    envs = _envs([(2, False, -1), (4, False, -1)])
+    ro = collect(envs, ConstantLearner(), episodes=1)
+    assert ro.obs.shape[0] == 4
+    np.testing.assert_array_equal(ro.valid[:, 0], [1, 1, 0, 0])
+    np.testing.assert_array_equal(ro.valid[:, 1], [1, 1, 1, 1])
+    assert ro.num_steps == 6
+    np.testing.assert_allclose(ro.episode_returns()[0], [1 + 2, 1 + 2 + 3 + 4])
+
+
+def test_success_counts_at_any_step_and_prev_reward_enters_next_input():
+    envs = _envs([(4, False, 2), (4, False, -1)])
+    learner = ConstantLearner()
+    ro = collect(envs, learner, episodes=1)
+    np.testing.assert_array_equal(ro.episode_successes()[0], [True, False])
+    assert not ro.success[-1, 0]  # success only at step 2, still counted
+    # prev_reward seen at step t is the reward of step t-1 (0 at the start)
+    np.testing.assert_allclose([s.prev_reward[0] for s in learner.seen], [0, 1, 2, 3])
+    np.testing.assert_array_equal(ro.extras["tag"][:, 1], [1, 1, 1, 1])
+
+
+def test_collect_requires_disabled_autoreset():
+    env = SyncVectorEnv([ScriptedEnv], autoreset_mode=AutoresetMode.NEXT_STEP)
+    with pytest.raises(AssertionError, match="autoreset disabled"):
+        collect(env, ConstantLearner(), episodes=1)
+
+
+def test_reset_before_set_tasks_is_a_clear_error():
+    bench = scripted_benchmark([(2, False, -1)])
+    envs = make_vector_env(bench.train, 1)
+    with pytest.raises(RuntimeError, match="set_tasks"):
+        envs.reset()
+
+
+def test_actions_are_clipped_for_the_env_but_stored_raw():
+    envs = _envs([(2, False, -1)])
+    ro = collect(envs, ConstantLearner(value=5.0), episodes=1)
+    assert (ro.actions == 5.0).all()

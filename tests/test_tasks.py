@@ -1,0 +1,45 @@
+import numpy as np
+import pytest
+
+import metarl
+from metarl.tasks import TaskSet, tasks_overlap
+from metarl.types import Task
+
+
+def test_toy_splits_are_disjoint_and_seeded():
+    a, b = metarl.make_benchmark("Toy", seed=1), metarl.make_benchmark("Toy", seed=1)
+    assert tasks_overlap(a.train.tasks, a.test.tasks) == []
+    assert [t.params for t in a.train.tasks] == [t.params for t in b.train.tasks]
+    c = metarl.make_benchmark("Toy", seed=2)
+    assert [t.params for t in a.train.tasks] != [t.params for t in c.train.tasks]
+
+
+def test_sample_is_balanced_and_reproducible():
+    tasks = tuple(Task(name, i, "train", (name, i)) for name in ("b", "a", "c") for i in range(4))
+    ts = TaskSet("train", tasks, env_factory=object, horizon=1)
+    assert ts.task_names == ("a", "b", "c")
+    s1 = ts.sample(6, np.random.default_rng(0))
+    s2 = ts.sample(6, np.random.default_rng(0))
+    assert s1 == s2
+    assert sorted(t.name for t in s1) == ["a", "a", "b", "b", "c", "c"]
+    one = ts.sample(3, np.random.default_rng(5))
+    assert len({t.id for t in one}) == 3
+    # within a class, no repeats while enough variants remain
+    big = ts.sample(12, np.random.default_rng(1))
+    assert len({t.id for t in big}) == 12
+
+
+def test_evaluation_tasks_respect_per_class_limit():
+    tasks = tuple(Task(name, i, "test", i) for name in ("x", "y") for i in range(5))
+    ts = TaskSet("test", tasks, env_factory=object, horizon=1, eval_tasks_per_class=2)
+    assert [t.id for t in ts.evaluation_tasks()] == ["test/x/0", "test/x/1", "test/y/0", "test/y/1"]
+
+
+def test_bad_requests_are_usage_errors():
+    with pytest.raises(metarl.UsageError, match="no tasks"):
+        TaskSet("train", (), env_factory=object, horizon=1)
+    ts = TaskSet("train", (Task("a", 0, "train"),), env_factory=object, horizon=1)
+    with pytest.raises(metarl.UsageError, match="at least one"):
+        ts.sample(0, np.random.default_rng(0))
+    with pytest.raises(metarl.UsageError, match="unknown benchmark"):
+        metarl.make_benchmark("NoSuch")

@@ -1,0 +1,77 @@
+import csv
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import metarl
+from metarl import checkpoint
+from metarl.logging import CSVWriter, Logger
+
+
+def _run(tmp_path, steps, resume_from=None, seed=3, agent="zero-shot"):
+    bench = metarl.make_benchmark("Toy", seed=seed, num_tasks=6, horizon=5)
+    torch.manual_seed(seed)
+    algo = metarl.make_agent(agent, bench, epochs=2, minibatch_size=8) if agent == "zero-shot" else \
+        metarl.make_agent(agent, bench)
+    cfg = metarl.TrainerConfig(steps=steps, num_envs=2, seed=seed, final_eval=True, checkpoint_every=1,
+                               progress=False)
+    logger = Logger([CSVWriter(tmp_path / "progress.csv")])
+    trainer = metarl.Trainer(bench, algo, cfg, run_dir=tmp_path, logger=logger)
+    if resume_from is not None:
+        trainer.resume(resume_from)
+    result = trainer.train()
+    logger.close()
+    return algo, result
+
+
+def _metrics(path):
+    with open(path) as f:
+        return [(row["step"], row["key"], row["value"]) for row in csv.DictReader(f)]
+
+
+def test_same_seed_same_metrics_and_parameters(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a, ra = _run(tmp_path / "a", 40)
+    b, rb = _run(tmp_path / "b", 40)
+    strip = lambda rows: [r for r in rows if not r[1].startswith("time/")]  # noqa: E731
+    assert strip(_metrics(tmp_path / "a/progress.csv")) == strip(_metrics(tmp_path / "b/progress.csv"))
+    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+    assert ra.per_goal == rb.per_goal
+
+
+def test_resume_equals_uninterrupted(tmp_path):
+    for d in ("full", "part"):
+        (tmp_path / d).mkdir()
+    full, _ = _run(tmp_path / "full", 40)
+    _run(tmp_path / "part", 20)
+    resumed, _ = _run(tmp_path / "part", 40, resume_from=tmp_path / "part" / checkpoint.CHECKPOINT_NAME)
+    for pa, pb in zip(full.net.parameters(), resumed.net.parameters(), strict=True):
+        assert torch.equal(pa, pb)
+
+
+def test_checkpoint_is_weights_only_and_atomic(tmp_path):
+    state = {"a": np.arange(3), "n": np.float32(2.5), "nested": [torch.ones(2)]}
+    checkpoint.save(tmp_path / "c.pt", state)
+    out = torch.load(tmp_path / "c.pt", weights_only=True)
+    assert torch.equal(out["a"], torch.arange(3)) and out["n"] == 2.5
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]  # no temp file left behind
+
+    class Boom:
+        pass
+
+    with pytest.raises((AttributeError, pickle.PicklingError)):
+        checkpoint.save(tmp_path / "c.pt", {"bad": Boom()})
+    assert [p.name for p in tmp_path.iterdir()] == ["c.pt"]
+    assert torch.equal(checkpoint.load(tmp_path / "c.pt")["a"], torch.arange(3))
+
+
+def test_training_steps_respect_budget_and_log_namespaces(tmp_path):
+    _, result = _run(tmp_path, 30, agent="random")
+    keys = {k for _, k, _ in _metrics(tmp_path / "progress.csv")}
+    assert {"train/return", "train/success_rate", "time/steps_per_s", "eval/success_rate"} <= keys
+    steps = sorted({int(s) for s, _, _ in _metrics(tmp_path / "progress.csv")})
+    assert steps[0] == 10 and steps[-1] >= 30  # 2 slots x 5 steps per iteration
+    assert 0.0 <= result.success_rate <= 1.0

@@ -1,0 +1,102 @@
+import json
+import subprocess
+import sys
+
+import pytest
+
+from metarl.cli import main
+
+BAD = [
+    (["train", "NoSuch", "--agent", "random"], "unknown benchmark"),
+    (["train", "ML1", "--agent", "random"], "needs a task class"),
+    (["train", "ML1", "--task", "reachh-v3", "--agent", "random"], "unknown Meta-World task"),
+    (["train", "ML10", "--task", "reach-v3", "--agent", "random"], "drop --task"),
+    (["train", "Toy", "--agent", "nope"], "unknown agent"),
+    (["train", "Toy", "--agent", "random", "--steps", "0"], "must be positive"),
+    (["train", "Toy", "--agent", "random", "--steps", "-5"], "must be positive"),
+    (["train", "Toy", "--agent", "random", "--num-envs", "0"], "must be positive"),
+    (["train", "Toy", "--agent", "random", "--device", "tpu"], "unknown device"),
+    (["eval", "Toy"], "add --agent"),
+]
+
+
+@pytest.mark.parametrize(("argv", "message"), BAD)
+def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path, capsys):
+    out = tmp_path / "run"
+    code = main([*argv, "--out", str(out)] if argv[0] == "train" else argv)
+    err = capsys.readouterr().err.strip()
+    assert code == 2
+    assert message in err and err.startswith("error: ") and "\n" not in err
+    assert not out.exists()
+
+
+def test_num_envs_must_fit_the_benchmark(capsys):
+    from metarl.cli import _num_envs
+    from metarl.errors import UsageError
+
+    class Fake:
+        label = "ML10"
+
+        class train:  # noqa: N801
+            task_names = tuple(f"t{i}" for i in range(10))
+
+    with pytest.raises(UsageError, match="multiple of its 10 training classes"):
+        _num_envs(Fake, 7)
+    assert _num_envs(Fake, 20) == 20 and _num_envs(Fake, None) == 10
+
+
+def test_existing_run_dir_needs_resume_or_force(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--out", str(out)]
+    assert main(args) == 0
+    first_config = (out / "config.json").read_text()
+    assert main(args) == 2
+    assert "--resume" in capsys.readouterr().err
+    assert (out / "config.json").read_text() == first_config
+    assert main([*args, "--force"]) == 0
+    assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume", "--steps", "80"]) == 0
+    rows = (out / "progress.csv").read_text().splitlines()  # resume continued past the first 40 steps
+    assert max(int(r.split(",")[0]) for r in rows[1:]) >= 80
+
+
+def test_force_refuses_non_run_directory(tmp_path, capsys):
+    (tmp_path / "keep.txt").write_text("mine")
+    code = main(["train", "Toy", "--agent", "random", "--out", str(tmp_path), "--force"])
+    assert code == 2 and "not a metarl run directory" in capsys.readouterr().err
+    assert (tmp_path / "keep.txt").read_text() == "mine"
+
+
+def test_unwritable_out(tmp_path, capsys):
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    code = main(["train", "Toy", "--agent", "random", "--out", str(blocker / "run")])
+    assert code == 2 and "cannot write" in capsys.readouterr().err
+
+
+def test_train_then_eval_run_dir_json(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "zero-shot", "--steps", "100", "--num-envs", "2", "--out", str(out)]) == 0
+    assert {"config.json", "checkpoint.pt", "eval.json", "progress.csv", "tb"} <= {p.name for p in out.iterdir()}
+    capsys.readouterr()
+    assert main(["eval", str(out), "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    assert {"success_rate", "per_task", "benchmark", "reward_version", "seed"} <= set(obj)
+    assert obj["per_task"]["point-goal"]["num_tasks"] == 20
+
+
+def test_envs_lists_benchmarks_and_agents(capsys):
+    assert main(["envs", "--json"]) == 0
+    obj = json.loads(capsys.readouterr().out)
+    bench = obj["benchmarks"]
+    assert len(bench["ML1"]["task_choices"]) == 50
+    assert (len(bench["ML10"]["train"]), len(bench["ML10"]["test"])) == (10, 5)
+    assert (len(bench["ML45"]["train"]), len(bench["ML45"]["test"])) == (45, 5)
+    assert not set(bench["ML10"]["train"]) & set(bench["ML10"]["test"])
+    assert {"random", "zero-shot"} <= set(obj["agents"])
+
+
+def test_console_script_exit_code_and_no_traceback():
+    proc = subprocess.run([sys.executable, "-m", "metarl", "train", "ML7", "--agent", "random"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: unknown benchmark")

@@ -23,6 +23,7 @@ import metaworld
 import numpy as np
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3, ML45_V3
 
+from metarl.envs.metaworld_fast import fast_class
 from metarl.errors import UsageError
 from metarl.tasks import Benchmark, TaskSet
 from metarl.types import Task
@@ -42,16 +43,18 @@ class MetaWorldTaskEnv(gym.Env):
     Set ``env.task = task`` (a metarl :class:`~metarl.types.Task` wrapping an upstream task) before
     ``reset()``. Observations are ``[39]`` float64 (goal hidden, as in ML benchmarks); actions are
     ``[4]`` in ``[-1, 1]``. Episodes truncate after ``horizon`` steps and never terminate;
-    ``info["success"]`` is 0.0 or 1.0 at every step.
+    ``info["success"]`` is 0.0 or 1.0 at every step. ``fast=True`` uses the bit-identical faster
+    env classes of :mod:`metarl.envs.metaworld_fast`; ``fast=False`` upstream's own.
     """
 
     metadata = {"render_modes": []}
 
-    def __init__(self, reward_version: str = "v2", horizon: int = HORIZON) -> None:
+    def __init__(self, reward_version: str = "v2", horizon: int = HORIZON, fast: bool = True) -> None:
         if not 1 <= horizon <= HORIZON:
             raise UsageError(f"horizon {horizon} is outside 1..{HORIZON}: Meta-World episodes last at most 500 steps")
         self.reward_version = reward_version
         self.horizon = horizon
+        self.fast = fast
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (39,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
         self._envs: dict[str, Any] = {}
@@ -67,7 +70,8 @@ class MetaWorldTaskEnv(gym.Env):
     @task.setter
     def task(self, task: Task) -> None:
         if task.name not in self._envs:
-            self._envs[task.name] = ALL_V3_ENVIRONMENTS[task.name](reward_function_version=self.reward_version)
+            cls = ALL_V3_ENVIRONMENTS[task.name]
+            self._envs[task.name] = (fast_class(cls) if self.fast else cls)(reward_function_version=self.reward_version)
         self._env = self._envs[task.name]
         self._env.set_task(task.params)
         self._task = task
@@ -112,43 +116,47 @@ def _check_options(reward_version: str, horizon: int) -> None:
 
 
 def _benchmark(name: str, upstream: Any, seed: int, reward_version: str, horizon: int, task: str | None,
-               eval_per_class: int | None) -> Benchmark:
-    factory = functools.partial(MetaWorldTaskEnv, reward_version=reward_version, horizon=horizon)
+               eval_per_class: int | None, fast: bool) -> Benchmark:
+    factory = functools.partial(MetaWorldTaskEnv, reward_version=reward_version, horizon=horizon, fast=fast)
     train = TaskSet("train", _wrap(upstream.train_tasks, "train"), factory, horizon)
     test = TaskSet("test", _wrap(upstream.test_tasks, "test"), factory, horizon, eval_per_class)
     return Benchmark(name, train, test, seed=seed, reward_version=reward_version, task=task,
                      info={"source": f"metaworld {version('metaworld')}"})
 
 
-def ml1(seed: int = 0, task: str | None = None, reward_version: str = "v2", horizon: int = HORIZON) -> Benchmark:
+def ml1(seed: int = 0, task: str | None = None, reward_version: str = "v2", horizon: int = HORIZON,
+        fast: bool = True) -> Benchmark:
     """ML1: one Meta-World task class, 50 training goals and 50 held-out goals (all evaluated)."""
     if task is None:
         raise UsageError("ML1 needs a task class: add --task NAME (e.g. reach-v3); `metarl envs` lists all 50")
     if task not in ALL_V3_ENVIRONMENTS:
         raise UsageError(f"unknown Meta-World task {task!r}: `metarl envs` lists the 50 v3 task names")
     _check_options(reward_version, horizon)
-    return _benchmark("ML1", metaworld.ML1(task, seed=seed), seed, reward_version, horizon, task, None)
+    return _benchmark("ML1", metaworld.ML1(task, seed=seed), seed, reward_version, horizon, task, None, fast)
 
 
 def _ml_multi(name: str, upstream_cls: Any, seed: int, task: str | None, reward_version: str,
-              horizon: int) -> Benchmark:
+              horizon: int, fast: bool) -> Benchmark:
     if task is not None:
         raise UsageError(f"{name} has fixed task classes: drop --task {task} (use ML1 for a single task)")
     _check_options(reward_version, horizon)
-    return _benchmark(name, upstream_cls(seed=seed), seed, reward_version, horizon, None, EVAL_GOALS_PER_CLASS)
+    return _benchmark(name, upstream_cls(seed=seed), seed, reward_version, horizon, None, EVAL_GOALS_PER_CLASS, fast)
 
 
-def ml10(seed: int = 0, task: str | None = None, reward_version: str = "v2", horizon: int = HORIZON) -> Benchmark:
+def ml10(seed: int = 0, task: str | None = None, reward_version: str = "v2", horizon: int = HORIZON,
+         fast: bool = True) -> Benchmark:
     """ML10: 10 training classes, 5 held-out classes (40 goals each in evaluation)."""
-    return _ml_multi("ML10", metaworld.ML10, seed, task, reward_version, horizon)
+    return _ml_multi("ML10", metaworld.ML10, seed, task, reward_version, horizon, fast)
 
 
-def ml45(seed: int = 0, task: str | None = None, reward_version: str = "v2", horizon: int = HORIZON) -> Benchmark:
+def ml45(seed: int = 0, task: str | None = None, reward_version: str = "v2", horizon: int = HORIZON,
+         fast: bool = True) -> Benchmark:
     """ML45: 45 training classes, 5 held-out classes (40 goals each in evaluation)."""
-    return _ml_multi("ML45", metaworld.ML45, seed, task, reward_version, horizon)
+    return _ml_multi("ML45", metaworld.ML45, seed, task, reward_version, horizon, fast)
 
 
-_OPTIONS = {"reward_version": "v2 (default) or v1", "horizon": f"episode length, at most {HORIZON}"}
+_OPTIONS = {"reward_version": "v2 (default) or v1", "horizon": f"episode length, at most {HORIZON}",
+            "fast": "True (default): bit-identical faster envs; False: upstream's classes"}
 ml1.describe = lambda: {  # type: ignore[attr-defined]
     "train": ["<task>"], "test": ["<task>"], "tasks_per_class": 50, "eval_tasks_per_class": 50,
     "task_choices": list(TASK_NAMES), "options": _OPTIONS,
@@ -161,6 +169,29 @@ ml45.describe = lambda: {  # type: ignore[attr-defined]
     "train": sorted(ML45_V3["train"]), "test": sorted(ML45_V3["test"]), "tasks_per_class": 50,
     "eval_tasks_per_class": EVAL_GOALS_PER_CLASS, "options": _OPTIONS,
 }
+
+
+def make_env(env_name: str, task: Any = None, *, fast: bool = True, seed: int | None = None,
+             reward_version: str = "v2") -> Any:
+    """One upstream-API Meta-World v3 env with its task set, ready to ``reset()``.
+
+    Args:
+        env_name: any of the 50 v3 names, e.g. ``"pick-place-v3"``.
+        task: an upstream ``metaworld.Task`` (or a metarl Task wrapping one); default: the first
+            training goal of ``metaworld.ML1(env_name, seed=seed or 0)``.
+        fast: the bit-identical fast class (:mod:`metarl.envs.metaworld_fast`) or upstream's.
+        seed: passed to upstream's ``env.seed()``.
+    """
+    if env_name not in ALL_V3_ENVIRONMENTS:
+        raise UsageError(f"unknown Meta-World task {env_name!r}: `metarl envs` lists the 50 v3 task names")
+    cls = ALL_V3_ENVIRONMENTS[env_name]
+    env = (fast_class(cls) if fast else cls)(reward_function_version=reward_version)
+    if task is None:
+        task = metaworld.ML1(env_name, seed=seed or 0).train_tasks[0]
+    env.set_task(task.params if isinstance(task, Task) else task)
+    if seed is not None:
+        env.seed(seed)
+    return env
 
 
 class OfficialEvaluatorAdapter:

@@ -1,0 +1,95 @@
+"""Fast Meta-World envs vs upstream: exact parity on all 50 v3 tasks, and single-env speed.
+
+1. Parity: for every v3 task, upstream and fast envs with the same goal, seed and random actions,
+   ``--episodes`` full 500-step episodes with resets: max |Δobs|, max |Δreward|, and steps where
+   success / terminated / truncated / touching-the-object differ (all must be 0).
+2. Speed: single-env steps/s (random actions, resets included) of upstream and fast classes,
+   measured alternately in the same run, for reach/pick-place/door-open and the 15 ML10 classes.
+
+Run from the repository root (metarl installed)::
+
+    python benchmarks/fast_env.py            # writes benchmarks/results/fast_env.json
+    python benchmarks/fast_env.py --quick    # 3 tasks, short timings, writes nothing unless --out
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import statistics
+import sys
+from pathlib import Path
+
+from env_speed import git_commit, machine_info, time_env
+from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3
+
+from metarl.envs.metaworld import make_env
+from metarl.envs.metaworld_fast import parity_check
+
+HERE = Path(__file__).resolve().parent
+SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
+
+
+def parity(names: list[str], episodes: int) -> dict[str, dict]:
+    rows = {}
+    for name in names:
+        rows[name] = parity_check(name, episodes=episodes, seed=0)
+        d = rows[name]
+        ok = d["obs"] == 0 and d["reward"] == 0 and d["flags"] == 0
+        print(f"{name:32s} steps {d['steps']:5d}  max|Δobs| {d['obs']:.1e}  max|Δr| {d['reward']:.1e}  "
+              f"flag diffs {d['flags']}  touching {d['touching_steps']:4d}  {'identical' if ok else 'DIFFERENT'}")
+    return rows
+
+
+def speed(names: list[str], steps: int, repeats: int) -> dict[str, dict]:
+    rows = {}
+    print(f"\n{'env':32s} {'upstream':>10s} {'fast':>10s} {'speed-up':>9s}   (steps/s, best of {repeats})")
+    for name in names:
+        best = {False: 0.0, True: 0.0}
+        for _ in range(repeats):
+            for fast in (False, True):
+                env = make_env(name, fast=fast, seed=0)
+                best[fast] = max(best[fast], time_env(env, steps, 200, 0)["steps_per_s"])
+                env.close()
+        rows[name] = {"upstream": best[False], "fast": best[True], "speedup": best[True] / best[False]}
+        print(f"{name:32s} {best[False]:10.0f} {best[True]:10.0f} {rows[name]['speedup']:8.2f}x")
+    return rows
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("--episodes", type=int, default=2, help="parity episodes per task")
+    p.add_argument("--steps", type=int, default=3000, help="timed steps per speed measurement")
+    p.add_argument("--repeats", type=int, default=2, help="alternating repeats per env (best is kept)")
+    p.add_argument("--quick", action="store_true")
+    p.add_argument("--out", type=Path, default=None)
+    args = p.parse_args()
+    names = sorted(ALL_V3_ENVIRONMENTS)
+    ml10 = sorted(ML10_V3["train"]) + sorted(ML10_V3["test"])
+    speed_names = list(SPEED_ENVS) + [n for n in ml10 if n not in SPEED_ENVS]
+    if args.quick:
+        names, speed_names, args.steps, args.repeats, args.episodes = list(SPEED_ENVS), list(SPEED_ENVS), 500, 1, 1
+    par = parity(names, args.episodes)
+    spd = speed(speed_names, args.steps, args.repeats)
+    ml10_rows = [spd[n] for n in ml10 if n in spd]
+    summary = {
+        "all_identical": all(d["obs"] == 0 and d["reward"] == 0 and d["flags"] == 0 for d in par.values()),
+        "tasks_checked": len(par),
+        "ml10_mean_speedup": statistics.mean(r["speedup"] for r in ml10_rows) if ml10_rows else None,
+        "ml10_mean_steps_per_s": {k: statistics.mean(r[k] for r in ml10_rows) for k in ("upstream", "fast")}
+        if ml10_rows else None,
+    }
+    print(f"\n{summary}")
+    out = args.out or (None if args.quick else HERE / "results" / "fast_env.json")
+    if out:
+        out.write_text(json.dumps({
+            "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            "reward_function_version": "v2", "settings": vars(args) | {"out": str(out)},
+            "summary": summary, "parity": par, "speed": spd}, indent=2) + "\n")
+        print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

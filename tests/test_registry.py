@@ -1,0 +1,82 @@
+"""Plug-in API: families and agents registered from outside metarl, and clear errors for bad ones."""
+
+import functools
+
+import gymnasium as gym
+import numpy as np
+import pytest
+
+import metarl
+from metarl import registry
+from metarl.tasks import Benchmark, TaskSet
+from metarl.types import Task
+
+
+@pytest.fixture(autouse=True)
+def _restore_registry(monkeypatch):
+    registry.benchmark_names(), registry.agent_names()  # load entry points first
+    monkeypatch.setattr(registry, "_BENCHMARKS", dict(registry._BENCHMARKS))
+    monkeypatch.setattr(registry, "_AGENTS", dict(registry._AGENTS))
+
+
+class DiscreteEnv(gym.Env):
+    observation_space = gym.spaces.Discrete(3)
+    action_space = gym.spaces.Discrete(2)
+    task = None
+
+
+def _box_env(dim):
+    env = gym.Env()
+    env.observation_space = gym.spaces.Box(-1, 1, (dim,), np.float32)
+    env.action_space = gym.spaces.Box(-1, 1, (1,), np.float32)
+    return env
+
+
+def _family(make_env=DiscreteEnv, make_test_env=None):
+    def factory(seed=0, task=None):
+        train = TaskSet("train", (Task("a", 0, "train", 0),), make_env, horizon=5)
+        test = TaskSet("test", (Task("a", 0, "test", 1),), make_test_env or make_env, horizon=5)
+        return Benchmark("Custom", train, test, seed=seed)
+    return factory
+
+
+def test_registered_family_appears_everywhere_and_trains():
+    toy = metarl.make_benchmark("Toy", num_tasks=3, horizon=4)
+    metarl.register_benchmark("Mine", lambda seed=0, task=None: toy)
+    assert "Mine" in metarl.benchmark_names()
+    bench = metarl.make_benchmark("Mine")
+    trainer = metarl.Trainer(bench, metarl.make_agent("zero-shot", bench), metarl.TrainerConfig(
+        steps=8, num_envs=2, final_eval=False, progress=False))
+    trainer.train()
+    assert trainer.state.iteration == 1
+
+
+def test_duplicate_and_non_callable_registrations_are_rejected():
+    with pytest.raises(metarl.UsageError, match="already registered"):
+        metarl.register_benchmark("Toy", lambda seed=0: None)
+    with pytest.raises(metarl.UsageError, match="must be callable"):
+        metarl.register_agent("x", 42)
+
+
+def test_factory_without_a_split_is_a_clear_error():
+    metarl.register_benchmark("NoTest", lambda seed=0: type("B", (), {"train": _family()(0).train})())
+    with pytest.raises(metarl.UsageError, match="no 'test' split"):
+        metarl.make_benchmark("NoTest")
+
+
+def test_non_box_spaces_are_a_clear_error():
+    metarl.register_benchmark("Discrete", _family())
+    bench = metarl.make_benchmark("Discrete")
+    with pytest.raises(metarl.UsageError, match="space is Discrete.*Box"):
+        metarl.make_agent("random", bench)
+
+
+def test_train_and_test_spaces_must_match():
+    metarl.register_benchmark("Mismatch", _family(functools.partial(_box_env, 2), functools.partial(_box_env, 3)))
+    with pytest.raises(metarl.UsageError, match="train and test spaces differ"):
+        metarl.make_agent("random", metarl.make_benchmark("Mismatch"))
+
+
+def test_factory_rejecting_options_is_a_usage_error():
+    with pytest.raises(metarl.UsageError, match="rejected its options"):
+        metarl.make_benchmark("Toy", colour="red")

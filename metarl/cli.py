@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", help="task class for ML1, e.g. reach-v3")
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
     t.add_argument("--steps", type=_positive("--steps"), help="env-step budget (default 100000; with --resume: the new total)")
+    t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock time")
     t.add_argument("--seed", type=int, default=0, help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots = tasks per meta-batch")
@@ -152,8 +153,11 @@ def _num_envs(bench: Benchmark, requested: int | None) -> int:
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
+    if args.max_minutes is not None and args.max_minutes <= 0:
+        raise UsageError(f"--max-minutes must be positive, got {args.max_minutes}: give e.g. --max-minutes 30")
     trainer = TrainerConfig(
         steps=args.steps or 100_000, num_envs=1, seed=args.seed, backend=args.backend,
+        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
         eval_every=max(0, args.eval_every), final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every,
         progress=sys.stderr.isatty(),

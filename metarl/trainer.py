@@ -40,6 +40,8 @@ class TrainerConfig:
 
     steps: int = 100_000
     """Env-step budget (training steps only; evaluation steps are not counted)."""
+    max_seconds: float | None = None
+    """Wall-clock budget for training iterations (None: none); whichever budget ends first stops."""
     num_envs: int = 10
     """Env slots = tasks per meta-batch."""
     seed: int = 0
@@ -106,7 +108,7 @@ class Trainer:
         try:
             with _progress(cfg) as bar:
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps)
-                while self.state.env_steps < cfg.steps:
+                while self.state.env_steps < cfg.steps and not self._out_of_time():
                     start = time.perf_counter()
                     steps_before = self.state.env_steps
                     metrics = self.iteration()
@@ -132,6 +134,9 @@ class Trainer:
             if self.run_dir is not None:
                 write_eval_json(self.run_dir / "eval.json", result, self.benchmark, cfg.seed)
         return result
+
+    def _out_of_time(self) -> bool:
+        return self.config.max_seconds is not None and self.state.elapsed >= self.config.max_seconds
 
     def evaluate(self, config: EvalConfig) -> EvalResult:
         """Held-out evaluation of the current algorithm on the benchmark's test split."""

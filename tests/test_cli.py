@@ -16,6 +16,7 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--steps", "-5"], "must be positive"),
     (["train", "Toy", "--agent", "random", "--num-envs", "0"], "must be positive"),
     (["train", "Toy", "--agent", "random", "--device", "tpu"], "unknown device"),
+    (["train", "Toy", "--agent", "random", "--max-minutes", "0"], "must be positive"),
     (["eval", "Toy"], "add --agent"),
 ]
 

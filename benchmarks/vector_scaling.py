@@ -6,7 +6,9 @@ classes (slot i runs class i mod 10), random actions, 500-step episodes with res
 - ``upstream-async``: gymnasium ``AsyncVectorEnv`` of upstream env classes (same-step autoreset);
 - ``metarl-async``: :class:`metarl.vector.TaskVectorEnv` (``backend="async"``) with the fast,
   bit-identical env classes, stepped through :func:`metarl.collect` (so the rollout code is timed);
-- ``metarl-sync``: the same in one process, for reference.
+- ``metarl-shm``: :mod:`metarl.vector_shm` with W workers stepping 2 slots each (2W slots),
+  arrays exchanged in shared memory;
+- ``metarl-sync``: W slots in one process, for reference.
 
 Also reports the resident memory (RSS) per worker process. Run from the repository root::
 
@@ -58,23 +60,25 @@ def time_upstream(bench, workers: int, steps: int) -> dict:
     dt = time.perf_counter() - start
     rss = _rss_mb([p.pid for p in envs.processes])
     envs.close()
-    return {"steps_per_s": n * workers / dt, "rss_mb_per_worker": rss}
+    return {"steps_per_s": n * workers / dt, "rss_mb_per_slot": rss}
 
 
-def time_metarl(bench, workers: int, backend: str, horizon_steps: int) -> dict:
+def time_metarl(bench, workers: int, backend: str, horizon_steps: int, slots_per_worker: int = 1) -> dict:
     classes = sorted(bench.train.task_names)
     by_class = bench.train.by_class()
-    tasks = [by_class[classes[i % len(classes)]][i // len(classes)] for i in range(workers)]
-    envs = metarl.make_vector_env(bench.train, workers, backend)
+    slots = workers * slots_per_worker
+    tasks = [by_class[classes[i % len(classes)]][i // len(classes)] for i in range(slots)]
+    envs = metarl.make_vector_env(bench.train, slots, backend, num_workers=workers if backend == "shm" else None)
     envs.set_tasks(tasks)
     learner = metarl.make_agent("random", bench).make_learner()
-    metarl.collect(envs, learner, episodes=1, seed=list(range(workers)))  # warm-up: workers up, classes built
+    metarl.collect(envs, learner, episodes=1, seed=list(range(slots)))  # warm-up: workers up, classes built
     start = time.perf_counter()
     ro = metarl.collect(envs, learner, episodes=horizon_steps)
     dt = time.perf_counter() - start
-    rss = _rss_mb([p.pid for p in envs.env.processes]) if backend == "async" else None
+    procs = {"async": lambda: envs.env.processes, "shm": lambda: envs.env._procs}.get(backend)
+    rss = _rss_mb([p.pid for p in procs()]) / slots_per_worker if procs else None
     envs.close()
-    return {"steps_per_s": ro.num_steps / dt, "rss_mb_per_worker": rss}
+    return {"steps_per_s": ro.num_steps / dt, "rss_mb_per_slot": rss}
 
 
 def _rss_mb(pids: list[int]) -> float:
@@ -97,14 +101,17 @@ def main() -> None:
     bench = metarl.make_benchmark("ML10", seed=0)
     counts = sorted({w for w in (1, 2, 4, 8, 16, 32) if w <= args.max_workers} | {args.max_workers})
     rows = []
-    print(f"{'workers':>7s} {'upstream-async':>15s} {'metarl-async':>13s} {'metarl-sync':>12s} {'RSS MB/worker':>14s}")
+    print(f"{'workers':>7s} {'upstream-async':>15s} {'metarl-async':>13s} {'metarl-shm':>11s} {'metarl-sync':>12s} "
+          f"{'RSS MB/slot':>12s}")
     for w in counts:
         row = {"workers": w, "upstream_async": time_upstream(bench, w, args.steps),
                "metarl_async": time_metarl(bench, w, "async", args.episodes),
+               "metarl_shm": time_metarl(bench, w, "shm", args.episodes, slots_per_worker=2),
                "metarl_sync": time_metarl(bench, w, "sync", args.episodes)}
         rows.append(row)
         print(f"{w:7d} {row['upstream_async']['steps_per_s']:15.0f} {row['metarl_async']['steps_per_s']:13.0f} "
-              f"{row['metarl_sync']['steps_per_s']:12.0f} {row['metarl_async']['rss_mb_per_worker']:14.0f}", flush=True)
+              f"{row['metarl_shm']['steps_per_s']:11.0f} {row['metarl_sync']['steps_per_s']:12.0f} "
+              f"{row['metarl_shm']['rss_mb_per_slot']:12.0f}", flush=True)
     out = args.out or HERE / "results" / f"vector_scaling-{socket.gethostname()[:20]}.json"
     out.write_text(json.dumps({
         "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),

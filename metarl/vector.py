@@ -5,8 +5,10 @@ rollout code resets finished slots with ``reset(options={"reset_mask": mask})``.
 episode boundary in one place (:mod:`metarl.rollout`) and gives exact final observations.
 
 Backends: ``"sync"`` steps all slots in this process; ``"async"`` runs one worker process per slot
-(gymnasium's ``AsyncVectorEnv``, forkserver start method where available). Scripts that use
-``"async"`` need an ``if __name__ == "__main__":`` guard.
+(gymnasium's ``AsyncVectorEnv``, forkserver start method where available); ``"shm"`` runs
+``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
+(:mod:`metarl.vector_shm`: crashed or hung workers are restarted). Scripts that use worker
+processes need an ``if __name__ == "__main__":`` guard.
 """
 
 from __future__ import annotations
@@ -22,8 +24,9 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
+from metarl.vector_shm import SharedMemoryVectorEnv
 
-BACKENDS = ("sync", "async")
+BACKENDS = ("sync", "async", "shm")
 
 
 @dataclass(frozen=True)
@@ -71,7 +74,8 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
     ``[num_envs, obs_dim]``; ``info["success"]`` is ``[num_envs]``.
     """
 
-    def __init__(self, dist: TaskDistribution, num_envs: int, backend: str = "sync") -> None:
+    def __init__(self, dist: TaskDistribution, num_envs: int, backend: str = "sync",
+                 num_workers: int | None = None) -> None:
         if num_envs < 1:
             raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
         if backend not in BACKENDS:
@@ -79,9 +83,11 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         fns = [dist.make_env for _ in range(num_envs)]
         if backend == "sync":
             env: gym.vector.VectorEnv = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
-        else:
+        elif backend == "async":
             ctx = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
             env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=ctx)
+        else:
+            env = SharedMemoryVectorEnv(dist.make_env, num_envs, num_workers)
         super().__init__(env)
         self.distribution = dist
         self.backend = backend
@@ -100,6 +106,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "sync") -> TaskVectorEnv:
-    """``num_envs`` slots over ``dist``; see :class:`TaskVectorEnv`."""
-    return TaskVectorEnv(dist, num_envs, backend)
+def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "sync",
+                    num_workers: int | None = None) -> TaskVectorEnv:
+    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: cores)."""
+    return TaskVectorEnv(dist, num_envs, backend, num_workers)

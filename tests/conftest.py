@@ -38,7 +38,7 @@ class ScriptedEnv(gym.Env):
         return np.array([self.t, 100 * self.episode], dtype=np.float32)
 
     def step(self, action):
-        length, terminates, success_step = self.task.params
+        length, terminates, success_step = self.task.params[:3]
         self.t += 1
         end = self.t >= length
         info = {"success": float(self.t == success_step)}

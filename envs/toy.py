@@ -5,6 +5,13 @@ Finn et al. 2017, MAML, section 5.2, with goals on a circle). The agent sees onl
 the reward ``-||pos - goal||`` reveals the goal through experience, so a learner that adapts
 beats one that can't. Train and test goals are drawn from disjoint arcs of the circle
 (train: angles in ``[0, 1.5π)``, test: ``[1.5π, 2π)``), so held-out tasks really are new.
+
+``ToySides``: the same point env with the goal on the x-axis, right or left of the start at distance
+``d`` in ``[0.5, 1)``: an easier family where adaptation is still necessary. A policy that can't tell
+the side from experience can do no better than staying near the start or betting on one side, while
+one that uses the first rewards (moving right brings a right goal closer and a left goal farther)
+heads straight to the goal. Train and test distances come from interleaved, disjoint bins of width
+0.05 (train ``[0.5, 0.55) ∪ [0.6, 0.65) ∪ ...``, test ``[0.55, 0.6) ∪ [0.65, 0.7) ∪ ...``).
 """
 
 from __future__ import annotations
@@ -87,4 +94,34 @@ def toy_goal(seed: int = 0, task: str | None = None, num_tasks: int = 20, horizo
 toy_goal.describe = lambda: {  # type: ignore[attr-defined]
     "train": ["point-goal"], "test": ["point-goal"], "tasks_per_class": 20, "eval_tasks_per_class": 20,
     "options": {"num_tasks": "goals per split (20)", "horizon": "episode length (20)"},
+}
+
+
+def _side_goals(rng: np.random.Generator, n: int, split: str) -> list[tuple[float, float]]:
+    """``n`` goals on the x-axis, ``n - n // 2`` right of the start and ``n // 2`` left of it."""
+    bins = np.arange(0 if split == "train" else 1, 10, 2)  # this split's bins of width 0.05 in [0.5, 1)
+    goals = []
+    for side, k in ((1.0, n - n // 2), (-1.0, n // 2)):
+        dist = 0.5 + 0.05 * (rng.choice(bins, size=k, replace=k > len(bins)) + rng.uniform(size=k))
+        goals += [(float(side * d), 0.0) for d in np.sort(dist)]
+    return goals
+
+
+def toy_sides(seed: int = 0, task: str | None = None, num_tasks: int = 10, horizon: int = 8) -> Benchmark:
+    """The ``ToySides`` benchmark: ``num_tasks`` goals per split, half on each side, class ``point-sides``."""
+    if task is not None:
+        raise UsageError(f"ToySides has a single task class: drop --task {task}")
+    if num_tasks < 2 or horizon < 1:
+        raise UsageError("ToySides needs num_tasks >= 2 (one goal per side at least) and horizon >= 1")
+    rng = np.random.default_rng(seed)
+    factory = functools.partial(PointGoalEnv, horizon=horizon)
+    sets = {split: TaskSet(split, tuple(Task("point-sides", i, split, g) for i, g in enumerate(_side_goals(rng, num_tasks, split))),
+                           factory, horizon)
+            for split in ("train", "test")}
+    return Benchmark("ToySides", sets["train"], sets["test"], seed=seed, reward_version=None)
+
+
+toy_sides.describe = lambda: {  # type: ignore[attr-defined]
+    "train": ["point-sides"], "test": ["point-sides"], "tasks_per_class": 10, "eval_tasks_per_class": 10,
+    "options": {"num_tasks": "goals per split, half on each side (10)", "horizon": "episode length (8)"},
 }

@@ -1,0 +1,313 @@
+"""``rl2``: RL² (Duan et al. 2016, arXiv:1611.02779; Wang et al. 2016, arXiv:1611.05763).
+
+A GRU policy meta-learns to adapt: across all episodes of a *trial* (the same task, ``adapt_episodes``
+episodes in a row) it keeps its hidden state and sees, at every step, the observation, its own
+previous action, the previous reward and a done flag. What it learns about the task lives in that
+hidden state only, so :meth:`RL2Learner.observe` and :meth:`RL2Learner.adapt` do nothing; the state is
+cleared only by :meth:`RL2Learner.reset` (new tasks = a new trial). In the held-out evaluation the
+trial spans the adaptation *and* the evaluation episodes (two ``collect`` calls, one Learner).
+
+Meta-update: PPO over whole trials, with the trial treated as one episode of the meta-MDP:
+
+* **Advantages** (:func:`trial_gae`): GAE whose recursion runs across episode boundaries and is cut
+  only at a slot's trial end (its last valid step), where nothing is bootstrapped. Inside a trial an
+  episode end is an ordinary transition of the meta-MDP: the next state is the next episode's first
+  observation with the carried hidden state, so its stored value is the bootstrap, for truncated and
+  *terminated* episodes alike (an env termination ends the episode, not the trial, whose later
+  episodes still earn reward). This is how garage's RL2 does it (each trial's episodes are
+  concatenated into a single path).
+* **Truncated BPTT**: each slot's trial is cut into chunks of ``bptt_len`` steps (the last one padded);
+  a chunk is replayed through the GRU from the hidden state stored at its first step while acting
+  (detached: no gradient crosses chunk boundaries). Minibatches are sets of chunks; padded and
+  invalid steps are masked out of every loss and statistic.
+* **Rewards**: rollouts hold raw rewards. The GRU's reward input is ``reward_scale * r`` divided by a
+  running std of per-step rewards, clipped to ±10: Meta-World+ (McLean et al. 2025, arXiv:2505.11289)
+  shows v1 rewards on a far larger scale than v2's (0, 10) and results that change with it. That
+  normaliser is frozen between acting and the update of the same batch (else replayed inputs would
+  differ from the acted ones) and is updated after the PPO epochs. The PPO loss uses rewards divided
+  by a running std of discounted trial returns (as the ``zero-shot`` agent does per episode).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from metarl.returns import RunningMeanStd, discounted_returns, gae
+from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
+from metarl.vector import EnvSpec
+
+from .ppo import PPOConfig, ppo_epochs
+
+REWARD_CLIP = 10.0
+"""Bound on the normalised reward input."""
+
+
+@dataclass(frozen=True)
+class RL2Config:
+    """RL² hyper-parameters. "As in garage" means the value in garage's RL2-PPO Meta-World ML10 example
+    (``src/garage/examples/tf/rl2_ppo_metaworld_ml10.py``); other defaults are our choices."""
+
+    hidden: int = 256
+    """GRU hidden size (as in garage: ``hidden_dim=256``)."""
+    lr: float = 5e-4
+    """Adam learning rate (as in garage)."""
+    gamma: float = 0.99
+    """Discount over the whole trial (as in garage)."""
+    lam: float = 0.95
+    """GAE lambda (as in garage)."""
+    clip: float = 0.2
+    """PPO ratio clip range (as in garage: ``lr_clip_range=0.2``)."""
+    epochs: int = 10
+    """Passes over each meta-batch (as in garage: ``max_optimization_epochs=10``)."""
+    bptt_len: int = 250
+    """Truncated-BPTT chunk length in steps (our choice: half a Meta-World episode; garage backpropagates
+    through whole trials)."""
+    minibatch_chunks: int = 32
+    """Chunks (``bptt_len`` steps of one slot) per gradient step."""
+    vf_coef: float = 0.5
+    """Value loss weight (a common choice)."""
+    ent_coef: float = 0.0
+    """Entropy bonus weight (garage uses a negligible 5e-6)."""
+    max_grad_norm: float = 0.5
+    """Gradient clipping norm (a common choice, as in the ``zero-shot`` agent)."""
+    trial_episodes: int = 10
+    """Episodes per trial in meta-training (10, as in garage and the official evaluation protocol)."""
+    normalize_rewards: bool = True
+    """Divide the reward input by a running reward std and the PPO rewards by a running return std."""
+    reward_scale: float = 1.0
+    """Fixed factor applied to raw rewards before any normalisation."""
+    init_log_std: float = -0.5
+    """Initial log-std of the Gaussian policy (state-independent, learned)."""
+
+
+class GRUActorCritic(nn.Module):
+    """One GRU shared by a Gaussian policy head (state-independent log-std) and a value head.
+
+    ``forward(x [B, L, in_dim], h0 [B, hidden]) -> (mean [B, L, act_dim], value [B, L], h [B, hidden])``.
+    """
+
+    def __init__(self, in_dim: int, act_dim: int, hidden: int, init_log_std: float) -> None:
+        super().__init__()
+        self.gru = nn.GRU(in_dim, hidden, batch_first=True)
+        self.pi, self.v = nn.Linear(hidden, act_dim), nn.Linear(hidden, 1)
+        for head, gain in ((self.pi, 0.01), (self.v, 1.0)):
+            nn.init.orthogonal_(head.weight, gain)
+            nn.init.zeros_(head.bias)
+        self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+
+    def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        out, h = self.gru(x, h0.unsqueeze(0).contiguous())  # out: [B, L, hidden]
+        return self.pi(out), self.v(out).squeeze(-1), h.squeeze(0)
+
+    def dist(self, mean: torch.Tensor) -> torch.distributions.Normal:
+        return torch.distributions.Normal(mean, self.log_std.exp())
+
+
+class RL2Learner:
+    """Per-slot GRU state and previous action; adaptation happens in :meth:`act` through the state.
+
+    ``observe`` and ``adapt`` are no-ops: everything learned about the tasks is in the hidden state,
+    which persists across episodes and ``collect`` calls until :meth:`reset` starts a new trial.
+
+    Two things follow from the core's ``collect``: at the first step of a second ``collect`` in the
+    same trial (the evaluator's evaluation episodes) ``prev_reward`` is 0, not the trial's last reward;
+    and steps a slot takes after its last episode (invalid steps) still pass through its hidden state.
+    """
+
+    def __init__(self, algo: RL2) -> None:
+        self.algo = algo
+        self.h: torch.Tensor | None = None  # [N, hidden]
+        self.prev_action: torch.Tensor | None = None  # [N, act_dim]
+
+    def reset(self, num_slots: int) -> None:
+        dev, cfg = self.algo.device, self.algo.cfg
+        self.h = torch.zeros(num_slots, cfg.hidden, device=dev)
+        self.prev_action = torch.zeros(num_slots, self.algo.spec.act_dim, device=dev)
+
+    def _inputs(self, step: StepInput) -> torch.Tensor:
+        """``[N, in_dim]`` GRU input for ``step``: [obs, previous action, scaled prev reward, first]."""
+        if self.h is None or self.h.shape[0] != step.obs.shape[0]:
+            raise RuntimeError("RL2Learner.act() needs reset(num_slots) with the slot count of the step first")
+        dev = self.algo.device
+        return self.algo.features(torch.as_tensor(step.obs, device=dev), self.prev_action,
+                                  torch.as_tensor(step.prev_reward, device=dev),
+                                  torch.as_tensor(step.first, device=dev))
+
+    @torch.no_grad()
+    def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
+        """One batched GRU step for all slots; extras: ``log_prob`` [N], ``value`` [N], ``hidden`` [N, H].
+
+        ``hidden`` is the state *before* this step: the update replays chunks from it.
+        """
+        net = self.algo.net
+        mean, value, h = net(self._inputs(step).unsqueeze(1), self.h)  # mean: [N, 1, act_dim]
+        dist = net.dist(mean[:, 0])
+        action = dist.mean if deterministic else dist.sample()  # [N, act_dim]
+        extras = {"log_prob": dist.log_prob(action).sum(-1).cpu().numpy(), "value": value[:, 0].cpu().numpy(),
+                  "hidden": self.h.cpu().numpy()}
+        self.h, self.prev_action = h, action
+        return ActOutput(action.cpu().numpy(), extras)
+
+    def observe(self, rollout: Rollout) -> None:
+        """No-op: the experience already went into the hidden state while acting."""
+
+    def adapt(self) -> None:
+        """No-op: RL² adapts through its hidden state, step by step, inside :meth:`act`."""
+
+
+class _ValidSteps:
+    """A ``[chunks, L]`` tensor that :func:`ppo_epochs` indexes by chunk ids, yielding the valid steps.
+
+    ``ppo_epochs`` only reads ``shape[0]``, ``device`` and ``batch[key][idx]``; indexing here returns the
+    flat ``[b_valid]`` entries of the chunks ``idx`` where ``mask`` is True (row-major order, the same
+    order as the masked network outputs), so padded and invalid steps never enter a loss or a mean.
+    """
+
+    def __init__(self, data: torch.Tensor, mask: torch.Tensor) -> None:
+        self.data, self.mask = data, mask
+        self.shape, self.device = data.shape, data.device
+
+    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
+        return self.data[idx][self.mask[idx]]
+
+
+def trial_ends(valid: np.ndarray) -> np.ndarray:
+    """``[T, N]`` bool: each slot's last valid step (``valid`` is a prefix of every slot's steps)."""
+    return valid & ~np.concatenate([valid[1:], np.zeros_like(valid[:1])])
+
+
+def trial_gae(rewards: np.ndarray, values: np.ndarray, valid: np.ndarray, gamma: float,
+              lam: float) -> tuple[np.ndarray, np.ndarray]:
+    """GAE over whole trials: ``[T, N]`` arrays -> ``(advantages, returns)`` ``[T, N]``.
+
+    The bootstrap of step ``t`` is ``values[t + 1]``, also across episode ends (terminated or not);
+    recursion and bootstrap stop at each slot's last valid step (its trial end). Steps after it
+    (invalid) get meaningless numbers and must be masked.
+    """
+    trial_end = trial_ends(valid)  # [T, N]
+    next_values = np.concatenate([values[1:], np.zeros_like(values[:1])])  # [T, N]
+    return gae(rewards, values, next_values, trial_end, trial_end, gamma, lam)
+
+
+class RL2:
+    """RL² meta-algorithm: a recurrent policy trained with PPO over trials (see the module docstring)."""
+
+    post_episodes = 0
+
+    def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
+        known = {f.name for f in fields(RL2Config)}
+        unknown = sorted(set(options) - known)
+        if unknown:
+            raise TypeError(f"rl2 agent: unknown options {unknown}; known: {sorted(known)}")
+        self.cfg = cfg = RL2Config(**options)
+        self.spec, self.device = spec, torch.device(device)
+        self.adapt_episodes = cfg.trial_episodes
+        in_dim = spec.obs_dim + spec.act_dim + 2
+        self.net = GRUActorCritic(in_dim, spec.act_dim, cfg.hidden, cfg.init_log_std).to(self.device)
+        self.opt = torch.optim.Adam(self.net.parameters(), lr=cfg.lr, eps=1e-5)
+        self.rew_rms, self.ret_rms = RunningMeanStd(), RunningMeanStd()
+        self._low = torch.as_tensor(spec.action_low, device=self.device)
+        self._high = torch.as_tensor(spec.action_high, device=self.device)
+        self._ppo = PPOConfig(lr=cfg.lr, gamma=cfg.gamma, lam=cfg.lam, clip=cfg.clip, epochs=cfg.epochs,
+                              minibatch_size=cfg.minibatch_chunks, vf_coef=cfg.vf_coef, ent_coef=cfg.ent_coef,
+                              max_grad_norm=cfg.max_grad_norm)
+
+    def make_learner(self) -> RL2Learner:
+        return RL2Learner(self)
+
+    def reward_input(self, rewards: torch.Tensor) -> torch.Tensor:
+        """Raw rewards ``[...]`` -> the GRU's reward input ``[...]`` (scaled, normalised, clipped)."""
+        r = rewards.float() * self.cfg.reward_scale
+        if self.cfg.normalize_rewards:
+            r = (r / math.sqrt(self.rew_rms.var + 1e-8)).clamp(-REWARD_CLIP, REWARD_CLIP)
+        return r
+
+    def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
+                 first: torch.Tensor) -> torch.Tensor:
+        """GRU input ``[..., obs_dim + act_dim + 2]`` from obs ``[..., obs_dim]``, previous action
+        ``[..., act_dim]`` (clipped to the action bounds), raw previous reward ``[...]`` and
+        ``first`` ``[...]`` (a new episode of the trial began)."""
+        act = torch.maximum(torch.minimum(prev_action, self._high), self._low)
+        return torch.cat([obs.float(), act, self.reward_input(prev_reward).unsqueeze(-1),
+                          first.float().unsqueeze(-1)], dim=-1)
+
+    def replay_batch(self, ro: Rollout, per_step: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
+        """Cut a trial rollout into truncated-BPTT chunks of ``L = min(bptt_len, T)`` steps per slot.
+
+        Returns ``x`` [C, L, in_dim] GRU inputs, ``h0`` [C, hidden] stored hidden state at each chunk's
+        first step, ``act`` [C, L, act_dim], ``mask`` [C, L] (valid, not padding) and every
+        ``per_step`` array ``[T, N]`` as ``[C, L]``; ``C`` counts the chunks with a valid step. Inputs
+        are rebuilt from the rollout as in :meth:`RL2Learner.act`, assuming the rollout starts a trial
+        (previous action and reward zero at ``t = 0``, as after ``reset`` + ``collect``).
+        """
+        T, N = ro.rewards.shape
+        L = min(self.cfg.bptt_len, T)
+        C = -(-T // L)  # chunks per slot
+
+        def tensor(a: np.ndarray) -> torch.Tensor:
+            return torch.as_tensor(np.ascontiguousarray(a), device=self.device)
+
+        def chunk(a: torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [C * N, L, ...], chunk-major
+            pad = torch.zeros((C * L - T, *a.shape[1:]), dtype=a.dtype, device=a.device)
+            a = torch.cat([a, pad]).reshape(C, L, *a.shape[1:])
+            return a.transpose(1, 2).reshape(C * N, L, *a.shape[3:])
+
+        prev_action = np.concatenate([np.zeros_like(ro.actions[:1]), ro.actions[:-1]])  # [T, N, act_dim]
+        prev_reward = np.concatenate([np.zeros_like(ro.rewards[:1]), ro.rewards[:-1]])  # [T, N]
+        x = self.features(tensor(ro.obs), tensor(prev_action), tensor(prev_reward), tensor(ro.first))
+        out = {"x": chunk(x), "act": chunk(tensor(ro.actions)), "mask": chunk(tensor(ro.valid)),
+               **{k: chunk(tensor(v.astype(np.float32))) for k, v in per_step.items()}}
+        out["h0"] = tensor(ro.extras["hidden"][::L]).reshape(C * N, -1)  # [C * N, hidden]
+        keep = out["mask"].any(dim=1)
+        return {k: v[keep] for k, v in out.items()}
+
+    def replay(self, data: dict[str, torch.Tensor], idx: torch.Tensor) -> tuple[torch.Tensor, ...]:
+        """Current network on chunks ``idx``: ``(log_prob, entropy, value)``, each ``[b_valid]``."""
+        mean, value, _ = self.net(data["x"][idx], data["h0"][idx])  # [b, L, act_dim], [b, L]
+        m = data["mask"][idx]
+        dist = self.net.dist(mean[m])  # batch [b_valid, act_dim]
+        return dist.log_prob(data["act"][idx][m]).sum(-1), dist.entropy().sum(-1), value[m]
+
+    def meta_update(self, batch: MetaBatch) -> dict[str, float]:
+        """PPO over the trials in ``batch.pre``; the reward-input normaliser is updated last."""
+        ro, cfg = batch.pre, self.cfg
+        if np.any(ro.extras["hidden"][0] != 0):
+            raise ValueError("rl2: a meta-batch rollout must start a trial (Learner.reset right before collect)")
+        rewards = ro.rewards * cfg.reward_scale  # [T, N]
+        if cfg.normalize_rewards:
+            self.ret_rms.update(discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
+            rewards = rewards / np.float32(math.sqrt(self.ret_rms.var + 1e-8))
+        adv, ret = trial_gae(rewards, ro.extras["value"], ro.valid, cfg.gamma, cfg.lam)
+        data = self.replay_batch(ro, {"adv": adv, "ret": ret, "log_prob": ro.extras["log_prob"]})
+        flat = {k: _ValidSteps(data[k], data["mask"]) for k in ("adv", "ret", "log_prob")}
+        cache: dict[str, Any] = {}
+
+        def log_prob_fn(idx):
+            log_prob, entropy, cache["value"] = self.replay(data, idx)
+            cache["idx"] = idx
+            return log_prob, entropy
+
+        def value_fn(idx):  # ppo_epochs asks for values right after log-probs: reuse that forward pass
+            return cache["value"] if cache.get("idx") is idx else self.replay(data, idx)[2]
+
+        metrics = ppo_epochs(self.net, self.opt, flat, log_prob_fn, value_fn, self._ppo)
+        if cfg.normalize_rewards:
+            self.rew_rms.update(ro.rewards[ro.valid] * cfg.reward_scale)
+        return {**metrics, "meta/bptt_chunks": float(data["mask"].shape[0]),
+                "meta/reward_input_std": math.sqrt(self.rew_rms.var)}
+
+    def state_dict(self) -> dict[str, Any]:
+        return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "rew_rms": self.rew_rms.state_dict(),
+                "ret_rms": self.ret_rms.state_dict(), "config": asdict(self.cfg)}
+
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.net.load_state_dict(state["net"])
+        self.opt.load_state_dict(state["opt"])
+        self.rew_rms.load_state_dict(state["rew_rms"])
+        self.ret_rms.load_state_dict(state["ret_rms"])

@@ -1,0 +1,85 @@
+"""Learning benchmark: train a preset for a budget on N seeds, then the official held-out evaluation.
+
+Writes ``benchmarks/results/<benchmark>[-<task>]-<agent>.json`` with held-out success before and
+after adaptation per seed, env steps, wall time, steps/s, machine, commit and command. Run dirs
+(checkpoints, progress.csv, TensorBoard) go to ``runs/learning/`` (never committed)::
+
+    python benchmarks/learning.py ML1 --task reach-v3 --agent rl2 --steps 5000000 --max-minutes 80
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from pathlib import Path
+
+import torch
+from env_speed import git_commit, machine_info
+
+import metarl
+from metarl.logging import Logger
+from metarl.seeding import resolve_device, seed_everything
+
+HERE = Path(__file__).resolve().parent
+
+
+def run_seed(args: argparse.Namespace, seed: int) -> dict:
+    bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed)
+    device = resolve_device(args.device)
+    seed_everything(seed)
+    agent = metarl.make_agent(args.agent, bench, device=str(device))
+    run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}-s{seed}"
+    run_dir.mkdir(parents=True, exist_ok=True)
+    cfg = metarl.TrainerConfig(steps=args.steps, num_envs=args.num_envs, seed=seed, backend=args.backend,
+                               eval_every=args.eval_every, final_eval=True, progress=False,
+                               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+                               final_eval_tasks_per_class=args.eval_tasks)
+    trainer = metarl.Trainer(bench, agent, cfg, run_dir=run_dir, logger=Logger.for_run(run_dir))
+    start = time.perf_counter()
+    result = trainer.train()
+    wall = time.perf_counter() - start
+    trainer.logger.close()
+    return {"seed": seed, "device": str(device), "run_dir": str(run_dir), "env_steps": trainer.state.env_steps,
+            "train_seconds": trainer.state.elapsed, "wall_seconds": wall,
+            "train_steps_per_s": trainer.state.env_steps / max(trainer.state.elapsed, 1e-9),
+            "reward_version": bench.reward_version, "success_rate": result.success_rate,
+            "pre_success_rate": result.pre_success_rate, "return": result.mean_return,
+            "pre_return": result.pre_return, "per_task": result.per_task,
+            "eval_tasks": sum(r["num_tasks"] for r in result.per_task.values())}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("benchmark")
+    p.add_argument("--task")
+    p.add_argument("--agent", required=True)
+    p.add_argument("--steps", type=int, required=True, help="env-step budget per seed")
+    p.add_argument("--max-minutes", type=float, help="wall-clock training budget per seed")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0])
+    p.add_argument("--num-envs", type=int, default=10)
+    p.add_argument("--backend", default="sync")
+    p.add_argument("--device", default="auto")
+    p.add_argument("--eval-every", type=int, default=500_000)
+    p.add_argument("--eval-tasks", type=int, default=None, help="final eval: first K tasks per class (default: official)")
+    p.add_argument("--out", type=Path)
+    args = p.parse_args()
+    torch.set_num_threads(max(1, torch.get_num_threads()))
+    rows = [run_seed(args, s) for s in args.seeds]
+    label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
+    out = args.out or HERE / "results" / f"{label}-{args.agent}.json"
+    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+    summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
+    out.write_text(json.dumps({
+        "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+        "summary": summary, "seeds": rows}, indent=2) + "\n")
+    print(json.dumps(summary, indent=2))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

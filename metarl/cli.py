@@ -18,6 +18,7 @@ from metarl import checkpoint
 from metarl.errors import UsageError
 from metarl.evaluator import EvalConfig, EvalResult, evaluate
 from metarl.logging import Logger
+from metarl.plot import plot_run
 from metarl.registry import benchmark_factory
 from metarl.seeding import resolve_device, seed_everything
 from metarl.tasks import Benchmark
@@ -86,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
+    g = sub.add_parser("plot", help="write learning_curve.png for a run directory")
+    g.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
     v = sub.add_parser("eval", help="held-out evaluation of a run directory or of an untrained agent")
     v.add_argument("target", help="a run directory, or a benchmark name")
     v.add_argument("--task", help="task class for ML1")
@@ -102,7 +105,7 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metarl`` command; returns the exit code."""
     try:
         args = build_parser().parse_args(argv)
-        return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval}[args.command](args)
+        return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
@@ -215,8 +218,16 @@ def cmd_train(args: argparse.Namespace) -> int:
           f"{cfg.trainer.steps:,} env steps with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     result = trainer.train()
     trainer.logger.close()
+    print(f"learning curve: {plot_run(out)}", file=sys.stderr)
     if result is not None:
         _print_table(result, bench, cfg.trainer.seed)
+    return 0
+
+
+def cmd_plot(args: argparse.Namespace) -> int:
+    if not (args.run_dir / "progress.csv").exists():
+        raise UsageError(f"{args.run_dir} has no progress.csv: pass a run directory written by `metarl train`")
+    print(plot_run(args.run_dir))
     return 0
 
 

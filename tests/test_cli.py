@@ -77,7 +77,11 @@ def test_unwritable_out(tmp_path, capsys):
 def test_train_then_eval_run_dir_json(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "Toy", "--agent", "zero-shot", "--steps", "100", "--num-envs", "2", "--out", str(out)]) == 0
-    assert {"config.json", "checkpoint.pt", "eval.json", "progress.csv", "tb"} <= {p.name for p in out.iterdir()}
+    assert {"config.json", "checkpoint.pt", "eval.json", "progress.csv", "tb", "learning_curve.png"} <= {
+        p.name for p in out.iterdir()}
+    assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"
+    assert main(["plot", str(out)]) == 0
+    assert main(["plot", str(tmp_path)]) == 2
     capsys.readouterr()
     assert main(["eval", str(out), "--json"]) == 0
     obj = json.loads(capsys.readouterr().out)

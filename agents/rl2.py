@@ -115,9 +115,9 @@ class RL2Learner:
     ``observe`` and ``adapt`` are no-ops: everything learned about the tasks is in the hidden state,
     which persists across episodes and ``collect`` calls until :meth:`reset` starts a new trial.
 
-    Two things follow from the core's ``collect``: at the first step of a second ``collect`` in the
-    same trial (the evaluator's evaluation episodes) ``prev_reward`` is 0, not the trial's last reward;
-    and steps a slot takes after its last episode (invalid steps) still pass through its hidden state.
+    Steps a slot takes after its last episode (invalid steps, when episodes end at different times)
+    still pass through its hidden state; the evaluator's second ``collect`` continues the trial with
+    the last reward of the first (``collect(prev_reward=...)``).
     """
 
     def __init__(self, algo: RL2) -> None:

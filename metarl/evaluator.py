@@ -75,7 +75,7 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
         pre = collect(envs, learner, config.adapt_episodes, seed=[seed + start + i for i in range(n)])
         learner.observe(pre)
         learner.adapt()
-        post = collect(envs, learner, config.eval_episodes, deterministic=True)
+        post = collect(envs, learner, config.eval_episodes, deterministic=True, prev_reward=pre.last_rewards())
         steps += pre.num_steps + post.num_steps
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
         post_s, post_r = post.episode_successes(), post.episode_returns()

@@ -16,7 +16,7 @@ from metarl.types import Rollout, StepInput
 
 
 def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = False,
-            seed: list[int] | int | None = None) -> Rollout:
+            seed: list[int] | int | None = None, prev_reward: np.ndarray | None = None) -> Rollout:
     """Reset every slot, then step until each slot has finished ``episodes`` episodes.
 
     Args:
@@ -26,6 +26,8 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
         episodes: episodes per slot (``k``).
         deterministic: passed to ``learner.act`` (evaluation episodes use True).
         seed: reset seed(s) for the first reset (None: continue the envs' RNG streams).
+        prev_reward: ``[N]`` reward shown with the first observation (default 0); pass the last
+            reward of a previous rollout when this one continues the same trial (the evaluator does).
 
     Returns:
         A :class:`Rollout` with ``T`` = steps until the slowest slot finished.
@@ -39,7 +41,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     obs, _ = envs.reset(seed=seed)
     obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)
     finished = np.zeros(n, dtype=np.int64)  # episodes completed per slot
-    prev_reward = np.zeros(n, dtype=np.float32)
+    prev_reward = np.zeros(n, np.float32) if prev_reward is None else np.asarray(prev_reward, np.float32).copy()
     first = np.ones(n, dtype=bool)
     cols: dict[str, list] = {k: [] for k in ("obs", "actions", "rewards", "next_obs", "terminated",
                                              "truncated", "first", "success", "episode")}

@@ -101,6 +101,11 @@ class Rollout:
         """``[T, N]`` bool: the episode ended at this step (terminated or truncated)."""
         return self.terminated | self.truncated
 
+    def last_rewards(self) -> np.ndarray:
+        """``[N]`` reward of each slot's last valid step (what the next step of its trial follows)."""
+        last = self.valid.sum(axis=0) - 1  # [N]
+        return self.rewards[np.maximum(last, 0), np.arange(self.rewards.shape[1])]
+
     @property
     def num_steps(self) -> int:
         """Valid env steps in the rollout (what the step budget counts)."""

@@ -70,3 +70,13 @@ def test_actions_are_clipped_for_the_env_but_stored_raw():
     envs = _envs([(2, False, -1)])
     ro = collect(envs, ConstantLearner(value=5.0), episodes=1)
     assert (ro.actions == 5.0).all()
+
+
+def test_a_continued_trial_sees_the_last_reward_of_the_previous_rollout():
+    envs = _envs([(2, False, -1), (3, False, -1)])
+    first = collect(envs, ConstantLearner(), episodes=1)
+    np.testing.assert_allclose(first.last_rewards(), [2, 3])  # slot 0's step 3 is invalid
+    learner = ConstantLearner()
+    collect(envs, learner, episodes=1, prev_reward=first.last_rewards())
+    np.testing.assert_allclose(learner.seen[0].prev_reward, [2, 3])
+    assert learner.seen[0].first.all()

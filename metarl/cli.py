@@ -7,10 +7,11 @@ the problem and the fix and exits with code 2, before anything is written.
 from __future__ import annotations
 
 import argparse
+import ast
 import json
 import shutil
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 import metarl
@@ -36,6 +37,7 @@ class RunConfig:
     reward_version: str | None = None
     trainer: TrainerConfig = TrainerConfig()
     device: str = "auto"
+    agent_options: dict = field(default_factory=dict)
 
     def make_benchmark(self) -> Benchmark:
         options = {"reward_version": self.reward_version} if self.reward_version else {}
@@ -85,6 +87,8 @@ def build_parser() -> argparse.ArgumentParser:
                    help="final evaluation on only the first K tasks per class (default: official set)")
     t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=10, help="iterations")
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
+    t.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="agent option, repeatable, e.g. --agent-opt hidden=128 --agent-opt first_order=True")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
     g = sub.add_parser("plot", help="write learning_curve.png for a run directory")
@@ -166,7 +170,22 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         progress=sys.stderr.isatty(),
     )
     return RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task,
-                     reward_version=args.reward_version, trainer=trainer, device=args.device)
+                     reward_version=args.reward_version, trainer=trainer, device=args.device,
+                     agent_options=_agent_options(args.agent_opt))
+
+
+def _agent_options(pairs: list[str]) -> dict:
+    """``["hidden=128", "first_order=True"]`` -> ``{"hidden": 128, "first_order": True}`` (Python literals)."""
+    out = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key:
+            raise UsageError(f"--agent-opt {pair!r} is not KEY=VALUE: give e.g. --agent-opt hidden=128")
+        try:
+            out[key] = ast.literal_eval(text)
+        except (ValueError, SyntaxError):
+            out[key] = text
+    return out
 
 
 def _prepare_out(out: Path, force: bool) -> None:
@@ -204,7 +223,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         **{**asdict(cfg.trainer), "num_envs": _num_envs(bench, args.num_envs if not args.resume else cfg.trainer.num_envs)})})
     device = resolve_device(cfg.device)
     seed_everything(cfg.trainer.seed)  # agent init is seeded too
-    agent = metarl.make_agent(cfg.agent, bench, device=str(device))
+    agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
     if not args.resume:
         _prepare_out(out, args.force)
@@ -248,7 +267,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         ckpt = target / checkpoint.CHECKPOINT_NAME
         if not ckpt.exists():
             raise UsageError(f"{target} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
-        agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(args.device)))
+        agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(args.device)), **cfg.agent_options)
         agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
     else:

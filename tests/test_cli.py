@@ -17,6 +17,8 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--num-envs", "0"], "must be positive"),
     (["train", "Toy", "--agent", "random", "--device", "tpu"], "unknown device"),
     (["train", "Toy", "--agent", "random", "--max-minutes", "0"], "must be positive"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "nosuch=1"], "unknown options"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "lr"], "not KEY=VALUE"),
     (["eval", "Toy"], "add --agent"),
 ]
 
@@ -76,7 +78,9 @@ def test_unwritable_out(tmp_path, capsys):
 
 def test_train_then_eval_run_dir_json(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "Toy", "--agent", "zero-shot", "--steps", "100", "--num-envs", "2", "--out", str(out)]) == 0
+    assert main(["train", "Toy", "--agent", "zero-shot", "--steps", "100", "--num-envs", "2", "--out", str(out),
+                 "--agent-opt", "hidden=(16, 16)"]) == 0
+    assert json.loads((out / "config.json").read_text())["agent_options"] == {"hidden": [16, 16]}
     assert {"config.json", "checkpoint.pt", "eval.json", "progress.csv", "tb", "learning_curve.png"} <= {
         p.name for p in out.iterdir()}
     assert (out / "learning_curve.png").read_bytes()[:4] == b"\x89PNG"

@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-import torch
 from env_speed import git_commit, machine_info
 
 import metarl
+from metarl import checkpoint
 from metarl.logging import Logger
 from metarl.seeding import resolve_device, seed_everything
 
@@ -32,6 +32,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     seed_everything(seed)
     agent = metarl.make_agent(args.agent, bench, device=str(device))
     run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}-s{seed}"
+    if args.evaluate_only:
+        return evaluate_checkpoint(args, bench, agent, run_dir, seed, str(device))
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = metarl.TrainerConfig(steps=args.steps, num_envs=args.num_envs, seed=seed, backend=args.backend,
                                eval_every=args.eval_every, final_eval=True, progress=False,
@@ -51,6 +53,22 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
             "eval_tasks": sum(r["num_tasks"] for r in result.per_task.values())}
 
 
+def evaluate_checkpoint(args, bench, agent, run_dir: Path, seed: int, device: str) -> dict:
+    """Official held-out evaluation of the run's last checkpoint (training numbers from the checkpoint)."""
+    state = checkpoint.load(run_dir / checkpoint.CHECKPOINT_NAME)
+    agent.load_state_dict(state["algorithm"])
+    envs = metarl.make_vector_env(bench.test, args.num_envs)
+    result = metarl.evaluate(bench.test, agent.make_learner(), envs,
+                             metarl.EvalConfig(max_tasks_per_class=args.eval_tasks), seed)
+    envs.close()
+    steps, elapsed = state["trainer"]["env_steps"], state["trainer"]["elapsed"]
+    return {"seed": seed, "device": device, "run_dir": str(run_dir), "env_steps": steps, "train_seconds": elapsed,
+            "train_steps_per_s": steps / max(elapsed, 1e-9), "reward_version": bench.reward_version,
+            "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
+            "return": result.mean_return, "pre_return": result.pre_return, "per_task": result.per_task,
+            "eval_tasks": sum(r["num_tasks"] for r in result.per_task.values())}
+
+
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
     p.add_argument("benchmark")
@@ -64,9 +82,10 @@ def main() -> None:
     p.add_argument("--device", default="auto")
     p.add_argument("--eval-every", type=int, default=500_000)
     p.add_argument("--eval-tasks", type=int, default=None, help="final eval: first K tasks per class (default: official)")
+    p.add_argument("--evaluate-only", action="store_true",
+                   help="skip training: evaluate the last checkpoint of each seed's run dir")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     rows = [run_seed(args, s) for s in args.seeds]
     label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
     out = args.out or HERE / "results" / f"{label}-{args.agent}.json"

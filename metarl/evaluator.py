@@ -2,7 +2,8 @@
 
 For every evaluation task of a distribution: a fresh Learner state, ``adapt_episodes`` (10)
 episodes of experience, ``observe`` + ``adapt``, then ``eval_episodes`` (3) evaluation episodes
-with deterministic actions. An episode succeeds if ``info["success"]`` was 1 at any step.
+(deterministic actions unless the Learner sets ``eval_deterministic = False``). An episode
+succeeds if ``info["success"]`` was 1 at any step.
 Success rate per task class = mean over its tasks and evaluation episodes; the overall rate is
 the mean over classes (as in ``metaworld.evaluation``). *Pre-adaptation* numbers come from the
 first adaptation episode, before the Learner saw any experience of the task.
@@ -34,6 +35,9 @@ class EvalConfig:
     """Evaluation episodes per task after ``adapt()``."""
     max_tasks_per_class: int | None = None
     """Evaluate only the first K tasks of each class (None: the official set). Quick checks only."""
+    deterministic: bool | None = None
+    """Evaluation-episode actions: deterministic (the policy's mean) or sampled; None asks the Learner
+    (its ``eval_deterministic`` attribute, default True)."""
 
 
 @dataclass
@@ -75,7 +79,8 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
         pre = collect(envs, learner, config.adapt_episodes, seed=[seed + start + i for i in range(n)])
         learner.observe(pre)
         learner.adapt()
-        post = collect(envs, learner, config.eval_episodes, deterministic=True, prev_reward=pre.last_rewards())
+        det = config.deterministic if config.deterministic is not None else getattr(learner, "eval_deterministic", True)
+        post = collect(envs, learner, config.eval_episodes, deterministic=det, prev_reward=pre.last_rewards())
         steps += pre.num_steps + post.num_steps
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
         post_s, post_r = post.episode_successes(), post.episode_returns()

@@ -80,3 +80,22 @@ def test_a_continued_trial_sees_the_last_reward_of_the_previous_rollout():
     collect(envs, learner, episodes=1, prev_reward=first.last_rewards())
     np.testing.assert_allclose(learner.seen[0].prev_reward, [2, 3])
     assert learner.seen[0].first.all()
+
+
+def test_evaluator_asks_the_learner_whether_evaluation_is_deterministic():
+    import metarl
+
+    class Recording(ConstantLearner):
+        def act(self, step, deterministic=False):
+            self.flags.append(deterministic)
+            return super().act(step, deterministic)
+
+    bench = scripted_benchmark([(2, False, -1)])
+    envs = make_vector_env(bench.test, 1)
+    for attr, expected in ((None, True), (False, False)):
+        learner = Recording()
+        learner.flags = []
+        if attr is not None:
+            learner.eval_deterministic = attr
+        metarl.evaluate(bench.test, learner, envs, metarl.EvalConfig(adapt_episodes=1, eval_episodes=1))
+        assert learner.flags == [False, False, expected, expected]

@@ -23,7 +23,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
@@ -32,6 +32,7 @@ from torch import nn
 from torch.func import functional_call, vmap
 from torch.nn.utils import parameters_to_vector, vector_to_parameters
 
+from metarl.config import config_from_options
 from metarl.errors import UsageError
 from metarl.returns import discounted_returns
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
@@ -265,11 +266,7 @@ class MAML:
     """MAML meta-algorithm: a shared Gaussian MLP policy, VPG inner steps and a TRPO meta-update."""
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
-        known = {f.name for f in fields(MAMLConfig)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"maml agent: unknown options {unknown}; known: {sorted(known)}")
-        self.cfg = cfg = MAMLConfig(**options)
+        self.cfg = cfg = config_from_options(MAMLConfig, options, "maml agent")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes = self.post_episodes = cfg.episodes
         self.policy = GaussianMLP(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.init_log_std).to(self.device)

@@ -12,12 +12,13 @@ SB3 is used as the reference in the throughput benchmark instead.
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 
+from metarl.config import config_from_options
 from metarl.returns import RunningMeanStd, discounted_returns, gae
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
@@ -119,11 +120,7 @@ class ZeroShotPPO:
     post_episodes = 0
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
-        known = {f.name for f in fields(PPOConfig)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"zero-shot agent: unknown options {unknown}; known: {sorted(known)}")
-        self.cfg = PPOConfig(**options)
+        self.cfg = config_from_options(PPOConfig, options, "zero-shot agent")
         self.device = torch.device(device)
         self.net = GaussianActorCritic(spec.obs_dim, spec.act_dim, self.cfg.hidden).to(self.device)
         self.opt = torch.optim.Adam(self.net.parameters(), lr=self.cfg.lr, eps=1e-5)

@@ -31,13 +31,14 @@ Meta-update: PPO over whole trials, with the trial treated as one episode of the
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from metarl.config import config_from_options
 from metarl.returns import RunningMeanStd, discounted_returns, gae
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
@@ -206,11 +207,7 @@ class RL2:
     post_episodes = 0
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
-        known = {f.name for f in fields(RL2Config)}
-        unknown = sorted(set(options) - known)
-        if unknown:
-            raise TypeError(f"rl2 agent: unknown options {unknown}; known: {sorted(known)}")
-        self.cfg = cfg = RL2Config(**options)
+        self.cfg = cfg = config_from_options(RL2Config, options, "rl2 agent")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes = cfg.trial_episodes
         in_dim = spec.obs_dim + spec.act_dim + 2

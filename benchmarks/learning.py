@@ -44,13 +44,8 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     result = trainer.train()
     wall = time.perf_counter() - start
     trainer.logger.close()
-    return {"seed": seed, "device": str(device), "run_dir": str(run_dir), "env_steps": trainer.state.env_steps,
-            "train_seconds": trainer.state.elapsed, "wall_seconds": wall,
-            "train_steps_per_s": trainer.state.env_steps / max(trainer.state.elapsed, 1e-9),
-            "reward_version": bench.reward_version, "success_rate": result.success_rate,
-            "pre_success_rate": result.pre_success_rate, "return": result.mean_return,
-            "pre_return": result.pre_return, "per_task": result.per_task,
-            "eval_tasks": sum(r["num_tasks"] for r in result.per_task.values())}
+    return _row(seed, str(device), run_dir, trainer.state.env_steps, trainer.state.elapsed, bench, result,
+                wall_seconds=wall)
 
 
 def evaluate_checkpoint(args, bench, agent, run_dir: Path, seed: int, device: str) -> dict:
@@ -61,9 +56,13 @@ def evaluate_checkpoint(args, bench, agent, run_dir: Path, seed: int, device: st
     result = metarl.evaluate(bench.test, agent.make_learner(), envs,
                              metarl.EvalConfig(max_tasks_per_class=args.eval_tasks), seed)
     envs.close()
-    steps, elapsed = state["trainer"]["env_steps"], state["trainer"]["elapsed"]
+    return _row(seed, device, run_dir, state["trainer"]["env_steps"], state["trainer"]["elapsed"], bench, result)
+
+
+def _row(seed, device, run_dir, steps, elapsed, bench, result, **extra) -> dict:
+    """One seed's JSON row: training budget used, then the held-out evaluation."""
     return {"seed": seed, "device": device, "run_dir": str(run_dir), "env_steps": steps, "train_seconds": elapsed,
-            "train_steps_per_s": steps / max(elapsed, 1e-9), "reward_version": bench.reward_version,
+            "train_steps_per_s": steps / max(elapsed, 1e-9), **extra, "reward_version": bench.reward_version,
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
             "return": result.mean_return, "pre_return": result.pre_return, "per_task": result.per_task,
             "eval_tasks": sum(r["num_tasks"] for r in result.per_task.values())}

@@ -30,18 +30,11 @@ from pathlib import Path
 import gymnasium as gym
 import numpy as np
 import torch
-from env_speed import git_commit, machine_info
+from env_speed import git_commit, machine_info, make_upstream_env
 
 import metarl
 
 HERE = Path(__file__).resolve().parent
-
-
-def upstream_env(cls, task, seed):
-    env = cls()
-    env.set_task(task)
-    env.seed(seed)
-    return env
 
 
 def time_upstream(bench, workers: int, steps: int) -> dict:
@@ -49,7 +42,7 @@ def time_upstream(bench, workers: int, steps: int) -> dict:
     tasks = [next(t for t in bench.train.tasks if t.name == classes[i % len(classes)]) for i in range(workers)]
     from metaworld.env_dict import ALL_V3_ENVIRONMENTS
 
-    fns = [functools.partial(upstream_env, ALL_V3_ENVIRONMENTS[t.name], t.params, i) for i, t in enumerate(tasks)]
+    fns = [functools.partial(make_upstream_env, ALL_V3_ENVIRONMENTS[t.name], t.params, i) for i, t in enumerate(tasks)]
     envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context="forkserver")
     envs.reset()
     rng = np.random.default_rng(0)

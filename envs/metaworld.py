@@ -50,8 +50,7 @@ class MetaWorldTaskEnv(gym.Env):
     metadata = {"render_modes": []}
 
     def __init__(self, reward_version: str = "v2", horizon: int = HORIZON, fast: bool = True) -> None:
-        if not 1 <= horizon <= HORIZON:
-            raise UsageError(f"horizon {horizon} is outside 1..{HORIZON}: Meta-World episodes last at most 500 steps")
+        _check_options(reward_version, horizon)
         self.reward_version = reward_version
         self.horizon = horizon
         self.fast = fast

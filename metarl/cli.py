@@ -1,4 +1,4 @@
-"""The ``metarl`` command line: ``envs``, ``train`` and ``eval``.
+"""The ``metarl`` command line: ``envs``, ``train``, ``eval``, ``plot``, ``render`` and ``bench``.
 
 Bad input (unknown names, impossible numbers, unusable paths) prints one ``error:`` line naming
 the problem and the fix and exits with code 2, before anything is written.
@@ -9,15 +9,17 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import os
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+from typing import Any
 
 import metarl
 from metarl import checkpoint
 from metarl.errors import UsageError
-from metarl.evaluator import EvalConfig, EvalResult, evaluate
+from metarl.evaluator import EvalConfig, EvalResult, evaluate, run_trial
 from metarl.logging import Logger
 from metarl.plot import plot_run
 from metarl.registry import benchmark_factory
@@ -38,10 +40,12 @@ class RunConfig:
     trainer: TrainerConfig = TrainerConfig()
     device: str = "auto"
     agent_options: dict = field(default_factory=dict)
+    env_options: dict = field(default_factory=dict)
 
     def make_benchmark(self) -> Benchmark:
         options = {"reward_version": self.reward_version} if self.reward_version else {}
-        return metarl.make_benchmark(self.benchmark, task=self.task, seed=self.trainer.seed, **options)
+        return metarl.make_benchmark(self.benchmark, task=self.task, seed=self.trainer.seed,
+                                     **{**self.env_options, **options})
 
     @classmethod
     def from_json(cls, obj: dict) -> RunConfig:
@@ -80,7 +84,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots = tasks per meta-batch")
     t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
-    t.add_argument("--backend", default="sync", choices=BACKENDS, help="vector env backend")
+    t.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="vector env backend (auto: the family's batched env if it has one, else sync)")
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
     t.add_argument("--eval-every", type=int, default=0, help="held-out evaluation every N env steps (0: at the end)")
     t.add_argument("--eval-tasks", type=_positive("--eval-tasks"),
@@ -89,6 +94,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
     t.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, repeatable, e.g. --agent-opt hidden=128 --agent-opt first_order=True")
+    t.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="task-family option, repeatable (`metarl envs` lists them), e.g. --env-opt test=extrapolate")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
     g = sub.add_parser("plot", help="write learning_curve.png for a run directory")
@@ -102,6 +109,24 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--eval-tasks", type=_positive("--eval-tasks"), help="only the first K tasks per class")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    r = sub.add_parser("render", help="draw one held-out adaptation trial of a trained run (Driving)")
+    r.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
+    r.add_argument("--task", type=int, default=0, help="index into the held-out evaluation tasks (default 0)")
+    r.add_argument("--out", type=Path, help="PNG path (default RUN_DIR/trial-test-<task>.png)")
+    r.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    b = sub.add_parser("bench", help="measure env throughput (`metarl bench envs`)")
+    b.add_argument("what", choices=("envs",), help="envs: single-env, vector and driving steps/s, memory")
+    b.add_argument("--json", nargs="?", const="auto", type=str, metavar="PATH",
+                   help="also write the report as JSON (default path: benchmarks/results/bench_envs-<host>.json "
+                        "inside a metarl checkout, else ./bench_envs-<host>.json)")
+    b.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
+    b.add_argument("--max-workers", type=_positive("--max-workers"), help="largest worker count (default: cores)")
+    b.add_argument("--steps", type=_positive("--steps"), default=3000, help="timed steps per single-env measurement")
+    b.add_argument("--slots-per-worker", type=_positive("--slots-per-worker"), default=2,
+                   help="env slots per shm worker process")
+    b.add_argument("--rss-steps", type=int, default=0, help="also step this many slot-steps and sample worker RSS")
+    b.add_argument("--sections", default="single,vector,driving",
+                   help="comma-separated subset of single,vector,driving")
     return p
 
 
@@ -109,13 +134,56 @@ def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metarl`` command; returns the exit code."""
     try:
         args = build_parser().parse_args(argv)
-        return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval, "plot": cmd_plot}[args.command](args)
+        return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval, "plot": cmd_plot,
+                "bench": cmd_bench, "render": cmd_render}[args.command](args)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
+    unknown = set(sections) - {"single", "vector", "driving"}
+    if unknown or not sections:
+        raise UsageError(f"--sections {args.sections!r}: choose from single, vector, driving (comma-separated)")
+    if args.rss_steps < 0:
+        raise UsageError(f"--rss-steps must be >= 0, got {args.rss_steps}")
+    out = None
+    if args.json is not None:
+        out = _bench_json_path(args.json)
+        _check_writable(out)
+    from metarl.envs import bench  # lazy: the core does not import the task families
+
+    report = bench.run(quick=args.quick, max_workers=args.max_workers, steps=args.steps,
+                       slots_per_worker=args.slots_per_worker, rss_steps=args.rss_steps, sections=sections)
+    if out is not None:
+        tmp = out.with_suffix(".json.tmp")
+        tmp.write_text(json.dumps(report, indent=2) + "\n")
+        tmp.replace(out)
+        print(f"wrote {out}")
+    return 0
+
+
+def _bench_json_path(text: str) -> Path:
+    if text != "auto":
+        return Path(text)
+    import socket
+
+    name = f"bench_envs-{socket.gethostname()[:20]}.json"
+    results = Path("benchmarks") / "results"
+    return results / name if results.is_dir() else Path(name)
+
+
+def _check_writable(path: Path) -> None:
+    if path.is_dir():
+        raise UsageError(f"--json {path} is a directory: give a file path such as {path / 'bench_envs.json'}")
+    if not path.parent.is_dir():
+        raise UsageError(f"--json {path}: folder {path.parent} does not exist; create it or choose another path")
+    if not os.access(path.parent, os.W_OK):
+        raise UsageError(f"--json {path}: folder {path.parent} is not writable; choose another path")
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -136,6 +204,8 @@ def cmd_envs(args: argparse.Namespace) -> int:
             print(f"  train: {' '.join(d['train'])}\n  test:  {' '.join(d['test'])}")
         for opt, text in d.get("options", {}).items():
             print(f"  option {opt}: {text}")
+        if "note" in d:
+            print(f"  note: {d['note']}")
     print(f"agents: {' '.join(metarl.agent_names())}")
     print("Meta-World rewards: v2 (default) or v1, chosen with --reward-version")
     return 0
@@ -171,16 +241,17 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     )
     return RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task,
                      reward_version=args.reward_version, trainer=trainer, device=args.device,
-                     agent_options=_agent_options(args.agent_opt))
+                     agent_options=_options(args.agent_opt, "--agent-opt", "hidden=128"),
+                     env_options=_options(args.env_opt, "--env-opt", "horizon=200"))
 
 
-def _agent_options(pairs: list[str]) -> dict:
+def _options(pairs: list[str], flag: str, example: str) -> dict:
     """``["hidden=128", "first_order=True"]`` -> ``{"hidden": 128, "first_order": True}`` (Python literals)."""
     out = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
-            raise UsageError(f"--agent-opt {pair!r} is not KEY=VALUE: give e.g. --agent-opt hidden=128")
+            raise UsageError(f"{flag} {pair!r} is not KEY=VALUE: give e.g. {flag} {example}")
         try:
             out[key] = ast.literal_eval(text)
         except (ValueError, SyntaxError):
@@ -259,16 +330,48 @@ def _load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(obj)
 
 
+def _load_trained(run_dir: Path, device: str) -> tuple[RunConfig, Benchmark, Any]:
+    """Config, benchmark and agent (weights from the checkpoint) of a run directory."""
+    cfg = _load_run_config(run_dir)
+    bench = cfg.make_benchmark()
+    ckpt = run_dir / checkpoint.CHECKPOINT_NAME
+    if not ckpt.exists():
+        raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
+    agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(device)), **cfg.agent_options)
+    agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
+    return cfg, bench, agent
+
+
+def cmd_render(args: argparse.Namespace) -> int:
+    if not args.run_dir.is_dir():
+        raise UsageError(f"{args.run_dir} is not a directory: pass a run directory written by `metarl train`")
+    cfg = _load_run_config(args.run_dir)
+    renderer = getattr(benchmark_factory(cfg.benchmark), "render_trial", None)
+    if renderer is None:
+        raise UsageError(f"benchmark {cfg.benchmark!r} has no trial renderer (families opt in with a "
+                         "`render_trial` attribute on their factory; Driving has one)")
+    out = args.out or args.run_dir / f"trial-test-{args.task}.png"
+    _check_writable(out)
+    cfg, bench, agent = _load_trained(args.run_dir, args.device)
+    tasks = bench.test.evaluation_tasks()
+    if not 0 <= args.task < len(tasks):
+        raise UsageError(f"--task {args.task} is out of range: {bench.label} has {len(tasks)} evaluation tasks (0..{len(tasks) - 1})")
+    seed_everything(cfg.trainer.seed)
+    envs = make_vector_env(bench.test, 1)
+    try:
+        envs.set_tasks([tasks[args.task]])
+        pre, post = run_trial(envs, agent.make_learner(), EvalConfig(), seed=[cfg.trainer.seed + args.task])
+    finally:
+        envs.close()
+    renderer(pre, post, tasks[args.task], out, title=f"{cfg.agent} on {bench.label}, held-out {tasks[args.task].id}")
+    print(f"wrote {out}")
+    return 0
+
+
 def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
     if target.is_dir():
-        cfg = _load_run_config(target)
-        bench = cfg.make_benchmark()
-        ckpt = target / checkpoint.CHECKPOINT_NAME
-        if not ckpt.exists():
-            raise UsageError(f"{target} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
-        agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(args.device)), **cfg.agent_options)
-        agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
+        cfg, bench, agent = _load_trained(target, args.device)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
     else:
         if args.agent is None:

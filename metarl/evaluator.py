@@ -22,7 +22,7 @@ import numpy as np
 from metarl.learner import Learner
 from metarl.rollout import collect
 from metarl.tasks import TaskDistribution
-from metarl.types import Task
+from metarl.types import Rollout, Task
 
 
 @dataclass(frozen=True)
@@ -75,12 +75,7 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
     for start in range(0, len(tasks), n):
         chunk = tasks[start:start + n]
         envs.set_tasks(chunk + [chunk[-1]] * (n - len(chunk)))
-        learner.reset(n)
-        pre = collect(envs, learner, config.adapt_episodes, seed=[seed + start + i for i in range(n)])
-        learner.observe(pre)
-        learner.adapt()
-        det = config.deterministic if config.deterministic is not None else getattr(learner, "eval_deterministic", True)
-        post = collect(envs, learner, config.eval_episodes, deterministic=det, prev_reward=pre.last_rewards())
+        pre, post = run_trial(envs, learner, config, seed=[seed + start + i for i in range(n)])
         steps += pre.num_steps + post.num_steps
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
         post_s, post_r = post.episode_successes(), post.episode_returns()
@@ -89,6 +84,20 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
                           "success": float(post_s[:, i].mean()), "pre_return": float(pre_r[0, i]),
                           "return": float(post_r[:, i].mean())})
     return _aggregate(goals, steps)
+
+
+def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
+              seed: list[int] | int | None = None) -> tuple[Rollout, Rollout]:
+    """One meta-test trial on the tasks already set in ``envs``: a fresh Learner state,
+    ``adapt_episodes`` episodes, ``observe`` + ``adapt``, then ``eval_episodes`` episodes that continue
+    the trial. Returns the adaptation and evaluation rollouts (``[T, N, ...]`` each)."""
+    learner.reset(envs.num_envs)
+    pre = collect(envs, learner, config.adapt_episodes, seed=seed)
+    learner.observe(pre)
+    learner.adapt()
+    det = config.deterministic if config.deterministic is not None else getattr(learner, "eval_deterministic", True)
+    post = collect(envs, learner, config.eval_episodes, deterministic=det, prev_reward=pre.last_rewards())
+    return pre, post
 
 
 def _select(tasks: list[Task], k: int | None) -> list[Task]:

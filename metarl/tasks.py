@@ -54,6 +54,10 @@ class TaskSet:
         horizon: steps per episode (the env truncates there).
         eval_tasks_per_class: how many tasks per class the official evaluation uses
             (None: all of them).
+        vector_factory: optional picklable ``num_envs -> gymnasium VectorEnv`` for families that step
+            all slots at once in one process (array-batched simulators). The vector env must have
+            autoreset disabled, accept ``set_attr("task", tasks)`` and ``reset(options={"reset_mask":
+            mask})``, and report ``info["success"]`` as ``[num_envs]``. The ``"auto"`` backend uses it.
     """
 
     split: str
@@ -61,6 +65,7 @@ class TaskSet:
     env_factory: Callable[[], gym.Env] = field(repr=False)
     horizon: int
     eval_tasks_per_class: int | None = None
+    vector_factory: Callable[[int], gym.vector.VectorEnv] | None = field(default=None, repr=False)
 
     def __post_init__(self) -> None:
         if not self.tasks:

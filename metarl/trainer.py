@@ -46,8 +46,9 @@ class TrainerConfig:
     """Env slots = tasks per meta-batch."""
     seed: int = 0
     """Seeds task sampling, env resets and torch."""
-    backend: str = "sync"
-    """Vector env backend: sync (in-process) or async (one worker process per slot)."""
+    backend: str = "auto"
+    """Vector env backend (:data:`metarl.vector.BACKENDS`): auto (the family's batched env if any, else
+    sync), native, sync (in-process), async (one process per slot) or shm (shared-memory workers)."""
     eval_every: int = 0
     """Held-out evaluation every this many env steps (0: only the final one)."""
     eval_tasks_per_class: int | None = 5

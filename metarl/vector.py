@@ -4,7 +4,9 @@ Autoreset is *disabled* (gymnasium's ``AutoresetMode.DISABLED``): nothing resets
 rollout code resets finished slots with ``reset(options={"reset_mask": mask})``. That keeps every
 episode boundary in one place (:mod:`metarl.rollout`) and gives exact final observations.
 
-Backends: ``"sync"`` steps all slots in this process; ``"async"`` runs one worker process per slot
+Backends: ``"native"`` uses the family's own array-batched vector env (``TaskSet.vector_factory``:
+all slots in one process, no per-slot Python); ``"auto"`` (the default) picks ``"native"`` when the
+family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one; ``"async"`` runs one worker process per slot
 (gymnasium's ``AsyncVectorEnv``, forkserver start method where available); ``"shm"`` runs
 ``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
 (:mod:`metarl.vector_shm`: crashed or hung workers are restarted). Scripts that use worker
@@ -26,7 +28,7 @@ from metarl.tasks import TaskDistribution
 from metarl.types import Task
 from metarl.vector_shm import SharedMemoryVectorEnv
 
-BACKENDS = ("sync", "async", "shm")
+BACKENDS = ("auto", "native", "sync", "async", "shm")
 
 
 @dataclass(frozen=True)
@@ -74,15 +76,27 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
     ``[num_envs, obs_dim]``; ``info["success"]`` is ``[num_envs]``.
     """
 
-    def __init__(self, dist: TaskDistribution, num_envs: int, backend: str = "sync",
+    def __init__(self, dist: TaskDistribution, num_envs: int, backend: str = "auto",
                  num_workers: int | None = None) -> None:
         if num_envs < 1:
             raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
         if backend not in BACKENDS:
             raise UsageError(f"unknown vector backend {backend!r}: use one of {', '.join(BACKENDS)}")
+        vector_factory = getattr(dist, "vector_factory", None)
+        if backend == "auto":
+            backend = "native" if vector_factory is not None else "sync"
         fns = [dist.make_env for _ in range(num_envs)]
-        if backend == "sync":
-            env: gym.vector.VectorEnv = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
+        if backend == "native":
+            if vector_factory is None:
+                raise UsageError("backend 'native' needs a family with a batched vector env "
+                                 "(TaskSet.vector_factory): use --backend sync, async or shm")
+            env: gym.vector.VectorEnv = vector_factory(num_envs)
+            mode = env.metadata.get("autoreset_mode")
+            if mode != AutoresetMode.DISABLED:
+                raise UsageError(f"the family's vector env has autoreset mode {mode}: metarl needs "
+                                 "metadata['autoreset_mode'] = AutoresetMode.DISABLED")
+        elif backend == "sync":
+            env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
         elif backend == "async":
             ctx = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
             env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=ctx)
@@ -106,7 +120,10 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         return self.env.reset(seed=seed, options=options)
 
 
-def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "sync",
+def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "auto",
                     num_workers: int | None = None) -> TaskVectorEnv:
-    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: cores)."""
+    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: cores).
+
+    ``backend="auto"``: the family's batched vector env when it has one, else ``"sync"``.
+    """
     return TaskVectorEnv(dist, num_envs, backend, num_workers)

@@ -117,6 +117,11 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         for w in range(workers):
             self._start(w)
 
+    @property
+    def worker_processes(self) -> list[Any]:
+        """The live worker processes (for monitoring, e.g. their memory)."""
+        return [p for p in self._procs if p is not None]
+
     def _start(self, w: int) -> None:
         lo, hi = self._blocks[w]
         parent, child = self._ctx.Pipe()

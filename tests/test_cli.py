@@ -20,6 +20,12 @@ BAD = [
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "nosuch=1"], "unknown options"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "lr"], "not KEY=VALUE"),
     (["eval", "Toy"], "add --agent"),
+    (["train", "Toy", "--agent", "random", "--env-opt", "horizon"], "not KEY=VALUE"),
+    (["train", "Driving", "--agent", "random", "--env-opt", "test=sideways"], "test=extrapolate"),
+    (["train", "Toy", "--agent", "random", "--env-opt", "nosuch=3"], "rejected its options"),
+    (["bench", "envs", "--sections", "gpu"], "--sections"),
+    (["bench", "envs", "--json", "/nonexistent-dir/x.json"], "does not exist"),
+    (["render", "/nonexistent-run"], "not a directory"),
 ]
 
 
@@ -109,3 +115,35 @@ def test_console_script_exit_code_and_no_traceback():
                           capture_output=True, text=True, timeout=120)
     assert proc.returncode == 2
     assert "Traceback" not in proc.stderr and proc.stderr.startswith("error: unknown benchmark")
+
+
+def test_driving_train_env_opts_and_render(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "Driving", "--agent", "zero-shot", "--steps", "1500", "--num-envs", "4", "--eval-tasks", "2",
+            "--env-opt", "num_tasks=4", "--env-opt", "horizon=20", "--env-opt", "test=extrapolate", "--out", str(out)]
+    assert main(args) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["env_options"] == {"num_tasks": 4, "horizon": 20, "test": "extrapolate"}
+    assert cfg["trainer"]["backend"] == "auto"
+    capsys.readouterr()
+    assert main(["render", str(out), "--task", "1", "--out", str(tmp_path / "strip.png")]) == 0
+    assert (tmp_path / "strip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert main(["render", str(out), "--task", "9"]) == 2  # 4 held-out tasks only
+    assert "out of range" in capsys.readouterr().err
+
+
+def test_render_needs_a_family_with_a_renderer(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--out", str(out)]) == 0
+    capsys.readouterr()
+    assert main(["render", str(out)]) == 2
+    assert "no trial renderer" in capsys.readouterr().err
+
+
+def test_bench_envs_driving_section_writes_json(tmp_path, capsys):
+    path = tmp_path / "bench.json"
+    assert main(["bench", "envs", "--quick", "--sections", "driving", "--json", str(path)]) == 0
+    report = json.loads(path.read_text())
+    assert set(report["driving"]) == {"1", "10", "256"} and all(v > 0 for v in report["driving"].values())
+    assert {"command", "git_commit", "machine", "date_utc"} <= set(report)
+    assert "Driving" in capsys.readouterr().out

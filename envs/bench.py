@@ -1,0 +1,321 @@
+"""``metarl bench envs``: env throughput of upstream Meta-World vs metarl, measured side by side in one run.
+
+Sections (random uniform actions, resets included, rewards ``v2`` = upstream's default):
+
+1. **single**: one env per class on one core, upstream class vs metarl's fast class (``fast=True``),
+   alternating, best of ``repeats``; plus the MuJoCo physics ceiling (``frame_skip`` × ``mj_step`` per env
+   step, nothing else) — for reach/pick-place/door-open and the 15 ML10 classes.
+2. **vector**: ML10 training classes over W = 1, 2, 4, … cores: gymnasium's ``AsyncVectorEnv`` of upstream
+   envs (one process per slot, same-step autoreset) vs metarl's shared-memory backend (W worker
+   processes × ``slots_per_worker`` slots, fast envs, stepped through :func:`metarl.collect` as training
+   does), and the resident memory (RSS) per env slot of each.
+3. **driving**: the batched NumPy ``Driving`` family (one process) at 1, 10 and 256 slots.
+4. **memory** (``--rss-steps N``): RSS of every shm worker sampled while stepping N slot-steps, to show
+   whether it grows.
+
+Everything is importable, so ``benchmarks/`` scripts reuse it; the CLI wraps :func:`run`.
+"""
+
+from __future__ import annotations
+
+import datetime
+import functools
+import importlib.metadata
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+import gymnasium as gym
+import numpy as np
+
+SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
+
+
+# -- provenance ------------------------------------------------------------------------------
+def git_commit(where: Path | None = None) -> str:
+    """``git rev-parse HEAD`` of the checkout holding ``where`` (default: the cwd), or ``"unknown"``."""
+    try:
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where or Path.cwd(), capture_output=True,
+                              text=True, check=False)
+    except OSError:
+        return "unknown"
+    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+
+
+def cpu_model() -> str:
+    """CPU model name from /proc/cpuinfo, falling back to ``platform.processor()``."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or "unknown"
+
+
+def machine_info() -> dict[str, Any]:
+    """Platform, CPU and library versions the numbers were measured with."""
+    versions = {}
+    for pkg in ("numpy", "gymnasium", "mujoco", "metaworld", "torch"):
+        try:
+            versions[pkg] = importlib.metadata.version(pkg)
+        except importlib.metadata.PackageNotFoundError:
+            versions[pkg] = None
+    return {"platform": platform.platform(), "cpu_model": cpu_model(), "cpu_count": os.cpu_count(),
+            "python": platform.python_version(), **versions}
+
+
+def provenance() -> dict[str, Any]:
+    """Command, commit, machine and UTC date for a results JSON."""
+    return {"command": [Path(sys.argv[0]).name, *sys.argv[1:]], "git_commit": git_commit(),
+            "machine": machine_info(),
+            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
+
+
+def rss_mb(pid: int) -> float:
+    """Resident memory of process ``pid`` in MiB (Linux ``/proc``; NaN elsewhere)."""
+    try:
+        for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return float("nan")
+
+
+# -- single env ------------------------------------------------------------------------------
+def make_upstream_env(env_cls: type, task: Any, seed: int) -> gym.Env:
+    """One upstream env as training builds it: task set before any reset, then seeded (picklable via partial)."""
+    env = env_cls()
+    env.set_task(task)
+    env.seed(seed)
+    return env
+
+
+def time_env(env: gym.Env, steps: int, warmup: int = 200, seed: int = 0) -> dict[str, float]:
+    """Steps/s of ``env`` under uniform random actions, resets after each episode end included."""
+    rng = np.random.default_rng(seed)
+    low, high = env.action_space.low, env.action_space.high
+    env.reset()
+
+    def run(n: int) -> None:
+        for _ in range(n):
+            _, _, terminated, truncated, _ = env.step(rng.uniform(low, high).astype(np.float32))
+            if terminated or truncated:
+                env.reset()
+
+    run(warmup)
+    start = time.perf_counter()
+    run(steps)
+    seconds = time.perf_counter() - start
+    return {"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds}
+
+
+def time_physics(env: gym.Env, steps: int) -> float:
+    """The MuJoCo ceiling: env steps/s if a step were only ``frame_skip`` × ``mj_step``."""
+    import mujoco
+
+    model, data, frame_skip = env.unwrapped.model, env.unwrapped.data, env.unwrapped.frame_skip
+    env.reset()
+    start = time.perf_counter()
+    for _ in range(steps):
+        for _ in range(frame_skip):
+            mujoco.mj_step(model, data)
+    return steps / (time.perf_counter() - start)
+
+
+def single_env(names: list[str], steps: int, repeats: int) -> dict[str, dict[str, float]]:
+    """Per class: upstream, fast and physics-ceiling steps/s (best of ``repeats``, alternating)."""
+    from metarl.envs.metaworld import make_env
+
+    rows = {}
+    for name in names:
+        best = {"upstream": 0.0, "fast": 0.0}
+        for _ in range(repeats):
+            for key in best:
+                env = make_env(name, fast=key == "fast", seed=0)
+                best[key] = max(best[key], time_env(env, steps)["steps_per_s"])
+                env.close()
+        env = make_env(name, fast=True, seed=0)
+        ceiling = time_physics(env, steps)
+        env.close()
+        rows[name] = {**best, "physics_ceiling": ceiling, "speedup": best["fast"] / best["upstream"],
+                      "fast_pct_of_ceiling": 100 * best["fast"] / ceiling}
+    return rows
+
+
+# -- vector ----------------------------------------------------------------------------------
+def _worker_counts(max_workers: int) -> list[int]:
+    return sorted({w for w in (1, 2, 4, 8, 16, 32, 64) if w <= max_workers} | {max_workers})
+
+
+def _ml10_slot_tasks(bench: Any, slots: int) -> list[Any]:
+    by_class = bench.train.by_class()
+    classes = sorted(by_class)
+    return [by_class[classes[i % len(classes)]][i // len(classes) % len(by_class[classes[i % len(classes)]])]
+            for i in range(slots)]
+
+
+def time_upstream_async(bench: Any, workers: int, steps: int) -> dict[str, float]:
+    """gymnasium ``AsyncVectorEnv`` of ``workers`` upstream envs (one per process)."""
+    from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+    tasks = _ml10_slot_tasks(bench, workers)
+    fns = [functools.partial(make_upstream_env, ALL_V3_ENVIRONMENTS[t.name], t.params, i) for i, t in enumerate(tasks)]
+    ctx = "forkserver" if "forkserver" in __import__("multiprocessing").get_all_start_methods() else "spawn"
+    envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context=ctx)
+    try:
+        envs.reset(seed=0)
+        rng = np.random.default_rng(0)
+        low, high = envs.action_space.low, envs.action_space.high
+        for _ in range(50):
+            envs.step(rng.uniform(low, high).astype(np.float32))
+        n = max(1, steps // workers)
+        start = time.perf_counter()
+        for _ in range(n):
+            envs.step(rng.uniform(low, high).astype(np.float32))
+        seconds = time.perf_counter() - start
+        rss = statistics.fmean(rss_mb(p.pid) for p in envs.processes)
+    finally:
+        envs.close()
+    return {"slots": workers, "steps_per_s": n * workers / seconds, "rss_mb_per_slot": rss}
+
+
+def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: int) -> dict[str, float]:
+    """metarl's shm backend: ``workers`` processes × ``slots_per_worker`` fast-env slots, via ``collect``."""
+    import metarl
+
+    slots = workers * slots_per_worker
+    envs = metarl.make_vector_env(bench.train, slots, "shm", num_workers=workers)
+    try:
+        envs.set_tasks(_ml10_slot_tasks(bench, slots))
+        learner = metarl.make_agent("random", bench).make_learner()
+        metarl.collect(envs, learner, episodes=1, seed=list(range(slots)))  # warm-up: workers built
+        start = time.perf_counter()
+        ro = metarl.collect(envs, learner, episodes=episodes)
+        seconds = time.perf_counter() - start
+        rss = statistics.fmean(rss_mb(p.pid) for p in envs.env.worker_processes) / slots_per_worker
+    finally:
+        envs.close()
+    return {"slots": slots, "steps_per_s": ro.num_steps / seconds, "rss_mb_per_slot": rss}
+
+
+def vector(bench: Any, max_workers: int, steps: int, episodes: int, slots_per_worker: int) -> list[dict]:
+    rows = []
+    for w in _worker_counts(max_workers):
+        rows.append({"workers": w, "upstream_async": time_upstream_async(bench, w, steps),
+                     "metarl_shm": time_metarl_shm(bench, w, slots_per_worker, episodes)})
+        _print_vector_row(rows[-1])
+    return rows
+
+
+def memory_growth(bench: Any, workers: int, slots_per_worker: int, total_steps: int) -> dict[str, Any]:
+    """RSS (MiB, mean over shm workers) sampled ~10 times while stepping ``total_steps`` slot-steps."""
+    import metarl
+
+    slots = workers * slots_per_worker
+    envs = metarl.make_vector_env(bench.train, slots, "shm", num_workers=workers)
+    samples = []
+    try:
+        envs.set_tasks(_ml10_slot_tasks(bench, slots))
+        learner = metarl.make_agent("random", bench).make_learner()
+        done = 0
+        episodes = max(1, total_steps // (10 * slots * bench.train.horizon))
+        while done < total_steps:
+            done += metarl.collect(envs, learner, episodes=episodes).num_steps
+            samples.append({"steps": done, "rss_mb": statistics.fmean(rss_mb(p.pid) for p in envs.env.worker_processes)})
+    finally:
+        envs.close()
+    first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]
+    return {"workers": workers, "slots": slots, "samples": samples, "growth_mb": last - first,
+            "growth_pct": 100 * (last - first) / first}
+
+
+# -- driving ---------------------------------------------------------------------------------
+def driving(slot_counts: tuple[int, ...] = (1, 10, 256), seconds: float = 1.0) -> dict[int, float]:
+    """Slot-steps/s of the batched ``Driving`` family in this process (resets every 100 steps included)."""
+    from metarl.envs.driving import DrivingVectorEnv
+    from metarl.envs.driving import driving as make_driving
+
+    tasks = make_driving(seed=0).train.tasks
+    out = {}
+    for n in slot_counts:
+        env = DrivingVectorEnv(n, 100)
+        env.set_attr("task", [tasks[i % len(tasks)] for i in range(n)])
+        env.reset(seed=0)
+        rng = np.random.default_rng(0)
+        actions = rng.uniform(-1, 1, size=(100, n, 2))
+        steps, start = 0, time.perf_counter()
+        while time.perf_counter() - start < seconds:
+            for a in actions:
+                env.step(a)
+            env.reset()
+            steps += 100 * n
+        out[n] = steps / (time.perf_counter() - start)
+    return out
+
+
+# -- report ----------------------------------------------------------------------------------
+def _print_vector_row(row: dict) -> None:
+    up, ours = row["upstream_async"], row["metarl_shm"]
+    print(f"{row['workers']:>7d} {up['steps_per_s']:>15,.0f} {ours['slots']:>6d} {ours['steps_per_s']:>12,.0f} "
+          f"{ours['steps_per_s'] / up['steps_per_s']:>8.2f}x {up['rss_mb_per_slot']:>10.0f} "
+          f"{ours['rss_mb_per_slot']:>10.0f}", flush=True)
+
+
+def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 3000, repeats: int = 2,
+        slots_per_worker: int = 2, rss_steps: int = 0, sections: tuple[str, ...] = ("single", "vector", "driving")
+        ) -> dict[str, Any]:
+    """Measure, print the tables as it goes, return the JSON-ready report."""
+    import metaworld.env_dict as env_dict
+
+    import metarl
+
+    max_workers = max_workers or os.cpu_count() or 1
+    report: dict[str, Any] = {**provenance(), "reward_function_version": "v2",
+                              "settings": {"quick": quick, "max_workers": max_workers, "steps": steps,
+                                           "repeats": repeats, "slots_per_worker": slots_per_worker,
+                                           "rss_steps": rss_steps, "sections": list(sections)}}
+    ml10 = sorted(env_dict.ML10_V3["train"]) + sorted(env_dict.ML10_V3["test"])
+    names = list(SPEED_ENVS) + [n for n in ml10 if n not in SPEED_ENVS]
+    if quick:
+        names, steps, repeats, max_workers = list(SPEED_ENVS[:2]), 300, 1, min(max_workers, 2)
+    if "single" in sections:
+        print(f"{'single env (1 core)':32s} {'upstream':>9s} {'fast':>9s} {'speed-up':>9s} {'physics':>9s} "
+              f"{'% of physics':>13s}   steps/s")
+        rows = {}
+        for name in names:
+            rows.update(single_env([name], steps, repeats))
+            r = rows[name]
+            print(f"{name:32s} {r['upstream']:9,.0f} {r['fast']:9,.0f} {r['speedup']:8.2f}x {r['physics_ceiling']:9,.0f} "
+                  f"{r['fast_pct_of_ceiling']:12.0f}%", flush=True)
+        ml10_rows = [rows[n] for n in ml10 if n in rows]
+        summary = {k: statistics.fmean(r[k] for r in ml10_rows) for k in ("upstream", "fast", "speedup", "physics_ceiling")} \
+            if ml10_rows else {}
+        if summary:
+            print(f"{'ML10 mean':32s} {summary['upstream']:9,.0f} {summary['fast']:9,.0f} {summary['speedup']:8.2f}x "
+                  f"{summary['physics_ceiling']:9,.0f}")
+        report["single"] = {"rows": rows, "ml10_mean": summary}
+    bench = None
+    if "vector" in sections or rss_steps:
+        bench = metarl.make_benchmark("ML10", seed=0)
+    if "vector" in sections:
+        print(f"\n{'workers':>7s} {'upstream async':>15s} {'slots':>6s} {'metarl shm':>12s} {'ratio':>9s} "
+              f"{'MB/slot up':>10s} {'MB/slot us':>10s}   (ML10 train classes, steps/s)")
+        report["vector"] = vector(bench, max_workers, steps * 4, 1 if quick else 2, slots_per_worker)
+    if "driving" in sections:
+        report["driving"] = driving(seconds=0.3 if quick else 1.0)
+        print("\nDriving (batched NumPy, 1 process): " +
+              ", ".join(f"{n} slots {sps:,.0f} steps/s" for n, sps in report["driving"].items()))
+    if rss_steps:
+        report["memory"] = memory_growth(bench, min(max_workers, 4), slots_per_worker, rss_steps)
+        m = report["memory"]
+        print(f"\nRSS over {m['samples'][-1]['steps']:,} steps ({m['workers']} shm workers, {m['slots']} slots): "
+              f"{m['samples'][0]['rss_mb']:.0f} -> {m['samples'][-1]['rss_mb']:.0f} MiB per worker "
+              f"({m['growth_pct']:+.1f}%)")
+    return report

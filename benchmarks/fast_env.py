@@ -21,10 +21,9 @@ import statistics
 import sys
 from pathlib import Path
 
-from env_speed import git_commit, machine_info, time_env
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3
 
-from metarl.envs.metaworld import make_env
+from metarl.envs.bench import git_commit, machine_info, single_env
 from metarl.envs.metaworld_fast import parity_check
 
 HERE = Path(__file__).resolve().parent
@@ -46,14 +45,9 @@ def speed(names: list[str], steps: int, repeats: int) -> dict[str, dict]:
     rows = {}
     print(f"\n{'env':32s} {'upstream':>10s} {'fast':>10s} {'speed-up':>9s}   (steps/s, best of {repeats})")
     for name in names:
-        best = {False: 0.0, True: 0.0}
-        for _ in range(repeats):
-            for fast in (False, True):
-                env = make_env(name, fast=fast, seed=0)
-                best[fast] = max(best[fast], time_env(env, steps, 200, 0)["steps_per_s"])
-                env.close()
-        rows[name] = {"upstream": best[False], "fast": best[True], "speedup": best[True] / best[False]}
-        print(f"{name:32s} {best[False]:10.0f} {best[True]:10.0f} {rows[name]['speedup']:8.2f}x")
+        rows[name] = single_env([name], steps, repeats)[name]
+        r = rows[name]
+        print(f"{name:32s} {r['upstream']:10.0f} {r['fast']:10.0f} {r['speedup']:8.2f}x")
     return rows
 
 

@@ -16,10 +16,10 @@ import sys
 import time
 from pathlib import Path
 
-from env_speed import git_commit, machine_info
-
 import metarl
 from metarl import checkpoint
+from metarl.cli import parse_options
+from metarl.envs.bench import git_commit, machine_info
 from metarl.logging import Logger
 from metarl.seeding import resolve_device, seed_everything
 
@@ -27,10 +27,10 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
-    bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed)
+    bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed, **args.env_options)
     device = resolve_device(args.device)
     seed_everything(seed)
-    agent = metarl.make_agent(args.agent, bench, device=str(device))
+    agent = metarl.make_agent(args.agent, bench, device=str(device), **args.agent_options)
     run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}-s{seed}"
     if args.evaluate_only:
         return evaluate_checkpoint(args, bench, agent, run_dir, seed, str(device))
@@ -77,7 +77,9 @@ def main() -> None:
     p.add_argument("--max-minutes", type=float, help="wall-clock training budget per seed")
     p.add_argument("--seeds", type=int, nargs="+", default=[0])
     p.add_argument("--num-envs", type=int, default=10)
-    p.add_argument("--backend", default="sync")
+    p.add_argument("--backend", default="auto")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE", help="family option (repeatable)")
+    p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE", help="agent option (repeatable)")
     p.add_argument("--device", default="auto")
     p.add_argument("--eval-every", type=int, default=500_000)
     p.add_argument("--eval-tasks", type=int, default=None, help="final eval: first K tasks per class (default: official)")
@@ -85,6 +87,8 @@ def main() -> None:
                    help="skip training: evaluate the last checkpoint of each seed's run dir")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
+    args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
+    args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
     rows = [run_seed(args, s) for s in args.seeds]
     label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
     out = args.out or HERE / "results" / f"{label}-{args.agent}.json"

@@ -18,9 +18,9 @@ import time
 from pathlib import Path
 
 import torch
-from env_speed import git_commit, machine_info
 
 import metarl
+from metarl.envs.bench import git_commit, machine_info
 
 HERE = Path(__file__).resolve().parent
 

@@ -3,8 +3,10 @@
 Sections (random uniform actions, resets included, rewards ``v2`` = upstream's default):
 
 1. **single**: one env per class on one core, upstream class vs metarl's fast class (``fast=True``),
-   alternating, best of ``repeats``; plus the MuJoCo physics ceiling (``frame_skip`` × ``mj_step`` per env
-   step, nothing else) — for reach/pick-place/door-open and the 15 ML10 classes.
+   alternating, best of ``repeats``; plus the MuJoCo physics ceiling (:func:`time_physics`: the env steps/s
+   if a step were only its MuJoCo calls, measured under the same random actions; the at-rest figure,
+   ``frame_skip`` × ``mj_step`` from the reset state, is ~2× higher and kept in the JSON) — for
+   reach/pick-place/door-open and the 15 ML10 classes.
 2. **vector**: ML10 training classes over W = 1, 2, 4, … cores: gymnasium's ``AsyncVectorEnv`` of upstream
    envs (one process per slot, same-step autoreset) vs metarl's shared-memory backend (W worker
    processes × ``slots_per_worker`` slots, fast envs, stepped through :func:`metarl.collect` as training
@@ -38,9 +40,12 @@ SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
 
 # -- provenance ------------------------------------------------------------------------------
 def git_commit(where: Path | None = None) -> str:
-    """``git rev-parse HEAD`` of the checkout holding ``where`` (default: the cwd), or ``"unknown"``."""
+    """``$METARL_GIT_COMMIT`` if set (hosts that get a copy without ``.git``), else ``git rev-parse HEAD``
+    of the checkout holding ``where`` (default: this file's, i.e. metarl's own), else ``"unknown"``."""
+    if os.environ.get("METARL_GIT_COMMIT"):
+        return os.environ["METARL_GIT_COMMIT"]
     try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where or Path.cwd(), capture_output=True,
+        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where or Path(__file__).resolve().parent, capture_output=True,
                               text=True, check=False)
     except OSError:
         return "unknown"
@@ -116,8 +121,14 @@ def time_env(env: gym.Env, steps: int, warmup: int = 200, seed: int = 0) -> dict
     return {"steps": steps, "seconds": seconds, "steps_per_s": steps / seconds}
 
 
-def time_physics(env: gym.Env, steps: int) -> float:
-    """The MuJoCo ceiling: env steps/s if a step were only ``frame_skip`` × ``mj_step``."""
+def time_physics(env: gym.Env, steps: int) -> dict[str, float]:
+    """Two MuJoCo ceilings, in env steps/s: what a step would cost if it were physics only.
+
+    ``at_rest``: ``frame_skip`` × ``mj_step`` from the reset state with no control (the arm idles, few
+    contacts). ``in_workload``: the time spent inside ``mj_step``, ``mj_forward`` and
+    ``mj_rnePostConstraint`` while the env runs the same random actions as the speed measurement
+    (moving arm, contacts): the honest ceiling for that workload.
+    """
     import mujoco
 
     model, data, frame_skip = env.unwrapped.model, env.unwrapped.data, env.unwrapped.frame_skip
@@ -126,7 +137,27 @@ def time_physics(env: gym.Env, steps: int) -> float:
     for _ in range(steps):
         for _ in range(frame_skip):
             mujoco.mj_step(model, data)
-    return steps / (time.perf_counter() - start)
+    at_rest = steps / (time.perf_counter() - start)
+    spent = [0.0]
+    originals = {k: getattr(mujoco, k) for k in ("mj_step", "mj_forward", "mj_rnePostConstraint")}
+
+    def timed(fn):
+        def call(*args, **kwargs):
+            t = time.perf_counter()
+            try:
+                return fn(*args, **kwargs)
+            finally:
+                spent[0] += time.perf_counter() - t
+        return call
+
+    for k, fn in originals.items():
+        setattr(mujoco, k, timed(fn))
+    try:
+        time_env(env, steps, warmup=0)
+    finally:
+        for k, fn in originals.items():
+            setattr(mujoco, k, fn)
+    return {"at_rest": at_rest, "in_workload": steps / spent[0]}
 
 
 def single_env(names: list[str], steps: int, repeats: int) -> dict[str, dict[str, float]]:
@@ -144,8 +175,9 @@ def single_env(names: list[str], steps: int, repeats: int) -> dict[str, dict[str
         env = make_env(name, fast=True, seed=0)
         ceiling = time_physics(env, steps)
         env.close()
-        rows[name] = {**best, "physics_ceiling": ceiling, "speedup": best["fast"] / best["upstream"],
-                      "fast_pct_of_ceiling": 100 * best["fast"] / ceiling}
+        rows[name] = {**best, "physics_ceiling": ceiling["in_workload"], "physics_at_rest": ceiling["at_rest"],
+                      "speedup": best["fast"] / best["upstream"],
+                      "fast_pct_of_ceiling": 100 * best["fast"] / ceiling["in_workload"]}
     return rows
 
 
@@ -238,7 +270,7 @@ def memory_growth(bench: Any, workers: int, slots_per_worker: int, total_steps: 
 
 # -- driving ---------------------------------------------------------------------------------
 def driving(slot_counts: tuple[int, ...] = (1, 10, 256), seconds: float = 1.0) -> dict[int, float]:
-    """Slot-steps/s of the batched ``Driving`` family in this process (resets every 100 steps included)."""
+    """Slot-steps/s of the batched ``Driving`` family in this process, random actions, ended slots reset."""
     from metarl.envs.driving import DrivingVectorEnv
     from metarl.envs.driving import driving as make_driving
 
@@ -251,10 +283,12 @@ def driving(slot_counts: tuple[int, ...] = (1, 10, 256), seconds: float = 1.0) -
         rng = np.random.default_rng(0)
         actions = rng.uniform(-1, 1, size=(100, n, 2))
         steps, start = 0, time.perf_counter()
-        while time.perf_counter() - start < seconds:
+        while time.perf_counter() - start < seconds:  # as collect() does: reset slots whose episode ended
             for a in actions:
-                env.step(a)
-            env.reset()
+                _, _, terminated, truncated, _ = env.step(a)
+                ended = terminated | truncated
+                if ended.any():
+                    env.reset(options={"reset_mask": ended})
             steps += 100 * n
         out[n] = steps / (time.perf_counter() - start)
     return out
@@ -295,7 +329,8 @@ def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 300
             print(f"{name:32s} {r['upstream']:9,.0f} {r['fast']:9,.0f} {r['speedup']:8.2f}x {r['physics_ceiling']:9,.0f} "
                   f"{r['fast_pct_of_ceiling']:12.0f}%", flush=True)
         ml10_rows = [rows[n] for n in ml10 if n in rows]
-        summary = {k: statistics.fmean(r[k] for r in ml10_rows) for k in ("upstream", "fast", "speedup", "physics_ceiling")} \
+        summary = {k: statistics.fmean(r[k] for r in ml10_rows)
+                   for k in ("upstream", "fast", "speedup", "physics_ceiling", "physics_at_rest")} \
             if ml10_rows else {}
         if summary:
             print(f"{'ML10 mean':32s} {summary['upstream']:9,.0f} {summary['fast']:9,.0f} {summary['speedup']:8.2f}x "
@@ -313,7 +348,7 @@ def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 300
         print("\nDriving (batched NumPy, 1 process): " +
               ", ".join(f"{n} slots {sps:,.0f} steps/s" for n, sps in report["driving"].items()))
     if rss_steps:
-        report["memory"] = memory_growth(bench, min(max_workers, 4), slots_per_worker, rss_steps)
+        report["memory"] = memory_growth(bench, max_workers, slots_per_worker, rss_steps)
         m = report["memory"]
         print(f"\nRSS over {m['samples'][-1]['steps']:,} steps ({m['workers']} shm workers, {m['slots']} slots): "
               f"{m['samples'][0]['rss_mb']:.0f} -> {m['samples'][-1]['rss_mb']:.0f} MiB per worker "

@@ -129,13 +129,14 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         self._t = np.zeros(n, dtype=np.int64)
         self._err_sum = np.zeros(n)  # sum of |v - target| over the scored tail of the episode
         self._rngs = [np.random.default_rng() for _ in range(n)]
+        self._ready = np.zeros(n, dtype=bool)  # slot has been reset since construction
         self._tail_start = int(np.ceil(0.6 * horizon))
 
     # -- tasks -------------------------------------------------------------------------------
     def set_attr(self, name: str, values: Any) -> None:
         if name != "task":
             raise AttributeError(f"DrivingVectorEnv has no settable attribute {name!r} (only 'task')")
-        values = list(values) if isinstance(values, (list, tuple)) else [values] * self.num_envs
+        values = [values] * self.num_envs if isinstance(values, Task) else list(values)
         if len(values) != self.num_envs:
             raise ValueError(f"set_attr('task') got {len(values)} tasks for {self.num_envs} slots")
         for task in values:
@@ -146,7 +147,7 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
     def get_attr(self, name: str) -> tuple:
         if name != "task":
             raise AttributeError(f"DrivingVectorEnv has no attribute {name!r} to get (only 'task')")
-        return tuple(self.tasks)
+        return tuple(self._pending)  # what set_attr set, as gymnasium's vector envs answer
 
     def param(self, name: str) -> np.ndarray:
         """``[num_envs]`` current value of the hidden parameter ``name`` (a :class:`DriveParams` field)."""
@@ -161,9 +162,13 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
         n = self.num_envs
         mask = np.ones(n, dtype=bool) if not options or "reset_mask" not in options else \
-            np.asarray(options["reset_mask"], dtype=bool)
+            np.asarray(options["reset_mask"], dtype=bool).reshape(-1)
+        if mask.shape != (n,):
+            raise ValueError(f"reset_mask has {mask.size} entries for {n} slots: give one bool per slot")
         if seed is not None:
-            seeds = [seed + i for i in range(n)] if isinstance(seed, int) else list(seed)
+            seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
+            if len(seeds) != n:
+                raise ValueError(f"reset got {len(seeds)} seeds for {n} slots: give an int or one seed per slot")
             for i in np.flatnonzero(mask):
                 self._rngs[i] = np.random.default_rng(seeds[i])
         for i in np.flatnonzero(mask):
@@ -175,11 +180,14 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             noise = self._rngs[i].uniform(-1.0, 1.0, size=3)
             self._d[i], self._psi[i], self._v[i] = 0.3 * noise[0], 0.02 * noise[1], START_SPEED + noise[2]
         self._s[mask] = 0.0
+        self._ready |= mask
         self._t[mask] = 0
         self._err_sum[mask] = 0.0
         return self._obs(), {}
 
     def step(self, actions):
+        if not self._ready.all():
+            raise RuntimeError("DrivingVectorEnv.step() before every slot was reset: call reset() after set_attr('task', ...)")
         a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, 2), -1.0, 1.0)
         p = self._p
         target, grip, gain, offset, accel = p[0], p[1], p[2], p[3], p[4]
@@ -283,8 +291,7 @@ def _scenarios(rng: np.random.Generator, n: int, ranges: dict) -> list[DrivePara
     wavelength = rng.uniform(100.0, 300.0, size=n)
     phase = rng.uniform(0.0, 2 * np.pi, size=n)
     rows = np.stack([speed, grip, gain, offset, accel, amp, wavelength, phase], axis=1)
-    order = np.argsort(speed, kind="stable")
-    return [DriveParams(*map(float, rows[i])) for i in order]
+    return [DriveParams(*map(float, row)) for row in rows]  # random order: any first-K subset is a fair sample
 
 
 def _make_vector(num_envs: int, horizon: int) -> DrivingVectorEnv:

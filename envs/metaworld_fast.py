@@ -4,32 +4,44 @@ Upstream's step is Python-bound: profiling pick-place-v3 (cProfile, 3,000 random
 2026-11-27) put 26% of step time in ``touching_object`` (two Python loops over every MuJoCo
 contact), 18% in scipy's ``Rotation.from_matrix`` (one 3x3 matrix per step, through scipy's
 array-API dispatch, a determinant and an ``isclose`` orthogonality check) and ~10% in observation
-assembly (``np.split`` / ``np.hstack``); physics (``mj_step``) was 13%.
+assembly (``np.split`` / ``np.hstack``); physics (``mj_step``) was 13%. After those three, the next
+profile (fast pick-place-v3) showed ``reward_utils.tolerance`` (11%: ``np.where`` / ``logical_and`` on
+0-d arrays for every scalar), name-based MuJoCo lookups (``data.body("hand")``, ``data.site(...)``)
+and the layers of ``step`` (``set_xyz_action``, ``do_simulation``'s shape check).
 
-:func:`fast_class` derives a subclass of an upstream env class that replaces exactly those three
-pieces and keeps everything else, rewards included, untouched:
+:func:`fast_class` derives a subclass of an upstream env class that replaces exactly those pieces and
+keeps everything else, reward formulas included, untouched:
 
 - ``touching_object``: NumPy masks over ``data.contact``; forces summed with Python's ``sum`` in
   contact order, as upstream does, so the result is identical.
-- ``_get_quat_objects``: upstream's own function, re-bound to a namespace where ``Rotation`` is
-  :class:`_Rotation`, which implements scipy's matrix-to-quaternion method (Markley's, scalar-last)
-  on Python floats, falling back to scipy for matrices scipy would orthogonalise first.
-- ``_get_curr_obs_combined_no_goal``: the same values written straight into one array.
+- every upstream method that uses scipy's ``Rotation`` or ``reward_utils`` (``_get_quat_objects``,
+  ``compute_reward``, ``_gripper_caging_reward``, ...): upstream's own function, re-bound to globals
+  where ``Rotation`` is :class:`_Rotation` (scipy's matrix-to-quaternion method, Markley's,
+  scalar-last, on Python floats; scipy itself for matrices it would orthogonalise first) and
+  ``reward_utils.tolerance`` is :func:`tolerance` (scalar ``long_tail`` calls without ``np.where``).
+- ``step``, ``_get_obs``, ``_get_curr_obs_combined_no_goal``: the same operations in the same order,
+  inlined, with body/site ids looked up once (``get_endeff_pos``, ``tcp_center``, ``get_body_com``,
+  ``_get_site_pos``, ``_set_pos_site``) and the observation written straight into one array.
 
-``tests/test_metaworld_fast.py`` checks a sample of tasks and ``benchmarks/fast_env_parity.py``
-all 50: same actions -> identical observations, rewards, success, terminated and truncated over
-full 500-step episodes and resets.
+``tests/test_metaworld_fast.py`` checks a sample of tasks and ``benchmarks/fast_env.py`` all 50: same
+actions -> identical observations, rewards, success, terminated and truncated over full 500-step
+episodes and resets.
 """
 
 from __future__ import annotations
 
 import functools
+import inspect
 import math
 import types
 from typing import Any
 
+import mujoco
 import numpy as np
+from metaworld.utils import reward_utils as _reward_utils
 from scipy.spatial.transform import Rotation as _ScipyRotation
+
+_upstream_tolerance = _reward_utils.tolerance
 
 
 class _Rotation:
@@ -98,14 +110,132 @@ def _touching_object(self, object_geom_id: int) -> bool:
 def _get_curr_obs_combined_no_goal(self) -> np.ndarray:
     """[18]: hand xyz, gripper opening in [0, 1], then (xyz, quat) per object, zero-padded."""
     out = np.zeros(18)
+    xpos = self.data.xpos
     out[:3] = self.get_endeff_pos()
-    right, left = self.data.body("rightclaw"), self.data.body("leftclaw")
-    out[3] = np.clip(np.linalg.norm(right.xpos - left.xpos) / 0.1, 0.0, 1.0)
+    right, left = _body_id(self, "rightclaw"), _body_id(self, "leftclaw")
+    out[3] = np.clip(np.linalg.norm(xpos[right] - xpos[left]) / 0.1, 0.0, 1.0)
     pos, quat = self._get_pos_objects(), self._get_quat_objects()
     for k in range(len(pos) // 3):
         out[4 + 7 * k:7 + 7 * k] = pos[3 * k:3 * k + 3]
         out[7 + 7 * k:11 + 7 * k] = quat[4 * k:4 * k + 4]
     return out
+
+
+def _get_obs(self) -> np.ndarray:
+    """Frame-stacked observation ``[current (18), previous (18), goal (3)]``, as upstream stacks it."""
+    pos_goal = self._get_pos_goal()
+    curr = self._get_curr_obs_combined_no_goal()
+    n = curr.shape[0]
+    obs = np.empty(2 * n + pos_goal.shape[0])
+    obs[:n] = curr
+    obs[n:2 * n] = self._prev_obs
+    obs[2 * n:] = 0.0 if self._partially_observable else pos_goal
+    self._prev_obs = curr
+    return obs
+
+
+_MOCAP_QUAT = np.array([1, 0, 1, 0])
+
+
+def _step(self, action):
+    """Upstream's ``SawyerXYZEnv.step`` with the same operations in the same order, minus the layers:
+    ``set_xyz_action`` and ``do_simulation`` inlined, site ids cached, the observation clipped in place."""
+    if not self._set_task_called:
+        raise RuntimeError("You must call env.set_task before using env.step")
+    assert len(action) == 4, f"Actions should be size 4, got {len(action)}"
+    data, model = self.data, self.model
+    new_mocap_pos = data.mocap_pos + (np.clip(action[:3], -1, 1) * self.action_scale)[None]
+    new_mocap_pos[0, :] = np.clip(new_mocap_pos[0, :], self.mocap_low, self.mocap_high)
+    data.mocap_pos = new_mocap_pos
+    data.mocap_quat = _MOCAP_QUAT
+    if self.curr_path_length >= self.max_path_length:
+        raise ValueError("You must reset the env manually once truncate==True")
+    data.ctrl[:] = (action[-1], -action[-1])
+    mujoco.mj_step(model, data, nstep=self.frame_skip)
+    mujoco.mj_rnePostConstraint(model, data)
+    self.curr_path_length += 1
+    for name, pos in self._target_site_config:
+        data.site_xpos[_site_id(self, name)] = pos[:3]
+    if self._did_see_sim_exception:
+        return self._metarl_super_step_unstable()
+    mujoco.mj_forward(model, data)
+    space = self.sawyer_observation_space
+    obs = np.clip(self._get_obs(), space.low, space.high, dtype=np.float64)
+    self._last_stable_obs = obs
+    reward, info = self.evaluate_state(obs, action)
+    return np.array(obs, dtype=np.float64), reward, False, self.curr_path_length == self.max_path_length, info
+
+
+def _site_id(self, name: str) -> int:
+    ids = self._metarl_site_ids
+    if name not in ids:
+        ids[name] = self.data.site(name).id
+    return ids[name]
+
+
+def _body_id(self, name: str) -> int:
+    ids = self._metarl_body_ids
+    if name not in ids:
+        ids[name] = self.data.body(name).id
+    return ids[name]
+
+
+def _get_site_pos(self, site_name: str) -> np.ndarray:
+    return self.data.site_xpos[_site_id(self, site_name)].copy()
+
+
+def _set_pos_site(self, name: str, pos: np.ndarray) -> None:
+    assert isinstance(pos, np.ndarray)
+    assert pos.ndim == 1
+    self.data.site_xpos[_site_id(self, name)] = pos[:3]
+
+
+def _get_body_com(self, body_name: str) -> np.ndarray:
+    return self.data.xpos[_body_id(self, body_name)]
+
+
+def _get_endeff_pos(self) -> np.ndarray:
+    return self.data.xpos[_body_id(self, "hand")]
+
+
+def _tcp_center(self) -> np.ndarray:
+    right, left = _site_id(self, "rightEndEffector"), _site_id(self, "leftEndEffector")
+    return (self.data.site_xpos[right] + self.data.site_xpos[left]) / 2.0
+
+
+def tolerance(x: Any, bounds: tuple[float, float] = (0.0, 0.0), margin: Any = 0.0, sigmoid: str = "gaussian",
+              value_at_margin: float = 0.1) -> Any:
+    """``metaworld.utils.reward_utils.tolerance``, to the bit, without NumPy for scalar ``long_tail`` calls.
+
+    Upstream evaluates both branches and the sigmoid with ``np.where`` on 0-d arrays; here only the
+    taken branch is computed, with the same NumPy operations on the same values. Arrays and other
+    sigmoids go to upstream's function.
+    """
+    lower, upper = bounds
+    if not (sigmoid == "long_tail" and type(x) in _F64 and type(margin) in _F64 and type(lower) in _F64
+            and type(upper) in _F64):  # float32 operands would change the arithmetic: upstream's path
+        return _upstream_tolerance(x, bounds, margin, sigmoid, value_at_margin)
+    if lower > upper:
+        raise ValueError("Lower bound must be <= upper bound.")
+    if margin < 0:
+        raise ValueError(f"`margin` must be non-negative. Current value: {margin}")
+    if margin != 0 and not 0 < value_at_margin < 1:  # upstream validates whenever the sigmoid is evaluated
+        raise ValueError(f"`value_at_1` must be strictly between 0 and 1, got {value_at_margin}.")
+    if lower <= x <= upper:
+        return 1.0
+    if margin == 0:
+        return 0.0
+    # The square stays a NumPy power on a 0-d array, as upstream's: NumPy's vectorised pow may round
+    # differently from x * x (measured: 1 ulp on stick-pull-v3).
+    d = np.asarray((lower - x if x < lower else x - upper) / margin)
+    return (1 / ((d * np.sqrt(1 / value_at_margin - 1)) ** 2 + 1)).item()
+
+
+_F64 = (float, int, np.float64)
+
+_FAST_REWARD_UTILS = types.SimpleNamespace(**{k: getattr(_reward_utils, k) for k in dir(_reward_utils)
+                                              if not k.startswith("__")})
+_FAST_REWARD_UTILS.tolerance = tolerance
 
 
 def _rebind(func: types.FunctionType, **names: Any) -> types.FunctionType:
@@ -119,17 +249,41 @@ def _rebind(func: types.FunctionType, **names: Any) -> types.FunctionType:
 @functools.cache
 def fast_class(cls: type) -> type:
     """The fast subclass of upstream Meta-World env class ``cls`` (cached per class)."""
-    quat = cls._get_quat_objects
-    ns: dict[str, Any] = {
+    ns: dict[str, Any] = {}
+    # Every upstream method that reaches the reward helpers or scipy's Rotation, re-bound to the fast ones.
+    fast_globals = {"reward_utils": _FAST_REWARD_UTILS, "tolerance": tolerance, "Rotation": _Rotation}
+    for name in dir(cls):
+        attr = inspect.getattr_static(cls, name)
+        if isinstance(attr, types.FunctionType) and attr.__module__.startswith("metaworld"):
+            used = {k: v for k, v in fast_globals.items() if k in attr.__code__.co_names and k in attr.__globals__}
+            if used:
+                ns[name] = _rebind(attr, **used)
+    ns.update({
         "touching_object": _touching_object,
         "_get_curr_obs_combined_no_goal": _get_curr_obs_combined_no_goal,
-        "_get_quat_objects": _rebind(quat, Rotation=_Rotation) if "Rotation" in quat.__code__.co_names else quat,
+        "_get_obs": _get_obs,
+        "step": _step,
+        "_get_site_pos": _get_site_pos,
+        "_set_pos_site": _set_pos_site,
+        "get_body_com": _get_body_com,
+        "get_endeff_pos": _get_endeff_pos,
+        "tcp_center": property(_tcp_center),
         "__module__": __name__,
-    }
+    })
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
+        self._metarl_site_ids: dict[str, int] = {}
+        self._metarl_body_ids: dict[str, int] = {}
         cls.__init__(self, *args, **kwargs)
-        self._metarl_pad_ids = (self.data.geom("leftpad_geom").id, self.data.geom("rightpad_geom").id)
+        data = self.data
+        self._metarl_pad_ids = (data.geom("leftpad_geom").id, data.geom("rightpad_geom").id)
+
+    def _metarl_super_step_unstable(self):  # upstream's answer after a simulation exception
+        return (self._last_stable_obs, 0.0, False, False,
+                {"success": False, "near_object": 0.0, "grasp_success": False, "grasp_reward": 0.0,
+                 "in_place_reward": 0.0, "obj_to_target": 0.0, "unscaled_reward": 0.0})
+
+    ns["_metarl_super_step_unstable"] = _metarl_super_step_unstable
 
     ns["__init__"] = __init__
     return type(f"Fast{cls.__name__}", (cls,), ns)

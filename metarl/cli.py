@@ -26,7 +26,7 @@ from metarl.registry import benchmark_factory
 from metarl.seeding import resolve_device, seed_everything
 from metarl.tasks import Benchmark
 from metarl.trainer import Trainer, TrainerConfig, eval_summary, write_eval_json
-from metarl.vector import BACKENDS, make_vector_env
+from metarl.vector import BACKENDS, check_backend, make_vector_env
 
 
 @dataclass(frozen=True)
@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
     b.add_argument("--max-workers", type=_positive("--max-workers"), help="largest worker count (default: cores)")
     b.add_argument("--steps", type=_positive("--steps"), default=3000, help="timed steps per single-env measurement")
+    b.add_argument("--repeats", type=_positive("--repeats"), default=2,
+                   help="alternating upstream/fast measurements per env; the best is kept")
     b.add_argument("--slots-per-worker", type=_positive("--slots-per-worker"), default=2,
                    help="env slots per shm worker process")
     b.add_argument("--rss-steps", type=int, default=0, help="also step this many slot-steps and sample worker RSS")
@@ -154,10 +156,10 @@ def cmd_bench(args: argparse.Namespace) -> int:
     out = None
     if args.json is not None:
         out = _bench_json_path(args.json)
-        _check_writable(out)
+        _check_writable(out, "--json")
     from metarl.envs import bench  # lazy: the core does not import the task families
 
-    report = bench.run(quick=args.quick, max_workers=args.max_workers, steps=args.steps,
+    report = bench.run(quick=args.quick, max_workers=args.max_workers, steps=args.steps, repeats=args.repeats,
                        slots_per_worker=args.slots_per_worker, rss_steps=args.rss_steps, sections=sections)
     if out is not None:
         tmp = out.with_suffix(".json.tmp")
@@ -177,13 +179,13 @@ def _bench_json_path(text: str) -> Path:
     return results / name if results.is_dir() else Path(name)
 
 
-def _check_writable(path: Path) -> None:
+def _check_writable(path: Path, flag: str) -> None:
     if path.is_dir():
-        raise UsageError(f"--json {path} is a directory: give a file path such as {path / 'bench_envs.json'}")
+        raise UsageError(f"{flag} {path} is a directory: give a file path inside it")
     if not path.parent.is_dir():
-        raise UsageError(f"--json {path}: folder {path.parent} does not exist; create it or choose another path")
+        raise UsageError(f"{flag} {path}: folder {path.parent} does not exist; create it or choose another path")
     if not os.access(path.parent, os.W_OK):
-        raise UsageError(f"--json {path}: folder {path.parent} is not writable; choose another path")
+        raise UsageError(f"{flag} {path}: folder {path.parent} is not writable; choose another path")
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
@@ -241,23 +243,46 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     )
     return RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task,
                      reward_version=args.reward_version, trainer=trainer, device=args.device,
-                     agent_options=_options(args.agent_opt, "--agent-opt", "hidden=128"),
-                     env_options=_options(args.env_opt, "--env-opt", "horizon=200"))
+                     agent_options=parse_options(args.agent_opt, "--agent-opt", "hidden=128"),
+                     env_options=parse_options(args.env_opt, "--env-opt", "horizon=200"))
 
 
-def _options(pairs: list[str], flag: str, example: str) -> dict:
-    """``["hidden=128", "first_order=True"]`` -> ``{"hidden": 128, "first_order": True}`` (Python literals)."""
+_RESERVED = {"--env-opt": {"seed": "--seed", "task": "--task", "reward_version": "--reward-version"},
+             "--agent-opt": {"device": "--device"}}
+
+
+def parse_options(pairs: list[str], flag: str, example: str) -> dict:
+    """``["hidden=128", "first_order=True"]`` -> ``{"hidden": 128, "first_order": True}``.
+
+    Values are Python literals (strings otherwise); tuples become lists, as they would after a round trip
+    through ``config.json``; values JSON can't hold (sets, bytes, complex) are rejected.
+    """
     out = {}
     for pair in pairs:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"{flag} {pair!r} is not KEY=VALUE: give e.g. {flag} {example}")
+        if key in _RESERVED.get(flag, {}):
+            raise UsageError(f"{flag} {key}=... is not a family/agent option: use {_RESERVED[flag][key]}")
         try:
-            out[key] = ast.literal_eval(text)
+            value = ast.literal_eval(text)
         except (ValueError, SyntaxError):
-            out[key] = text
+            value = text
+        value = _jsonable(value)
+        if value is None and text.strip() not in ("None", ""):
+            raise UsageError(f"{flag} {pair!r}: the value must be a number, bool, None, string, list or dict")
+        out[key] = value
     return out
 
+
+def _jsonable(value: Any) -> Any:
+    """``value`` with tuples as lists if JSON can hold it, else None."""
+    if isinstance(value, tuple):
+        value = list(value)
+    try:
+        return json.loads(json.dumps(value)) if not isinstance(value, float) else value
+    except (TypeError, ValueError):
+        return None
 
 def _prepare_out(out: Path, force: bool) -> None:
     """Refuse to clobber a run (unless --force on a run directory), then check the path is writable."""
@@ -285,6 +310,12 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _load_run_config(args.out)
         if not (args.out / checkpoint.CHECKPOINT_NAME).exists():
             raise UsageError(f"{args.out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again with --force")
+        ignored = [flag for flag, given in (("--env-opt", args.env_opt), ("--agent-opt", args.agent_opt),
+                                            ("--num-envs", args.num_envs), ("--backend", args.backend != "auto"),
+                                            ("--task", args.task), ("--reward-version", args.reward_version)) if given]
+        if ignored:
+            raise UsageError(f"--resume continues {args.out} with its saved config.json; drop {', '.join(ignored)} "
+                             "(or start a new run with --force)")
         if args.steps:
             cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(**{**asdict(cfg.trainer), "steps": args.steps})})
     else:
@@ -293,14 +324,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(
         **{**asdict(cfg.trainer), "num_envs": _num_envs(bench, args.num_envs if not args.resume else cfg.trainer.num_envs)})})
     device = resolve_device(cfg.device)
+    for dist in (bench.train, bench.test):
+        check_backend(dist, cfg.trainer.backend)
     seed_everything(cfg.trainer.seed)  # agent init is seeded too
     agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
     if not args.resume:
+        config_text = json.dumps({**asdict(cfg), "resolved": {"device": str(device), "reward_version": bench.reward_version,
+                                                              "metarl": metarl.__version__}}, indent=2) + "\n"
         _prepare_out(out, args.force)
-        (out / "config.json").write_text(json.dumps(
-            {**asdict(cfg), "resolved": {"device": str(device), "reward_version": bench.reward_version,
-                                         "metarl": metarl.__version__}}, indent=2) + "\n")
+        (out / "config.json").write_text(config_text)
     trainer = Trainer(bench, agent, cfg.trainer, run_dir=out, logger=Logger.for_run(out))
     if args.resume:
         trainer.resume(out / checkpoint.CHECKPOINT_NAME)
@@ -351,7 +384,9 @@ def cmd_render(args: argparse.Namespace) -> int:
         raise UsageError(f"benchmark {cfg.benchmark!r} has no trial renderer (families opt in with a "
                          "`render_trial` attribute on their factory; Driving has one)")
     out = args.out or args.run_dir / f"trial-test-{args.task}.png"
-    _check_writable(out)
+    if out.suffix.lower() != ".png":
+        raise UsageError(f"--out {out}: render writes a PNG image; give a path ending in .png")
+    _check_writable(out, "--out")
     cfg, bench, agent = _load_trained(args.run_dir, args.device)
     tasks = bench.test.evaluation_tasks()
     if not 0 <= args.task < len(tasks):
@@ -386,8 +421,9 @@ def cmd_eval(args: argparse.Namespace) -> int:
         result = evaluate(bench.test, agent.make_learner(), envs, EvalConfig(max_tasks_per_class=args.eval_tasks), seed)
     finally:
         envs.close()
-    if target.is_dir():
-        write_eval_json(target / "eval.json", result, bench, seed)
+    if target.is_dir():  # a partial evaluation never replaces the official one
+        name = "eval.json" if args.eval_tasks is None else f"eval-first{args.eval_tasks}.json"
+        write_eval_json(target / name, result, bench, seed)
     if args.json:
         print(json.dumps(eval_summary(result, bench, seed), indent=2))
     else:

@@ -80,17 +80,10 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
                  num_workers: int | None = None) -> None:
         if num_envs < 1:
             raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
-        if backend not in BACKENDS:
-            raise UsageError(f"unknown vector backend {backend!r}: use one of {', '.join(BACKENDS)}")
-        vector_factory = getattr(dist, "vector_factory", None)
-        if backend == "auto":
-            backend = "native" if vector_factory is not None else "sync"
+        backend = check_backend(dist, backend)
         fns = [dist.make_env for _ in range(num_envs)]
         if backend == "native":
-            if vector_factory is None:
-                raise UsageError("backend 'native' needs a family with a batched vector env "
-                                 "(TaskSet.vector_factory): use --backend sync, async or shm")
-            env: gym.vector.VectorEnv = vector_factory(num_envs)
+            env: gym.vector.VectorEnv = dist.vector_factory(num_envs)
             mode = env.metadata.get("autoreset_mode")
             if mode != AutoresetMode.DISABLED:
                 raise UsageError(f"the family's vector env has autoreset mode {mode}: metarl needs "
@@ -118,6 +111,19 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         if self.tasks is None:
             raise RuntimeError("TaskVectorEnv.reset() before set_tasks(): give every slot a task first")
         return self.env.reset(seed=seed, options=options)
+
+
+def check_backend(dist: TaskDistribution, backend: str) -> str:
+    """The concrete backend ``backend`` means for ``dist`` (``"auto"`` resolved); UsageError if unusable."""
+    if backend not in BACKENDS:
+        raise UsageError(f"unknown vector backend {backend!r}: use one of {', '.join(BACKENDS)}")
+    has_native = getattr(dist, "vector_factory", None) is not None
+    if backend == "auto":
+        return "native" if has_native else "sync"
+    if backend == "native" and not has_native:
+        raise UsageError("backend 'native' needs a family with a batched vector env "
+                         "(TaskSet.vector_factory): use --backend auto, sync, async or shm")
+    return backend
 
 
 def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "auto",

@@ -26,6 +26,9 @@ BAD = [
     (["bench", "envs", "--sections", "gpu"], "--sections"),
     (["bench", "envs", "--json", "/nonexistent-dir/x.json"], "does not exist"),
     (["render", "/nonexistent-run"], "not a directory"),
+    (["train", "Toy", "--agent", "random", "--env-opt", "seed=3"], "use --seed"),
+    (["train", "Toy", "--agent", "random", "--backend", "native"], "native"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "lr={1, 2}"], "must be a number"),
 ]
 
 
@@ -130,6 +133,10 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     assert (tmp_path / "strip.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     assert main(["render", str(out), "--task", "9"]) == 2  # 4 held-out tasks only
     assert "out of range" in capsys.readouterr().err
+    assert main(["render", str(out), "--out", str(tmp_path / "strip.txt")]) == 2
+    assert "ending in .png" in capsys.readouterr().err
+    assert main(["train", "Driving", "--agent", "zero-shot", "--out", str(out), "--resume", "--env-opt", "horizon=30"]) == 2
+    assert "drop --env-opt" in capsys.readouterr().err
 
 
 def test_render_needs_a_family_with_a_renderer(tmp_path, capsys):

@@ -144,6 +144,13 @@ def test_reset_before_task_and_bad_options_are_clear():
         driving(test="sideways")
     with pytest.raises(UsageError, match="single task class"):
         driving(task="drive")
-    env = DrivingVectorEnv(1)
+    env = DrivingVectorEnv(2)
+    env.set_attr("task", list(driving(seed=0).train.tasks[:2]))
+    with pytest.raises(RuntimeError, match="call reset"):
+        env.step(np.zeros((2, 2)))
+    with pytest.raises(ValueError, match="one bool per slot"):
+        env.reset(options={"reset_mask": np.ones(3, bool)})
+    with pytest.raises(ValueError, match="one seed per slot"):
+        env.reset(seed=[1, 2, 3])
     with pytest.raises(TypeError, match="not a Driving task"):
-        env.set_attr("task", [metarl.make_benchmark("Toy").train.tasks[0]])
+        env.set_attr("task", list(metarl.make_benchmark("Toy").train.tasks[:2]))

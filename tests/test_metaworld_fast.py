@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from metarl.envs.metaworld_fast import fast_class, parity_check, quat_from_matrix
+from metarl.envs.metaworld_fast import fast_class, parity_check, quat_from_matrix, tolerance
 
 pytestmark = pytest.mark.metaworld
 
@@ -18,6 +18,26 @@ def test_quaternion_matches_scipy_bit_for_bit():
     np.testing.assert_array_equal(quat_from_matrix(skewed), Rotation.from_matrix(skewed).as_quat())
     with pytest.raises(ValueError):
         quat_from_matrix(np.diag([1.0, 1.0, -1.0]))
+
+
+def test_tolerance_matches_upstream_bit_for_bit():
+    from metaworld.utils.reward_utils import tolerance as upstream
+
+    rng = np.random.default_rng(0)
+    for _ in range(3000):
+        lo = float(rng.uniform(-1, 1))
+        bounds = (lo, lo + float(rng.choice([0.0, rng.uniform(0, 0.5)])))
+        x = np.float64(rng.uniform(-2, 2)) if rng.random() < 0.5 else float(rng.uniform(-2, 2))
+        margin = np.float64(rng.choice([0.0, rng.uniform(1e-3, 2)]))
+        vam = float(rng.choice([0.1, 0.5, rng.uniform(0.01, 0.99)]))
+        for sigmoid in ("long_tail", "gaussian"):
+            ours, theirs = tolerance(x, bounds, margin, sigmoid, vam), upstream(x, bounds, margin, sigmoid, vam)
+            assert ours == theirs and type(ours) is type(theirs)
+    arr = np.linspace(-1, 1, 7)  # arrays go to upstream
+    np.testing.assert_array_equal(tolerance(arr, (0, 0.1), 0.5, "long_tail"), upstream(arr, (0, 0.1), 0.5, "long_tail"))
+    for bad in ({"bounds": (1.0, 0.0)}, {"margin": -1.0}):
+        with pytest.raises(ValueError):
+            tolerance(0.5, **{"bounds": (0.0, 0.1), "margin": 0.2, "sigmoid": "long_tail", **bad})
 
 
 # grasping (contacts), multi-object quaternions, body quaternions, and a plain reach

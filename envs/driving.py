@@ -40,7 +40,7 @@ backends) ~35k steps/s.
 from __future__ import annotations
 
 import functools
-from dataclasses import astuple, dataclass, fields
+from dataclasses import dataclass, fields
 from typing import Any
 
 import gymnasium as gym
@@ -128,7 +128,12 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         self._s, self._d, self._psi, self._v = (np.zeros(n) for _ in range(4))
         self._t = np.zeros(n, dtype=np.int64)
         self._err_sum = np.zeros(n)  # sum of |v - target| over the scored tail of the episode
-        self._rngs = [np.random.default_rng() for _ in range(n)]
+        # Start-state noise: a counter-based hash of (slot seed, resets since seeding), vectorised, so a
+        # slot's episodes depend only on its own seed. Unseeded slots get fresh entropy.
+        self._seed = np.random.SeedSequence().generate_state(n, dtype=np.uint64)
+        self._resets = np.zeros(n, dtype=np.uint64)
+        self._pending_p = np.zeros((len(_PARAM_NAMES), n))
+        self._has_task = np.zeros(n, dtype=bool)
         self._ready = np.zeros(n, dtype=bool)  # slot has been reset since construction
         self._tail_start = int(np.ceil(0.6 * horizon))
 
@@ -143,6 +148,8 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             if not isinstance(task.params, DriveParams):
                 raise TypeError(f"task {task.id} is not a Driving task (params {type(task.params).__name__})")
         self._pending = values
+        self._pending_p = np.array([[getattr(t.params, f) for f in _PARAM_NAMES] for t in values]).T
+        self._has_task[:] = True
 
     def get_attr(self, name: str) -> tuple:
         if name != "task":
@@ -169,16 +176,17 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
             if len(seeds) != n:
                 raise ValueError(f"reset got {len(seeds)} seeds for {n} slots: give an int or one seed per slot")
-            for i in np.flatnonzero(mask):
-                self._rngs[i] = np.random.default_rng(seeds[i])
-        for i in np.flatnonzero(mask):
-            task = self._pending[i]
-            if task is None:
-                raise RuntimeError("DrivingVectorEnv.reset() before a task was set: call set_attr('task', tasks)")
-            self.tasks[i] = task
-            self._p[:, i] = astuple(task.params)
-            noise = self._rngs[i].uniform(-1.0, 1.0, size=3)
-            self._d[i], self._psi[i], self._v[i] = 0.3 * noise[0], 0.02 * noise[1], START_SPEED + noise[2]
+            self._seed[mask] = np.asarray(seeds, dtype=np.int64).astype(np.uint64)[mask]
+            self._resets[mask] = 0
+        if not self._has_task[mask].all():
+            raise RuntimeError("DrivingVectorEnv.reset() before a task was set: call set_attr('task', tasks)")
+        idx = np.flatnonzero(mask)
+        for i in idx:
+            self.tasks[i] = self._pending[i]
+        self._p[:, mask] = self._pending_p[:, mask]
+        noise = _uniform(self._seed[mask], self._resets[mask], 3) * 2.0 - 1.0  # [m, 3] in [-1, 1)
+        self._resets[mask] += np.uint64(1)
+        self._d[mask], self._psi[mask], self._v[mask] = 0.3 * noise[:, 0], 0.02 * noise[:, 1], START_SPEED + noise[:, 2]
         self._s[mask] = 0.0
         self._ready |= mask
         self._t[mask] = 0
@@ -231,6 +239,21 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         return {"s": self._s.copy(), "d": self._d.copy(), "psi": self._psi.copy(), "v": self._v.copy()}
 
 
+def _splitmix64(x: np.ndarray) -> np.ndarray:
+    """SplitMix64 finaliser on a uint64 array (wrapping arithmetic)."""
+    x = x + np.uint64(0x9E3779B97F4A7C15)
+    x = (x ^ (x >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    x = (x ^ (x >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return x ^ (x >> np.uint64(31))
+
+
+def _uniform(seed: np.ndarray, counter: np.ndarray, k: int) -> np.ndarray:
+    """``[len(seed), k]`` floats in [0, 1), a pure function of (seed, counter, column)."""
+    base = _splitmix64(_splitmix64(seed) ^ counter)
+    cols = _splitmix64(base[:, None] + np.arange(1, k + 1, dtype=np.uint64)[None, :])
+    return (cols >> np.uint64(11)).astype(np.float64) * (1.0 / 9007199254740992.0)
+
+
 class DrivingEnv(gym.Env):
     """One-slot :class:`DrivingVectorEnv` as a plain ``gymnasium.Env`` (for the sync/async/shm backends)."""
 
@@ -251,7 +274,7 @@ class DrivingEnv(gym.Env):
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
         super().reset(seed=seed)
-        if self._vec._pending[0] is None:
+        if not self._vec._has_task[0]:
             raise RuntimeError("DrivingEnv.reset() before a task was set: assign env.task first")
         obs, _ = self._vec.reset(seed=seed)
         return obs[0], {}

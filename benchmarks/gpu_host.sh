@@ -12,7 +12,7 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1  # no MUJOCO_GL: nothing renders,
 
 cd /tmp  # not the repo root: its metarl/ source folder would shadow the installed package
 timeout ${BENCH_TIMEOUT:-420} python3 -m metarl bench envs --steps 2000 --repeats 1 --rss-steps 1000000 \
-  --json "$OUT/bench_envs-gpu-host.json" 2>&1 | grep -v Warn | tee "$OUT/log.txt"
+  --json "$OUT/bench_envs-gpu-host.json" 2>&1 | grep --line-buffered -v Warn | tee "$OUT/log.txt"
 
 timeout 100 python3 -m metarl train Driving --agent rl2 --device cuda --num-envs 64 --max-minutes 1 \
   --steps 100000000 --eval-tasks 5 --out /tmp/drv-rl2 2>&1 | tail -8 | tee -a "$OUT/log.txt"

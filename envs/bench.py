@@ -303,9 +303,17 @@ def _print_vector_row(row: dict) -> None:
 
 
 def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 3000, repeats: int = 2,
-        slots_per_worker: int = 2, rss_steps: int = 0, sections: tuple[str, ...] = ("single", "vector", "driving")
-        ) -> dict[str, Any]:
-    """Measure, print the tables as it goes, return the JSON-ready report."""
+        slots_per_worker: int = 2, rss_steps: int = 0, sections: tuple[str, ...] = ("single", "vector", "driving"),
+        on_section: Any = None) -> dict[str, Any]:
+    """Measure, print the tables as it goes, return the JSON-ready report.
+
+    ``on_section(report)`` is called after every section (the CLI writes the JSON there, so a run cut
+    short by a time limit keeps what it measured).
+    """
+    def done() -> None:
+        if on_section is not None:
+            on_section(report)
+
     import metaworld.env_dict as env_dict
 
     import metarl
@@ -336,6 +344,7 @@ def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 300
             print(f"{'ML10 mean':32s} {summary['upstream']:9,.0f} {summary['fast']:9,.0f} {summary['speedup']:8.2f}x "
                   f"{summary['physics_ceiling']:9,.0f}")
         report["single"] = {"rows": rows, "ml10_mean": summary}
+        done()
     bench = None
     if "vector" in sections or rss_steps:
         bench = metarl.make_benchmark("ML10", seed=0)
@@ -343,14 +352,17 @@ def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 300
         print(f"\n{'workers':>7s} {'upstream async':>15s} {'slots':>6s} {'metarl shm':>12s} {'ratio':>9s} "
               f"{'MB/slot up':>10s} {'MB/slot us':>10s}   (ML10 train classes, steps/s)")
         report["vector"] = vector(bench, max_workers, steps * 4, 1 if quick else 2, slots_per_worker)
+        done()
     if "driving" in sections:
         report["driving"] = driving(seconds=0.3 if quick else 1.0)
         print("\nDriving (batched NumPy, 1 process): " +
               ", ".join(f"{n} slots {sps:,.0f} steps/s" for n, sps in report["driving"].items()))
+        done()
     if rss_steps:
         report["memory"] = memory_growth(bench, max_workers, slots_per_worker, rss_steps)
         m = report["memory"]
         print(f"\nRSS over {m['samples'][-1]['steps']:,} steps ({m['workers']} shm workers, {m['slots']} slots): "
               f"{m['samples'][0]['rss_mb']:.0f} -> {m['samples'][-1]['rss_mb']:.0f} MiB per worker "
               f"({m['growth_pct']:+.1f}%)")
+        done()
     return report

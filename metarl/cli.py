@@ -159,12 +159,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         _check_writable(out, "--json")
     from metarl.envs import bench  # lazy: the core does not import the task families
 
-    report = bench.run(quick=args.quick, max_workers=args.max_workers, steps=args.steps, repeats=args.repeats,
-                       slots_per_worker=args.slots_per_worker, rss_steps=args.rss_steps, sections=sections)
-    if out is not None:
+    def write(report: dict) -> None:  # after every section, atomically: a cut-short run keeps its numbers
         tmp = out.with_suffix(".json.tmp")
         tmp.write_text(json.dumps(report, indent=2) + "\n")
         tmp.replace(out)
+
+    bench.run(quick=args.quick, max_workers=args.max_workers, steps=args.steps, repeats=args.repeats,
+              slots_per_worker=args.slots_per_worker, rss_steps=args.rss_steps, sections=sections,
+              on_section=None if out is None else write)
+    if out is not None:
         print(f"wrote {out}")
     return 0
 

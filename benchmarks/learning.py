@@ -14,11 +14,12 @@ import datetime
 import json
 import sys
 import time
+from dataclasses import asdict
 from pathlib import Path
 
 import metarl
 from metarl import checkpoint
-from metarl.cli import parse_options
+from metarl.cli import RunConfig, parse_options
 from metarl.envs.bench import git_commit, machine_info
 from metarl.logging import Logger
 from metarl.seeding import resolve_device, seed_everything
@@ -31,7 +32,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     device = resolve_device(args.device)
     seed_everything(seed)
     agent = metarl.make_agent(args.agent, bench, device=str(device), **args.agent_options)
-    run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}-s{seed}"
+    run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}{args.tag}-s{seed}"
     if args.evaluate_only:
         return evaluate_checkpoint(args, bench, agent, run_dir, seed, str(device))
     run_dir.mkdir(parents=True, exist_ok=True)
@@ -39,6 +40,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
                                eval_every=args.eval_every, final_eval=True, progress=False,
                                max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                                final_eval_tasks_per_class=args.eval_tasks)
+    write_run_config(args, cfg, run_dir)
     trainer = metarl.Trainer(bench, agent, cfg, run_dir=run_dir, logger=Logger.for_run(run_dir))
     start = time.perf_counter()
     result = trainer.train()
@@ -46,6 +48,13 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     trainer.logger.close()
     return _row(seed, str(device), run_dir, trainer.state.env_steps, trainer.state.elapsed, bench, result,
                 wall_seconds=wall)
+
+
+def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path) -> None:
+    """``config.json`` as `metarl train` writes it, so `metarl eval/render/plot RUN_DIR` work on these runs."""
+    run = RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task, trainer=cfg, device=args.device,
+                    agent_options=args.agent_options, env_options=args.env_options)
+    (run_dir / "config.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
 
 
 def evaluate_checkpoint(args, bench, agent, run_dir: Path, seed: int, device: str) -> dict:
@@ -85,13 +94,14 @@ def main() -> None:
     p.add_argument("--eval-tasks", type=int, default=None, help="final eval: first K tasks per class (default: official)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="skip training: evaluate the last checkpoint of each seed's run dir")
+    p.add_argument("--tag", default="", help="suffix for the run dirs and the results file, e.g. --tag=-trial13")
     p.add_argument("--out", type=Path)
     args = p.parse_args()
     args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
     args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
     rows = [run_seed(args, s) for s in args.seeds]
     label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
-    out = args.out or HERE / "results" / f"{label}-{args.agent}.json"
+    out = args.out or HERE / "results" / f"{label}-{args.agent}{args.tag}.json"
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
     out.write_text(json.dumps({

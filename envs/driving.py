@@ -71,6 +71,7 @@ SPEED_TOLERANCE = 1.5
 START_SPEED = 12.0
 PREVIEW = (0.0, 15.0, 30.0)
 """m ahead at which the car observes the road curvature."""
+_PREVIEW = np.array(PREVIEW)
 OFF_ROAD_REWARD = -10.0
 CLASS_NAME = "drive"
 
@@ -135,6 +136,7 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         self._pending_p = np.zeros((len(_PARAM_NAMES), n))
         self._has_task = np.zeros(n, dtype=bool)
         self._ready = np.zeros(n, dtype=bool)  # slot has been reset since construction
+        self._wavenumber = self._brake = self._grip_g = self._kappa = np.zeros(n)
         self._tail_start = int(np.ceil(0.6 * horizon))
 
     # -- tasks -------------------------------------------------------------------------------
@@ -161,9 +163,9 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         return self._p[_PARAM_NAMES.index(name)]
 
     def curvature(self, s: np.ndarray) -> np.ndarray:
-        """``[num_envs]`` road curvature (1/m) at arc length ``s [num_envs]`` of each slot's road."""
+        """Road curvature (1/m) of each slot's road at arc length ``s`` (``[num_envs]`` or ``[k, num_envs]``)."""
         p = self._p
-        return p[5] * np.sin(2 * np.pi * s / p[6] + p[7])
+        return p[5] * np.sin(s * self._wavenumber + p[7])
 
     # -- gymnasium API -----------------------------------------------------------------------
     def reset(self, *, seed: int | list[int] | None = None, options: dict | None = None):
@@ -184,6 +186,9 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         for i in idx:
             self.tasks[i] = self._pending[i]
         self._p[:, mask] = self._pending_p[:, mask]
+        self._wavenumber = 2 * np.pi / self._p[6]  # per-slot constants of the step, computed once per reset
+        self._brake = BRAKE * np.minimum(self._p[1], 1.0)
+        self._grip_g = self._p[1] * G
         noise = _uniform(self._seed[mask], self._resets[mask], 3) * 2.0 - 1.0  # [m, 3] in [-1, 1)
         self._resets[mask] += np.uint64(1)
         self._d[mask], self._psi[mask], self._v[mask] = 0.3 * noise[:, 0], 0.02 * noise[:, 1], START_SPEED + noise[:, 2]
@@ -198,15 +203,15 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             raise RuntimeError("DrivingVectorEnv.step() before every slot was reset: call reset() after set_attr('task', ...)")
         a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, 2), -1.0, 1.0)
         p = self._p
-        target, grip, gain, offset, accel = p[0], p[1], p[2], p[3], p[4]
+        target, gain, offset, accel = p[0], p[2], p[3], p[4]
         steer, pedal = a[:, 0], a[:, 1]
         v, d, psi = self._v, self._d, self._psi
-        kappa = self.curvature(self._s)
+        kappa = self._kappa  # at the current position, computed with the last observation
         # Longitudinal: throttle scaled by power-to-mass, braking limited by grip.
-        acc = np.where(pedal >= 0.0, pedal * accel, pedal * BRAKE * np.minimum(grip, 1.0))
+        acc = pedal * np.where(pedal >= 0.0, accel, self._brake)
         # Lateral: kinematic bicycle yaw rate, capped where the tyres saturate (|v·r| ≤ μ g).
         yaw_rate = v * np.tan(gain * MAX_STEER * steer + offset) / WHEELBASE
-        cap = grip * G / np.maximum(v, 1.0)
+        cap = self._grip_g / np.maximum(v, 1.0)
         yaw_rate = np.clip(yaw_rate, -cap, cap)
         s_dot = v * np.cos(psi) / (1.0 - kappa * d)
         self._s = self._s + s_dot * DT
@@ -230,8 +235,9 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         obs[:, 0] = self._d / LANE_HALF_WIDTH
         obs[:, 1] = self._psi / 0.2
         obs[:, 2] = self._v / 10.0 - 1.5
-        for j, ahead in enumerate(PREVIEW):
-            obs[:, 3 + j] = self.curvature(self._s + ahead) / 0.02
+        kappa = self.curvature(self._s + _PREVIEW[:, None])  # [3, num_envs]
+        self._kappa = kappa[0]
+        obs[:, 3:] = (kappa / 0.02).T
         return obs
 
     def state(self) -> dict[str, np.ndarray]:

@@ -124,7 +124,6 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
         self.action_space = batch_space(self.single_action_space, num_envs)
         n = num_envs
         self._pending: list[Task | None] = [None] * n
-        self.tasks: list[Task | None] = [None] * n
         self._p = np.zeros((len(_PARAM_NAMES), n))  # active params, one row per DriveParams field
         self._s, self._d, self._psi, self._v = (np.zeros(n) for _ in range(4))
         self._t = np.zeros(n, dtype=np.int64)
@@ -182,9 +181,6 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             self._resets[mask] = 0
         if not self._has_task[mask].all():
             raise RuntimeError("DrivingVectorEnv.reset() before a task was set: call set_attr('task', tasks)")
-        idx = np.flatnonzero(mask)
-        for i in idx:
-            self.tasks[i] = self._pending[i]
         self._p[:, mask] = self._pending_p[:, mask]
         self._wavenumber = 2 * np.pi / self._p[6]  # per-slot constants of the step, computed once per reset
         self._brake = BRAKE * np.minimum(self._p[1], 1.0)

@@ -226,6 +226,12 @@ def line_search(evaluate: Callable[[float], tuple[float, float]], surrogate_befo
 class MAMLLearner:
     """Acts with θ until :meth:`adapt`, then with each slot's adapted (detached) θ'_n."""
 
+    eval_deterministic = False
+    """Evaluation episodes sample from the adapted policy π_θ'. That is what the meta-objective
+    optimises (post-adaptation rollouts are sampled) and what garage's ``MetaEvaluator`` does (its
+    workers call ``policy.get_action``, which samples); the published Meta-World MAML numbers come
+    from there. Mean actions are available with ``metarl eval RUN --actions mean``."""
+
     def __init__(self, algo: MAML) -> None:
         self.algo = algo
         self.rollout: Rollout | None = None

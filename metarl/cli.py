@@ -79,7 +79,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--task", help="task class for ML1, e.g. reach-v3")
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
     t.add_argument("--steps", type=_positive("--steps"), help="env-step budget (default 100000; with --resume: the new total)")
-    t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock time")
+    t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
     t.add_argument("--seed", type=int, default=0, help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots = tasks per meta-batch")
@@ -108,6 +108,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots used for evaluation")
     v.add_argument("--eval-tasks", type=_positive("--eval-tasks"), help="only the first K tasks per class")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
+    v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
+                   help="evaluation-episode actions (auto: the agent's choice; rl2 and maml sample)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r = sub.add_parser("render", help="draw one held-out adaptation trial of a trained run (Driving)")
     r.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
@@ -234,12 +236,16 @@ def _num_envs(bench: Benchmark, requested: int | None) -> int:
     return requested
 
 
-def _run_config(args: argparse.Namespace) -> RunConfig:
+def _max_seconds(args: argparse.Namespace) -> float | None:
     if args.max_minutes is not None and args.max_minutes <= 0:
         raise UsageError(f"--max-minutes must be positive, got {args.max_minutes}: give e.g. --max-minutes 30")
+    return None if args.max_minutes is None else 60 * args.max_minutes
+
+
+def _run_config(args: argparse.Namespace) -> RunConfig:
     trainer = TrainerConfig(
         steps=args.steps or 100_000, num_envs=1, seed=args.seed, backend=args.backend,
-        max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+        max_seconds=_max_seconds(args),
         eval_every=max(0, args.eval_every), final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every,
         progress=sys.stderr.isatty(),
@@ -319,8 +325,11 @@ def cmd_train(args: argparse.Namespace) -> int:
         if ignored:
             raise UsageError(f"--resume continues {args.out} with its saved config.json; drop {', '.join(ignored)} "
                              "(or start a new run with --force)")
-        if args.steps:
-            cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(**{**asdict(cfg.trainer), "steps": args.steps})})
+        new_limits = {"steps": args.steps} if args.steps else {}
+        if args.max_minutes is not None:
+            new_limits["max_seconds"] = _max_seconds(args)
+        if new_limits:
+            cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(**{**asdict(cfg.trainer), **new_limits})})
     else:
         cfg = _run_config(args)
     bench = cfg.make_benchmark()
@@ -421,12 +430,15 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed, num_envs = args.seed, args.num_envs or 10
     envs = make_vector_env(bench.test, num_envs)
     try:
-        result = evaluate(bench.test, agent.make_learner(), envs, EvalConfig(max_tasks_per_class=args.eval_tasks), seed)
+        det = {"auto": None, "mean": True, "sampled": False}[args.actions]
+        result = evaluate(bench.test, agent.make_learner(), envs,
+                          EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det), seed)
     finally:
         envs.close()
-    if target.is_dir():  # a partial evaluation never replaces the official one
-        name = "eval.json" if args.eval_tasks is None else f"eval-first{args.eval_tasks}.json"
-        write_eval_json(target / name, result, bench, seed)
+    if target.is_dir():  # a partial or non-default evaluation never replaces the official one
+        name = "eval" + ("" if args.eval_tasks is None else f"-first{args.eval_tasks}")
+        name += "" if args.actions == "auto" else f"-{args.actions}"
+        write_eval_json(target / f"{name}.json", result, bench, seed)
     if args.json:
         print(json.dumps(eval_summary(result, bench, seed), indent=2))
     else:
@@ -438,7 +450,8 @@ def _print_table(result: EvalResult, bench: Benchmark, seed: int) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, seed {seed}")
+    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, seed {seed}, "
+                  f"{result.eval_actions} actions after adaptation")
     for col in ("task", "tasks", "success (post)", "success (pre)", "return (post)", "return (pre)"):
         table.add_column(col, justify="left" if col == "task" else "right")
     for name, row in result.per_task.items():

@@ -15,7 +15,7 @@ returns; success rates are identical (the parity test checks this against
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 import numpy as np
 
@@ -51,6 +51,8 @@ class EvalResult:
     per_task: dict[str, dict[str, float]]
     per_goal: list[dict] = field(default_factory=list)
     env_steps: int = 0
+    eval_actions: str = ""
+    """How evaluation episodes acted: ``"mean"`` (deterministic) or ``"sampled"``."""
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         """Flat ``eval/*`` metrics for the logger, incl. ``eval/<task>/success_rate``."""
@@ -69,6 +71,7 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
     batch is padded by repeating its last task; padded slots are ignored.
     """
     tasks = _select(dist.evaluation_tasks(), config.max_tasks_per_class)
+    config = replace(config, deterministic=eval_deterministic(learner, config))
     n = envs.num_envs
     goals: list[dict] = []
     steps = 0
@@ -83,7 +86,9 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
             goals.append({"task": task.name, "index": task.index, "pre_success": float(pre_s[0, i]),
                           "success": float(post_s[:, i].mean()), "pre_return": float(pre_r[0, i]),
                           "return": float(post_r[:, i].mean())})
-    return _aggregate(goals, steps)
+    result = _aggregate(goals, steps)
+    result.eval_actions = "mean" if config.deterministic else "sampled"
+    return result
 
 
 def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
@@ -95,9 +100,17 @@ def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
     pre = collect(envs, learner, config.adapt_episodes, seed=seed)
     learner.observe(pre)
     learner.adapt()
-    det = config.deterministic if config.deterministic is not None else getattr(learner, "eval_deterministic", True)
-    post = collect(envs, learner, config.eval_episodes, deterministic=det, prev_reward=pre.last_rewards())
+    post = collect(envs, learner, config.eval_episodes, deterministic=eval_deterministic(learner, config),
+                   prev_reward=pre.last_rewards())
     return pre, post
+
+
+def eval_deterministic(learner: Learner, config: EvalConfig) -> bool:
+    """Whether evaluation episodes take mean actions: ``config.deterministic``, else the Learner's
+    ``eval_deterministic`` attribute (default True)."""
+    if config.deterministic is not None:
+        return config.deterministic
+    return bool(getattr(learner, "eval_deterministic", True))
 
 
 def _select(tasks: list[Task], k: int | None) -> list[Task]:

@@ -188,6 +188,7 @@ def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
     return {"benchmark": benchmark.label, "reward_version": benchmark.reward_version, "seed": seed,
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
             "return": result.mean_return, "pre_return": result.pre_return, "env_steps": result.env_steps,
+            "eval_actions": result.eval_actions,
             "per_task": result.per_task, "per_goal": result.per_goal}
 
 

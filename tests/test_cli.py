@@ -71,6 +71,20 @@ def test_existing_run_dir_needs_resume_or_force(tmp_path, capsys):
     assert max(int(r.split(",")[0]) for r in rows[1:]) >= 80
 
 
+def test_resume_takes_a_new_time_limit(tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--out", str(out), "--no-final-eval"]
+    assert main([*base, "--steps", "4000", "--max-minutes", "1e-6"]) == 0  # stops after one iteration
+
+    def last_step() -> int:
+        return max(int(r.split(",")[0]) for r in (out / "progress.csv").read_text().splitlines()[1:])
+
+    first = last_step()
+    assert first < 4000
+    assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume", "--max-minutes", "10"]) == 0
+    assert last_step() >= 4000 > first
+
+
 def test_force_refuses_non_run_directory(tmp_path, capsys):
     (tmp_path / "keep.txt").write_text("mine")
     code = main(["train", "Toy", "--agent", "random", "--out", str(tmp_path), "--force"])
@@ -100,6 +114,12 @@ def test_train_then_eval_run_dir_json(tmp_path, capsys):
     obj = json.loads(capsys.readouterr().out)
     assert {"success_rate", "per_task", "benchmark", "reward_version", "seed"} <= set(obj)
     assert obj["per_task"]["point-goal"]["num_tasks"] == 20
+    assert obj["eval_actions"] == "mean"  # zero-shot's default
+    official = (out / "eval.json").read_text()
+    assert main(["eval", str(out), "--json", "--actions", "sampled", "--eval-tasks", "3"]) == 0
+    assert json.loads(capsys.readouterr().out)["eval_actions"] == "sampled"
+    assert json.loads((out / "eval-first3-sampled.json").read_text())["per_task"]["point-goal"]["num_tasks"] == 3
+    assert (out / "eval.json").read_text() == official  # never replaced by a non-default evaluation
 
 
 def test_envs_lists_benchmarks_and_agents(capsys):

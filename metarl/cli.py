@@ -10,6 +10,7 @@ import argparse
 import ast
 import json
 import os
+import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field
@@ -110,6 +111,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
                    help="evaluation-episode actions (auto: the agent's choice; rl2 and maml sample)")
+    v.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="override an agent option for this evaluation (repeatable), e.g. inner_lr=0 (an ablation)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r = sub.add_parser("render", help="draw one held-out adaptation trial of a trained run (Driving)")
     r.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
@@ -375,15 +378,24 @@ def _load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(obj)
 
 
-def _load_trained(run_dir: Path, device: str) -> tuple[RunConfig, Benchmark, Any]:
-    """Config, benchmark and agent (weights from the checkpoint) of a run directory."""
+def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any]:
+    """Config, benchmark and agent (weights from the checkpoint) of a run directory; ``overrides``
+    replace saved agent options (e.g. ``inner_lr=0`` for an ablation)."""
     cfg = _load_run_config(run_dir)
     bench = cfg.make_benchmark()
     ckpt = run_dir / checkpoint.CHECKPOINT_NAME
     if not ckpt.exists():
         raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
-    agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(device)), **cfg.agent_options)
-    agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
+    agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(device)),
+                              **{**cfg.agent_options, **(overrides or {})})
+    try:
+        agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
+    except (RuntimeError, KeyError, ValueError) as e:
+        hint = ("drop the --agent-opt that changes the network's shape" if overrides
+                else "the checkpoint was written by a different agent version; retrain with --force")
+        detail = str(e).strip().splitlines()
+        raise UsageError(f"{ckpt} does not fit the {cfg.agent} agent built from config.json "
+                         f"({detail[-1].strip() if detail else type(e).__name__}): {hint}") from None
     return cfg, bench, agent
 
 
@@ -417,8 +429,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
+    options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     if target.is_dir():
-        cfg, bench, agent = _load_trained(target, args.device)
+        cfg, bench, agent = _load_trained(target, args.device, options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
     else:
         if args.agent is None:
@@ -426,7 +439,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
                              "benchmark add --agent NAME (e.g. --agent random)")
         bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed)
         seed_everything(args.seed)
-        agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)))
+        agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
         seed, num_envs = args.seed, args.num_envs or 10
     envs = make_vector_env(bench.test, num_envs)
     try:
@@ -438,7 +451,10 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
         name = "eval" + ("" if args.eval_tasks is None else f"-first{args.eval_tasks}")
         name += "" if args.actions == "auto" else f"-{args.actions}"
-        write_eval_json(target / f"{name}.json", result, bench, seed)
+        name += "".join(f"-{k}={v}" for k, v in options.items())
+        name = re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
+        write_eval_json(target / f"{name}.json", result, bench, seed,
+                        **({"agent_overrides": options} if options else {}))
     if args.json:
         print(json.dumps(eval_summary(result, bench, seed), indent=2))
     else:

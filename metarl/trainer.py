@@ -12,6 +12,7 @@ import json
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import Any
 
 from rich.progress import (
     BarColumn,
@@ -176,9 +177,9 @@ def _rollout_metrics(pre: Rollout, post: Rollout | None) -> dict[str, float]:
     return out
 
 
-def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
-    """Write (and return) the evaluation as one JSON object."""
-    obj = eval_summary(result, benchmark, seed)
+def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, **extra: Any) -> dict:
+    """Write (and return) the evaluation as one JSON object (``extra``: more top-level keys)."""
+    obj = {**eval_summary(result, benchmark, seed), **extra}
     path.write_text(json.dumps(obj, indent=2) + "\n")
     return obj
 

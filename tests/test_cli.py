@@ -120,6 +120,13 @@ def test_train_then_eval_run_dir_json(tmp_path, capsys):
     assert json.loads(capsys.readouterr().out)["eval_actions"] == "sampled"
     assert json.loads((out / "eval-first3-sampled.json").read_text())["per_task"]["point-goal"]["num_tasks"] == 3
     assert (out / "eval.json").read_text() == official  # never replaced by a non-default evaluation
+    assert main(["eval", str(out), "--json", "--eval-tasks", "2", "--agent-opt", "hidden=(16, 16)"]) == 0
+    capsys.readouterr()
+    saved = json.loads((out / "eval-first2-hidden=_16__16_.json").read_text())
+    assert saved["agent_overrides"] == {"hidden": [16, 16]}
+    assert main(["eval", str(out), "--agent-opt", "hidden=(8, 8)"]) == 2  # weights don't fit: one-line error
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "does not fit" in err and err.count("\n") == 1
 
 
 def test_envs_lists_benchmarks_and_agents(capsys):

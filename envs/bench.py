@@ -218,12 +218,14 @@ def time_upstream_async(bench: Any, workers: int, steps: int) -> dict[str, float
     return {"slots": workers, "steps_per_s": n * workers / seconds, "rss_mb_per_slot": rss}
 
 
-def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: int) -> dict[str, float]:
-    """metarl's shm backend: ``workers`` processes × ``slots_per_worker`` fast-env slots, via ``collect``."""
+def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: int,
+                    shm_options: dict[str, Any] | None = None) -> dict[str, float]:
+    """metarl's shm backend: ``workers`` processes × ``slots_per_worker`` fast-env slots, via ``collect``
+    (``shm_options``: see :func:`metarl.make_vector_env`)."""
     import metarl
 
     slots = workers * slots_per_worker
-    envs = metarl.make_vector_env(bench.train, slots, "shm", num_workers=workers)
+    envs = metarl.make_vector_env(bench.train, slots, "shm", num_workers=workers, shm_options=shm_options)
     try:
         envs.set_tasks(_ml10_slot_tasks(bench, slots))
         learner = metarl.make_agent("random", bench).make_learner()

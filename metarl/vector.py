@@ -18,6 +18,7 @@ from __future__ import annotations
 import multiprocessing as mp
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import gymnasium as gym
 import numpy as np
@@ -77,7 +78,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
     """
 
     def __init__(self, dist: TaskDistribution, num_envs: int, backend: str = "auto",
-                 num_workers: int | None = None) -> None:
+                 num_workers: int | None = None, shm_options: dict[str, Any] | None = None) -> None:
         if num_envs < 1:
             raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
         backend = check_backend(dist, backend)
@@ -94,7 +95,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
             ctx = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
             env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=ctx)
         else:
-            env = SharedMemoryVectorEnv(dist.make_env, num_envs, num_workers)
+            env = SharedMemoryVectorEnv(dist.make_env, num_envs, num_workers, **(shm_options or {}))
         super().__init__(env)
         self.distribution = dist
         self.backend = backend
@@ -127,9 +128,11 @@ def check_backend(dist: TaskDistribution, backend: str) -> str:
 
 
 def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "auto",
-                    num_workers: int | None = None) -> TaskVectorEnv:
-    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: cores).
+                    num_workers: int | None = None, shm_options: dict[str, Any] | None = None) -> TaskVectorEnv:
+    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: cores);
+    ``shm_options``: more keyword arguments of :class:`~metarl.vector_shm.SharedMemoryVectorEnv`
+    (``spin_us``, ``in_parent``, ``step_timeout``, ...).
 
     ``backend="auto"``: the family's batched vector env when it has one, else ``"sync"``.
     """
-    return TaskVectorEnv(dist, num_envs, backend, num_workers)
+    return TaskVectorEnv(dist, num_envs, backend, num_workers, shm_options)

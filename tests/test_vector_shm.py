@@ -29,6 +29,25 @@ def test_shm_matches_sync_exactly():
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
 
 
+@pytest.mark.parametrize("options", [{"in_parent": True}, {"spin_us": 200.0}, {"spin_us": 0.0}])
+def test_shm_variants_match_sync_exactly(options):
+    a, b = _rollout("sync"), _rollout("shm", num_workers=2, shm_options=options)
+    for field in ("obs", "next_obs", "rewards", "terminated", "truncated", "success", "valid"):
+        np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
+    from metarl.vector_shm import _cores
+
+    envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=_cores(), num_workers=_cores())
+    assert envs._inline is not None and len(envs.worker_processes) == _cores() - 1
+    envs.close()
+    if _cores() > 1:
+        envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=2, num_workers=1)
+        assert envs._inline is None and len(envs.worker_processes) == 1
+        envs.close()
+
+
 class CrashingEnv(ScriptedEnv):
     """Kills its own process on the step named by ``task.params[3]`` (once per process)."""
 
@@ -45,7 +64,7 @@ def _crash_env():
 def test_crashed_worker_is_restarted_and_reported():
     from metarl.types import Task
 
-    envs = SharedMemoryVectorEnv(_crash_env, num_envs=2, num_workers=2)
+    envs = SharedMemoryVectorEnv(_crash_env, num_envs=2, num_workers=2, in_parent=False)
     procs_before = [p.pid for p in envs._procs]
     envs.set_attr("task", [Task("s", 0, "train", (5, False, -1, 99)), Task("s", 1, "train", (5, False, -1, 2))])
     envs.reset()
@@ -61,7 +80,7 @@ def test_crashed_worker_is_restarted_and_reported():
 def test_repeated_crashes_raise_instead_of_hanging():
     from metarl.types import Task
 
-    envs = SharedMemoryVectorEnv(_crash_env, num_envs=1, num_workers=1, max_restarts=2)
+    envs = SharedMemoryVectorEnv(_crash_env, num_envs=1, num_workers=1, max_restarts=2, in_parent=False)
     envs.set_attr("task", [Task("s", 0, "train", (5, False, -1, 1))])
     envs.reset()
     with pytest.warns(RuntimeWarning), pytest.raises(WorkerError, match="after 2 restarts"):
@@ -70,12 +89,117 @@ def test_repeated_crashes_raise_instead_of_hanging():
     assert all(not p.is_alive() for p in envs._procs)
 
 
-def test_close_leaves_no_processes_and_frees_memory():
-    envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=3, num_workers=3)
-    procs, name = list(envs._procs), envs._shm.name
+@pytest.mark.parametrize("in_parent", [False, True])
+def test_close_leaves_no_processes_and_frees_memory(in_parent):
+    envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=3, num_workers=3, in_parent=in_parent)
+    procs, name = [p for p in envs._procs if p is not None], envs._shm.name
+    assert len(procs) == (2 if in_parent else 3)
     envs.close()
-    assert all(not p.is_alive() for p in procs)
-    assert not os.path.exists(f"/dev/shm/{name}")
+    assert all(p.exitcode == 0 for p in procs)  # they obeyed "close" (a kill after the join timeout: -9)
+    if os.path.isdir("/dev/shm"):
+        assert not os.path.exists(f"/dev/shm/{name}")
+
+
+class RaisingEnv(ScriptedEnv):
+    """Raises a Python exception on the step named by ``task.params[3]``."""
+
+    def step(self, action):
+        if self.t + 1 == self.task.params[3]:
+            raise ValueError("bad joint angle")
+        return super().step(action)
+
+
+def _raise_env():
+    return RaisingEnv()
+
+
+def test_worker_exception_is_reported_with_its_message_and_the_worker_restarted():
+    from metarl.types import Task
+
+    envs = SharedMemoryVectorEnv(_raise_env, num_envs=2, num_workers=2, spin_us=0.0, in_parent=False)
+    envs.set_attr("task", [Task("s", 0, "train", (5, False, -1, -1)), Task("s", 1, "train", (5, False, -1, 2))])
+    envs.reset()
+    envs.step(np.zeros((2, 1)))
+    with pytest.warns(RuntimeWarning, match="slots 1..1 failed .ValueError: bad joint angle"):
+        _, rew, _, trunc, info = envs.step(np.zeros((2, 1)))
+    assert trunc.tolist() == [False, True] and info["worker_restarted"].tolist() == [False, True]
+    assert rew[1] == 0.0  # not the dead worker's last reward
+    envs.close()
+
+
+def test_an_error_in_the_parent_block_leaves_the_workers_in_step():
+    from metarl.types import Task
+
+    envs = SharedMemoryVectorEnv(_raise_env, num_envs=2, num_workers=2, in_parent=True)
+    tasks = [Task("s", 0, "train", (50, False, -1, 2)), Task("s", 1, "train", (50, False, -1, -1))]
+    envs.set_attr("task", tasks)
+    envs.reset()
+    envs.step(np.zeros((2, 1)))
+    with pytest.raises(ValueError, match="bad joint angle"):  # slot 0 is stepped here: its error raises here
+        envs.step(np.zeros((2, 1)))
+    envs.set_attr("task", [Task("s", 0, "train", (50, False, -1, -1)), tasks[1]])
+    obs, _ = envs.reset()
+    for t in range(1, 4):  # the worker's interrupted step was waited for: every later step is its own
+        obs, rew, *_ = envs.step(np.zeros((2, 1)))
+        assert obs[:, 0].tolist() == [t, t] and rew[1] == 10 * obs[1, 1] / 100 + t
+    envs.close()
+
+
+class BigTaskEnv(ScriptedEnv):
+    """Accepts any task; its step ignores it."""
+
+    def step(self, action):
+        self.t += 1
+        return self._obs(), float(self.t), False, False, {"success": 0.0}
+
+
+def _big_task_env():
+    return BigTaskEnv()
+
+
+def test_large_control_messages_do_not_deadlock():
+    envs = SharedMemoryVectorEnv(_big_task_env, num_envs=2, num_workers=2, in_parent=False)
+    envs.set_attr("task", [np.ones(2_000_000)] * 2)  # 16 MB per worker: far above any socket buffer
+    envs.reset()
+    assert envs.step(np.zeros((2, 1)))[1].tolist() == [1.0, 1.0]
+    envs.close()
+
+
+def test_workers_exit_when_the_parent_is_killed(tmp_path):
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = tmp_path / "owner.py"
+    script.write_text(
+        "import os, signal, metarl\n"
+        "from metarl.vector_shm import SharedMemoryVectorEnv\n"
+        "if __name__ == '__main__':\n"
+        "    bench = metarl.make_benchmark('Toy', num_tasks=2, horizon=5, seed=0)\n"
+        "    envs = SharedMemoryVectorEnv(bench.train.make_env, 2, 2, in_parent=False)\n"
+        "    print(' '.join(str(p.pid) for p in envs.worker_processes), flush=True)\n"
+        "    os.kill(os.getpid(), signal.SIGKILL)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == -signal.SIGKILL
+    pids = [int(p) for p in proc.stdout.split()]
+    assert len(pids) == 2
+
+    def alive(pid: int) -> bool:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return False
+        try:  # a zombie still answers kill(0): look at its state
+            with open(f"/proc/{pid}/stat") as f:
+                return f.read().split(")")[-1].split()[0] != "Z"
+        except OSError:
+            return True
+
+    deadline = time.monotonic() + 30  # the watchdog checks every second
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert not any(alive(p) for p in pids), "orphaned env workers kept running"
 
 
 class HangingEnv(ScriptedEnv):
@@ -96,7 +220,8 @@ def _hang_env():
 def test_hung_worker_is_detected():
     from metarl.types import Task
 
-    envs = SharedMemoryVectorEnv(_hang_env, num_envs=1, num_workers=1, step_timeout=1.0, max_restarts=0)
+    envs = SharedMemoryVectorEnv(_hang_env, num_envs=1, num_workers=1, step_timeout=1.0, max_restarts=0,
+                                 in_parent=False)
     envs.set_attr("task", [Task("s", 0, "train", (5, False, -1, 1))])
     envs.reset()
     with pytest.raises(WorkerError, match="no answer to step within 1 s"):

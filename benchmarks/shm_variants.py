@@ -1,0 +1,73 @@
+"""Ablation of the ``shm`` backend's wake-up options on ML10 slots, against one process (``sync``).
+
+Every row steps fast ML10 envs (training classes, one slot per class in turn) with random actions
+through :func:`metarl.collect`, as training does; one 500-step episode per slot after a warm-up
+episode, best of ``--repeats``. Writes ``benchmarks/results/shm_variants-<tag>.json``::
+
+    python benchmarks/shm_variants.py --tag dev-2core
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import time
+from pathlib import Path
+
+import metarl
+from metarl.envs.bench import _ml10_slot_tasks, provenance, time_metarl_shm
+
+VARIANTS = {
+    "separate workers, block on semaphores (spin_us=0, in_parent=False)": {"spin_us": 0.0, "in_parent": False},
+    "separate workers, spin 100 us then block (in_parent=False)": {"spin_us": 100.0, "in_parent": False},
+    "parent steps block 0, spin 100 us (in_parent=True)": {"spin_us": 100.0, "in_parent": True},
+    "parent steps block 0, no spin (in_parent=True, spin_us=0)": {"spin_us": 0.0, "in_parent": True},
+    "defaults": {},
+}
+
+
+def time_sync(bench, slots: int) -> float:
+    envs = metarl.make_vector_env(bench.train, slots, "sync")
+    try:
+        envs.set_tasks(_ml10_slot_tasks(bench, slots))
+        learner = metarl.make_agent("random", bench).make_learner()
+        metarl.collect(envs, learner, episodes=1, seed=list(range(slots)))
+        start = time.perf_counter()
+        ro = metarl.collect(envs, learner, episodes=1)
+        return ro.num_steps / (time.perf_counter() - start)
+    finally:
+        envs.close()
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workers", type=int, nargs="+", default=[1, 2])
+    p.add_argument("--slots-per-worker", type=int, nargs="+", default=[2, 5])
+    p.add_argument("--repeats", type=int, default=2)
+    p.add_argument("--tag", default="dev")
+    args = p.parse_args()
+    bench = metarl.make_benchmark("ML10", seed=0)
+    rows = []
+    for spw in args.slots_per_worker:
+        for w in args.workers:
+            sync = max(time_sync(bench, w * spw) for _ in range(args.repeats))
+            rows.append({"slots_per_worker": spw, "workers": w, "slots": w * spw, "variant": "sync (one process)",
+                         "steps_per_s": sync})
+            print(f"{w * spw:3d} slots  sync (one process){'':52s} {sync:8,.0f}", flush=True)
+            for name, opts in VARIANTS.items():
+                if w == 1 and opts.get("in_parent"):
+                    continue  # one block stepped in the parent is sync
+                sps = max(time_metarl_shm(bench, w, spw, 1, opts)["steps_per_s"] for _ in range(args.repeats))
+                rows.append({"slots_per_worker": spw, "workers": w, "slots": w * spw, "variant": name,
+                             "options": opts, "steps_per_s": sps})
+                print(f"{w * spw:3d} slots  {w} workers  {name:60s} {sps:8,.0f}", flush=True)
+    out = Path(__file__).resolve().parent / "results" / f"shm_variants-{args.tag}.json"
+    out.write_text(json.dumps({**provenance(), "command": ["python", *sys.argv], "rows": rows,
+                               "reward_function_version": "v2", "actions": "uniform random, via metarl.collect"},
+                              indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -81,23 +81,25 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
     t.add_argument("--steps", type=_positive("--steps"), help="env-step budget (default 100000; with --resume: the new total)")
     t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
-    t.add_argument("--seed", type=int, default=0, help="seed for tasks, resets and torch (default 0)")
+    t.add_argument("--seed", type=int, help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots = tasks per meta-batch")
-    t.add_argument("--device", default="auto", help="auto (CUDA when present), cpu or cuda")
+    t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     t.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="vector env backend (auto: the family's batched env if it has one, else sync)")
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
-    t.add_argument("--eval-every", type=int, default=0, help="held-out evaluation every N env steps (0: at the end)")
+    t.add_argument("--eval-every", type=int, help="held-out evaluation every N env steps (default 0: at the end)")
     t.add_argument("--eval-tasks", type=_positive("--eval-tasks"),
                    help="final evaluation on only the first K tasks per class (default: official set)")
-    t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), default=10, help="iterations")
+    t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), help="iterations (default 10)")
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
     t.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, repeatable, e.g. --agent-opt hidden=128 --agent-opt first_order=True")
     t.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="task-family option, repeatable (`metarl envs` lists them), e.g. --env-opt test=extrapolate")
-    t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    t.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint (new --steps, --max-minutes, --eval-every, "
+                        "--eval-tasks, --checkpoint-every, --no-final-eval, --device apply; other flags must match)")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
     g = sub.add_parser("plot", help="write learning_curve.png for a run directory")
     g.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
@@ -247,14 +249,14 @@ def _max_seconds(args: argparse.Namespace) -> float | None:
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
     trainer = TrainerConfig(
-        steps=args.steps or 100_000, num_envs=1, seed=args.seed, backend=args.backend,
+        steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend,
         max_seconds=_max_seconds(args),
-        eval_every=max(0, args.eval_every), final_eval=not args.no_final_eval,
-        final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every,
+        eval_every=max(0, args.eval_every or 0), final_eval=not args.no_final_eval,
+        final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every or 10,
         progress=sys.stderr.isatty(),
     )
     return RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task,
-                     reward_version=args.reward_version, trainer=trainer, device=args.device,
+                     reward_version=args.reward_version, trainer=trainer, device=args.device or "auto",
                      agent_options=parse_options(args.agent_opt, "--agent-opt", "hidden=128"),
                      env_options=parse_options(args.env_opt, "--env-opt", "horizon=200"))
 
@@ -315,6 +317,33 @@ def _prepare_out(out: Path, force: bool) -> None:
         raise UsageError(f"cannot write to --out {out} ({e.strerror}): choose a writable directory") from None
 
 
+def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
+    """The saved config with this invocation's new limits; flags that contradict the saved run refuse."""
+    t = cfg.trainer
+    agent_opts = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
+    env_opts = parse_options(args.env_opt, "--env-opt", "horizon=200")
+    conflicts = [flag for flag, clash in (
+        ("BENCHMARK", args.benchmark != cfg.benchmark), ("--agent", args.agent != cfg.agent),
+        ("--task", args.task is not None and args.task != cfg.task),
+        ("--seed", args.seed is not None and args.seed != t.seed),
+        ("--num-envs", args.num_envs is not None and args.num_envs != t.num_envs),
+        ("--backend", args.backend != "auto" and args.backend != t.backend),
+        ("--reward-version", args.reward_version is not None and args.reward_version != (cfg.reward_version or "v2")),
+        ("--agent-opt", any(cfg.agent_options.get(k, object()) != v for k, v in agent_opts.items())),
+        ("--env-opt", any(cfg.env_options.get(k, object()) != v for k, v in env_opts.items()))) if clash]
+    if conflicts:
+        raise UsageError(f"--resume continues {args.out} as saved in its config.json ({cfg.benchmark}"
+                         f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
+                         "differ: drop them, or start a new run with --force")
+    new = {"steps": args.steps, "max_seconds": _max_seconds(args), "eval_every": args.eval_every,
+           "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every}
+    new = {k: v for k, v in new.items() if v is not None}
+    if args.no_final_eval:
+        new["final_eval"] = False
+    device = args.device or cfg.device
+    return RunConfig(**{**asdict(cfg), "device": device, "trainer": TrainerConfig(**{**asdict(t), **new})})
+
+
 def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         if args.out is None:
@@ -322,17 +351,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         cfg = _load_run_config(args.out)
         if not (args.out / checkpoint.CHECKPOINT_NAME).exists():
             raise UsageError(f"{args.out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again with --force")
-        ignored = [flag for flag, given in (("--env-opt", args.env_opt), ("--agent-opt", args.agent_opt),
-                                            ("--num-envs", args.num_envs), ("--backend", args.backend != "auto"),
-                                            ("--task", args.task), ("--reward-version", args.reward_version)) if given]
-        if ignored:
-            raise UsageError(f"--resume continues {args.out} with its saved config.json; drop {', '.join(ignored)} "
-                             "(or start a new run with --force)")
-        new_limits = {"steps": args.steps} if args.steps else {}
-        if args.max_minutes is not None:
-            new_limits["max_seconds"] = _max_seconds(args)
-        if new_limits:
-            cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(**{**asdict(cfg.trainer), **new_limits})})
+        cfg = _resumed_config(args, cfg)
     else:
         cfg = _run_config(args)
     bench = cfg.make_benchmark()

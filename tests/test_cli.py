@@ -163,7 +163,15 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     assert main(["render", str(out), "--out", str(tmp_path / "strip.txt")]) == 2
     assert "ending in .png" in capsys.readouterr().err
     assert main(["train", "Driving", "--agent", "zero-shot", "--out", str(out), "--resume", "--env-opt", "horizon=30"]) == 2
-    assert "drop --env-opt" in capsys.readouterr().err
+    assert "--env-opt differ" in capsys.readouterr().err
+    for clash, flag in ((["--agent", "rl2"], "--agent"), (["--seed", "5"], "--seed"), (["--num-envs", "8"], "--num-envs")):
+        args = ["train", "Driving", "--agent", "zero-shot", *clash, "--out", str(out), "--resume"]
+        assert main(args) == 2 and f"{flag} differ" in capsys.readouterr().err
+    # the run's own values are not a clash: the command that started it, plus --resume, continues it
+    before = (out / "config.json").read_text()
+    assert main(["train", "Driving", "--agent", "zero-shot", "--env-opt", "horizon=20", "--steps", "2500",
+                 "--out", str(out), "--resume", "--no-final-eval"]) == 0
+    assert (out / "config.json").read_text() == before
 
 
 def test_render_needs_a_family_with_a_renderer(tmp_path, capsys):

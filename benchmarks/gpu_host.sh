@@ -11,8 +11,9 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1  # no MUJOCO_GL: nothing renders,
 { nvidia-smi -L; nproc; lscpu | grep 'Model name'; python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; } > "$OUT/machine.txt" 2>&1
 
 cd /tmp  # not the repo root: its metarl/ source folder would shadow the installed package
-timeout ${BENCH_TIMEOUT:-420} python3 -m metarl bench envs --steps 2000 --repeats 1 --rss-steps 1000000 \
-  --json "$OUT/bench_envs-gpu-host.json" 2>&1 | grep --line-buffered -v Warn | tee "$OUT/log.txt"
+# BENCH_SECTIONS=vector RSS_STEPS=0 re-measures only the vector scaling (a few minutes).
+timeout ${BENCH_TIMEOUT:-420} python3 -m metarl bench envs --steps 2000 --repeats 1 --rss-steps ${RSS_STEPS:-1000000} \
+  --sections ${BENCH_SECTIONS:-single,vector,driving} --json "$OUT/bench_envs-gpu-host.json" 2>&1 | grep --line-buffered -v Warn | tee "$OUT/log.txt"
 
 timeout 100 python3 -m metarl train Driving --agent rl2 --device cuda --num-envs 64 --max-minutes 1 \
   --steps 100000000 --eval-tasks 5 --out /tmp/drv-rl2 2>&1 | tail -8 | tee -a "$OUT/log.txt"

@@ -168,8 +168,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         ``in_parent``: this process steps the first block itself while the other workers step theirs
         (``num_workers - 1`` processes; no wake-up for that block; its errors raise here, unrestarted).
         Default: on when the workers fill every core, as the parent would otherwise sit idle on a core
-        a worker needs (ML10 slots on this 2-core machine, 2 workers x 2 slots: 7,503 env steps/s
-        with it vs 4,311 without, 3,884 in one process; ``benchmarks/results/shm_variants-dev-2core.json``).
+        a worker needs (ML10 slots on this 2-core machine, 2 workers x 5 slots: 7,364 env steps/s
+        with it vs 6,271 without, 4,073 in one process; ``benchmarks/results/shm_variants-dev-2core.json``).
         ``in_parent=False``: every block isolated in a worker, each restartable."""
         probe = env_fn()
         self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space

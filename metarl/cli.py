@@ -247,6 +247,12 @@ def _max_seconds(args: argparse.Namespace) -> float | None:
     return None if args.max_minutes is None else 60 * args.max_minutes
 
 
+def _option_flags(args: argparse.Namespace) -> dict[str, dict]:
+    """``--agent-opt`` / ``--env-opt`` of `train`, parsed: ``{"agent_options": ..., "env_options": ...}``."""
+    return {"agent_options": parse_options(args.agent_opt, "--agent-opt", "hidden=128"),
+            "env_options": parse_options(args.env_opt, "--env-opt", "horizon=200")}
+
+
 def _run_config(args: argparse.Namespace) -> RunConfig:
     trainer = TrainerConfig(
         steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend,
@@ -257,8 +263,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     )
     return RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task,
                      reward_version=args.reward_version, trainer=trainer, device=args.device or "auto",
-                     agent_options=parse_options(args.agent_opt, "--agent-opt", "hidden=128"),
-                     env_options=parse_options(args.env_opt, "--env-opt", "horizon=200"))
+                     **_option_flags(args))
 
 
 _RESERVED = {"--env-opt": {"seed": "--seed", "task": "--task", "reward_version": "--reward-version"},
@@ -320,8 +325,7 @@ def _prepare_out(out: Path, force: bool) -> None:
 def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
     """The saved config with this invocation's new limits; flags that contradict the saved run refuse."""
     t = cfg.trainer
-    agent_opts = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
-    env_opts = parse_options(args.env_opt, "--env-opt", "horizon=200")
+    agent_opts, env_opts = _option_flags(args).values()
     conflicts = [flag for flag, clash in (
         ("BENCHMARK", args.benchmark != cfg.benchmark), ("--agent", args.agent != cfg.agent),
         ("--task", args.task is not None and args.task != cfg.task),
@@ -335,7 +339,8 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
         raise UsageError(f"--resume continues {args.out} as saved in its config.json ({cfg.benchmark}"
                          f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
                          "differ: drop them, or start a new run with --force")
-    new = {"steps": args.steps, "max_seconds": _max_seconds(args), "eval_every": args.eval_every,
+    new = {"steps": args.steps, "max_seconds": _max_seconds(args),
+           "eval_every": None if args.eval_every is None else max(0, args.eval_every),
            "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every}
     new = {k: v for k, v in new.items() if v is not None}
     if args.no_final_eval:

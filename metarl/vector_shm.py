@@ -226,23 +226,21 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._procs[w], self._pipes[w], self._go[w], self._done[w] = proc, parent, go, done
         self._expect(w, "start", self.start_timeout)
 
+    def _answer(self, w: int, timeout: float) -> tuple[str, Any] | None:
+        """Worker ``w``'s next pipe message within ``timeout`` s (None: none yet); a dead worker's
+        closed pipe reads as ``("error", "process exited with code ...")``."""
+        try:
+            return self._pipes[w].recv() if self._pipes[w].poll(timeout) else None
+        except (EOFError, ConnectionResetError, BrokenPipeError):
+            return "error", f"process exited with code {self._procs[w].exitcode}"
+
     def _expect(self, w: int, what: str, timeout: float | None = None) -> bool:
         """Wait for worker ``w``'s answer; False if it died, hung or failed (it is then restarted)."""
-        pipe, proc = self._pipes[w], self._procs[w]
         timeout = self.step_timeout if timeout is None else timeout
-        problem = None
-        try:
-            if not pipe.poll(timeout):
-                problem = f"no answer to {what} within {timeout:g} s"
-            else:
-                status, msg = pipe.recv()
-                if status == "error":
-                    problem = msg
-        except (EOFError, ConnectionResetError, BrokenPipeError):
-            problem = f"process exited with code {proc.exitcode}"
-        if problem is None:
+        answer = self._answer(w, timeout)
+        if answer is not None and answer[0] != "error":
             return True
-        self._restart(w, problem)
+        self._restart(w, answer[1] if answer else f"no answer to {what} within {timeout:g} s")
         return False
 
     def _restart(self, w: int, problem: str) -> None:
@@ -277,25 +275,22 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
 
     def _wait_step(self, w: int) -> bool:
         """Wait for worker ``w``'s step; False if it died, hung or failed (it is then restarted)."""
-        done, pipe, proc = self._done[w], self._pipes[w], self._procs[w]
+        done, proc = self._done[w], self._procs[w]
         if _acquire(done, self.spin_s, timeout=0.0):
             return True
         deadline = time.monotonic() + self.step_timeout
-        while not done.acquire(True, 0.05):
-            problem = None
-            try:
-                if pipe.poll(0):
-                    status, msg = pipe.recv()
-                    problem = msg if status == "error" else f"unexpected {status!r} while stepping"
-            except (EOFError, ConnectionResetError, BrokenPipeError):
+        while not done.acquire(True, 0.05):  # between slices: an error report, a death, the timeout
+            answer = self._answer(w, 0)
+            if answer is not None:
+                problem = answer[1] if answer[0] == "error" else f"unexpected {answer[0]!r} while stepping"
+            elif not proc.is_alive():
                 problem = f"process exited with code {proc.exitcode}"
-            if problem is None and not proc.is_alive():
-                problem = f"process exited with code {proc.exitcode}"
-            if problem is None and time.monotonic() > deadline:
+            elif time.monotonic() > deadline:
                 problem = f"no answer to step within {self.step_timeout:g} s"
-            if problem is not None:
-                self._restart(w, problem)
-                return False
+            else:
+                continue
+            self._restart(w, problem)
+            return False
         return True
 
     def _kill(self, w: int) -> None:

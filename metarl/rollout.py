@@ -8,7 +8,11 @@
 
 from __future__ import annotations
 
+import contextlib
+from collections.abc import Iterator
+
 import numpy as np
+import torch
 from gymnasium.vector import AutoresetMode
 
 from metarl.learner import Learner
@@ -70,6 +74,23 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     episode = np.minimum(arrays["episode"], episodes)
     return Rollout(**{**arrays, "episode": episode}, valid=arrays["episode"] < episodes,
                    extras={k: np.stack(v) for k, v in extras.items()}, episodes=episodes)
+
+
+@contextlib.contextmanager
+def torch_threads(n: int | None) -> Iterator[None]:
+    """Run the block with ``n`` torch intra-op threads (None: unchanged), then restore the previous count.
+
+    Acting is a stream of tiny forward passes (``[N, obs_dim]`` batches) between env steps: extra
+    threads buy nothing there but compete for cores with env workers.
+    """
+    before = torch.get_num_threads()
+    if n is not None and n != before:
+        torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 def _success(info: dict, n: int) -> np.ndarray:

@@ -28,7 +28,7 @@ from metarl import checkpoint
 from metarl.evaluator import EvalConfig, EvalResult, evaluate
 from metarl.learner import MetaAlgorithm
 from metarl.logging import Logger
-from metarl.rollout import collect
+from metarl.rollout import collect, torch_threads
 from metarl.seeding import rng_state, seed_everything, set_rng_state
 from metarl.tasks import Benchmark
 from metarl.types import MetaBatch, Rollout
@@ -62,6 +62,9 @@ class TrainerConfig:
     """Checkpoint every this many iterations (and always at the end)."""
     progress: bool = True
     """Show a progress bar with steps/s and ETA (only on a terminal)."""
+    collect_threads: int | None = None
+    """Torch intra-op threads while collecting rollouts (None: torch's setting throughout); the
+    meta-update runs with torch's setting either way."""
 
 
 @dataclass
@@ -95,10 +98,11 @@ class Trainer:
         learner = algo.make_learner()
         learner.reset(n)
         seeds = [int(s) for s in self.rng.integers(2**31 - 1, size=n)]
-        pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
-        learner.observe(pre)
-        learner.adapt()
-        post = collect(self._envs, learner, algo.post_episodes) if algo.post_episodes else None
+        with torch_threads(self.config.collect_threads):
+            pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
+            learner.observe(pre)
+            learner.adapt()
+            post = collect(self._envs, learner, algo.post_episodes) if algo.post_episodes else None
         metrics = algo.meta_update(MetaBatch(tasks, pre, post))
         self.state.iteration += 1
         self.state.env_steps += pre.num_steps + (post.num_steps if post else 0)

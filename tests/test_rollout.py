@@ -1,8 +1,9 @@
 import numpy as np
 import pytest
+import torch
 from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
-from metarl.rollout import collect
+from metarl.rollout import collect, torch_threads
 from metarl.vector import make_vector_env
 
 from .conftest import ConstantLearner, ScriptedEnv, scripted_benchmark
@@ -99,3 +100,16 @@ def test_evaluator_asks_the_learner_whether_evaluation_is_deterministic():
             learner.eval_deterministic = attr
         metarl.evaluate(bench.test, learner, envs, metarl.EvalConfig(adapt_episodes=1, eval_episodes=1))
         assert learner.flags == [False, False, expected, expected]
+
+
+def test_torch_threads_sets_and_restores_the_count_even_on_error():
+    before = torch.get_num_threads()
+    target = 1 if before != 1 else 2
+    with torch_threads(target):
+        assert torch.get_num_threads() == target
+    assert torch.get_num_threads() == before
+    with pytest.raises(RuntimeError), torch_threads(target):
+        raise RuntimeError("boom")
+    assert torch.get_num_threads() == before
+    with torch_threads(None):
+        assert torch.get_num_threads() == before

@@ -1,0 +1,115 @@
+"""Training throughput of one agent under several trainer settings, measured side by side in one run.
+
+Each variant builds a fresh agent and trainer (same seed), runs ``--iterations`` meta-training iterations
+after one warm-up iteration, and reports env steps/s of the whole iteration, the seconds spent in the
+meta-update, and steps/s of collection alone (iteration minus meta-update). Variants are trainer
+settings (``backend``, ``collect_threads``) and family options (``fast``)::
+
+    python benchmarks/train_speed.py ML1 --task reach-v3 --agent maml --num-envs 10 --iterations 3 \\
+        --variant backend=sync --variant backend=shm --variant backend=shm,collect_threads=1
+
+Writes ``benchmarks/results/train_speed-<agent>-<task or benchmark>[-<tag>].json`` with command,
+commit, machine and date. Run it on an otherwise idle machine: the variants share its cores in turn.
+"""
+
+from __future__ import annotations
+
+import argparse
+import datetime
+import json
+import sys
+import time
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+import metarl
+from metarl.cli import parse_options
+from metarl.envs.bench import git_commit, machine_info
+from metarl.seeding import seed_everything
+
+HERE = Path(__file__).resolve().parent
+TRAINER_KEYS = ("backend", "collect_threads")
+
+
+def parse_variant(text: str) -> tuple[dict, dict]:
+    """``"backend=shm,fast=False"`` -> (trainer settings, family options)."""
+    opts = parse_options([p for p in text.split(",") if p], "--variant", "backend=shm")
+    return ({k: v for k, v in opts.items() if k in TRAINER_KEYS},
+            {k: v for k, v in opts.items() if k not in TRAINER_KEYS})
+
+
+def run_variant(args: argparse.Namespace, text: str) -> dict:
+    trainer_opts, env_opts = parse_variant(text)
+    bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=args.seed, **{**args.env_options, **env_opts})
+    seed_everything(args.seed)
+    agent = metarl.make_agent(args.agent, bench, device="cpu", **args.agent_options)
+    cfg = replace(metarl.TrainerConfig(num_envs=args.num_envs, seed=args.seed, final_eval=False, progress=False),
+                  **trainer_opts)
+    trainer = metarl.Trainer(bench, agent, cfg)
+    update_s = [0.0]
+    meta_update = agent.meta_update
+
+    def timed_update(batch):
+        start = time.perf_counter()
+        try:
+            return meta_update(batch)
+        finally:
+            update_s[0] += time.perf_counter() - start
+
+    agent.meta_update = timed_update
+    rows = []
+    try:
+        for i in range(args.iterations + 1):
+            steps0, update_s[0] = trainer.state.env_steps, 0.0
+            start = time.perf_counter()
+            trainer.iteration()
+            wall = time.perf_counter() - start
+            steps = trainer.state.env_steps - steps0
+            if i:  # iteration 0 warms up (worker start, first allocations)
+                rows.append({"steps": steps, "seconds": wall, "update_seconds": update_s[0]})
+    finally:
+        trainer.close()
+    steps = sum(r["steps"] for r in rows)
+    wall, upd = sum(r["seconds"] for r in rows), sum(r["update_seconds"] for r in rows)
+    return {"variant": text, "trainer": trainer_opts, "env_options": env_opts, "iterations": rows,
+            "steps_per_s": steps / wall, "collect_steps_per_s": steps / max(wall - upd, 1e-9),
+            "update_seconds_per_iteration": upd / len(rows)}
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
+    p.add_argument("benchmark")
+    p.add_argument("--task")
+    p.add_argument("--agent", required=True)
+    p.add_argument("--num-envs", type=int, default=10)
+    p.add_argument("--iterations", type=int, default=3, help="measured iterations per variant (after 1 warm-up)")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--variant", action="append", required=True,
+                   help="comma-separated KEY=VALUE: trainer backend/collect_threads or a family option")
+    p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE")
+    p.add_argument("--tag", default="")
+    args = p.parse_args()
+    args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
+    args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
+    rows = []
+    for text in args.variant:
+        rows.append(run_variant(args, text))
+        r = rows[-1]
+        print(f"{text:40s} {r['steps_per_s']:8.0f} steps/s  collect {r['collect_steps_per_s']:8.0f} steps/s  "
+              f"update {r['update_seconds_per_iteration']:6.2f} s/iteration", flush=True)
+    label = args.task or args.benchmark
+    out = HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
+    out.write_text(json.dumps({
+        "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
+        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs, "device": "cpu",
+        "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version,
+        "variants": rows}, indent=2) + "\n")
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

@@ -24,6 +24,7 @@ from metarl.evaluator import EvalConfig, EvalResult, evaluate, run_trial
 from metarl.logging import Logger
 from metarl.plot import plot_run
 from metarl.registry import benchmark_factory
+from metarl.rollout import torch_threads
 from metarl.seeding import resolve_device, seed_everything
 from metarl.tasks import Benchmark
 from metarl.trainer import Trainer, TrainerConfig, eval_summary, write_eval_json
@@ -457,6 +458,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if target.is_dir():
         cfg, bench, agent = _load_trained(target, args.device, options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
+        threads = cfg.trainer.collect_threads
     else:
         if args.agent is None:
             raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
@@ -464,12 +466,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed)
         seed_everything(args.seed)
         agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
-        seed, num_envs = args.seed, args.num_envs or 10
+        seed, num_envs, threads = args.seed, args.num_envs or 10, TrainerConfig.collect_threads
     envs = make_vector_env(bench.test, num_envs)
     try:
         det = {"auto": None, "mean": True, "sampled": False}[args.actions]
-        result = evaluate(bench.test, agent.make_learner(), envs,
-                          EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det), seed)
+        with torch_threads(threads):
+            result = evaluate(bench.test, agent.make_learner(), envs,
+                              EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det), seed)
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one

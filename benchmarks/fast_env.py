@@ -15,7 +15,6 @@ Run from the repository root (metarl installed)::
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import statistics
 import sys
@@ -23,8 +22,9 @@ from pathlib import Path
 
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3
 
-from metarl.envs.bench import git_commit, machine_info, single_env
+from metarl.envs.bench import provenance, single_env
 from metarl.envs.metaworld_fast import parity_check
+from metarl.errors import exit_code
 
 HERE = Path(__file__).resolve().parent
 SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
@@ -80,12 +80,11 @@ def main() -> None:
     out = args.out or (None if args.quick else HERE / "results" / "fast_env.json")
     if out:
         out.write_text(json.dumps({
-            "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
-            "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+            **provenance(["python", *sys.argv]),
             "reward_function_version": "v2", "settings": vars(args) | {"out": str(out)},
             "summary": summary, "parity": par, "speed": spd}, indent=2) + "\n")
         print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main))

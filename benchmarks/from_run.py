@@ -13,12 +13,11 @@ from __future__ import annotations
 
 import argparse
 import csv
-import datetime
 import json
-import sys
 from pathlib import Path
 
-from metarl.envs.bench import git_commit, machine_info
+from metarl.envs.bench import provenance
+from metarl.errors import UsageError, exit_code
 
 CURVE_KEYS = ("adapt/post_success_rate", "train/success_rate", "eval/success_rate", "eval/pre_success_rate")
 SUMMARY_KEYS = ("success_rate", "pre_success_rate", "return", "pre_return", "eval_actions", "agent_overrides")
@@ -51,16 +50,12 @@ def main() -> None:
     args = p.parse_args()
     missing = [n for n in ("config.json", "progress.csv") if not (args.run / n).is_file()]
     if missing:
-        print(f"error: {args.run} has no {' or '.join(missing)}: give a run directory of `metarl train`",
-              file=sys.stderr)
-        raise SystemExit(2)
-    obj = {"commands": args.command, "git_commit": git_commit(), "machine": machine_info(),
-           "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-           "note": args.note, **collect_run(args.run)}
+        raise UsageError(f"{args.run} has no {' or '.join(missing)}: give a run directory of `metarl train`")
+    obj = {**provenance(args.command), "note": args.note, **collect_run(args.run)}
     args.out.write_text(json.dumps(obj, indent=2) + "\n")
     print(json.dumps({"budget": obj["budget"], "summary": obj["summary"]}, indent=1))
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main))

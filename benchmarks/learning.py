@@ -10,7 +10,6 @@ after adaptation per seed, env steps, wall time, steps/s, machine, commit and co
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 import metarl
 from metarl import checkpoint
 from metarl.cli import RunConfig, parse_options
-from metarl.envs.bench import git_commit, machine_info
+from metarl.envs.bench import provenance
+from metarl.errors import exit_code
 from metarl.logging import Logger
 from metarl.seeding import resolve_device, seed_everything
 
@@ -105,8 +105,7 @@ def main() -> None:
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
     out.write_text(json.dumps({
-        "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **provenance(["python", *sys.argv]),
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "summary": summary, "seeds": rows}, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
@@ -114,4 +113,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main))

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import metarl
 from metarl.envs.bench import _ml10_slot_tasks, provenance, time_metarl_shm
+from metarl.errors import exit_code
 
 VARIANTS = {
     "separate workers, block on semaphores (spin_us=0, in_parent=False)": {"spin_us": 0.0, "in_parent": False},
@@ -63,11 +64,11 @@ def main() -> None:
                              "options": opts, "steps_per_s": sps})
                 print(f"{w * spw:3d} slots  {w} workers  {name:60s} {sps:8,.0f}", flush=True)
     out = Path(__file__).resolve().parent / "results" / f"shm_variants-{args.tag}.json"
-    out.write_text(json.dumps({**provenance(), "command": ["python", *sys.argv], "rows": rows,
+    out.write_text(json.dumps({**provenance(["python", *sys.argv]), "rows": rows,
                                "reward_function_version": "v2", "actions": "uniform random, via metarl.collect"},
                               indent=2) + "\n")
     print(f"wrote {out}")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main))

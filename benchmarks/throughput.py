@@ -11,7 +11,6 @@ episode, like metarl's zero-shot agent) with 10 epochs of 1,000-sample minibatch
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -20,7 +19,8 @@ from pathlib import Path
 import torch
 
 import metarl
-from metarl.envs.bench import git_commit, machine_info
+from metarl.envs.bench import provenance
+from metarl.errors import exit_code
 
 HERE = Path(__file__).resolve().parent
 
@@ -68,12 +68,11 @@ def main() -> None:
     for name, sps in rows.items():
         print(f"{name:18s} {sps:8.0f} env steps/s (incl. learning)")
     args.out.write_text(json.dumps({
-        "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **provenance(["python", *sys.argv]),
         "reward_function_version": "v2", "task": "ML1 reach-v3 (fast envs)", "num_envs": args.num_envs,
         "steps": args.steps, "torch_threads": torch.get_num_threads(), "steps_per_s": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main))

@@ -15,7 +15,6 @@ commit, machine and date. Run it on an otherwise idle machine: the variants shar
 from __future__ import annotations
 
 import argparse
-import datetime
 import json
 import sys
 import time
@@ -26,7 +25,8 @@ import torch
 
 import metarl
 from metarl.cli import parse_options
-from metarl.envs.bench import git_commit, machine_info
+from metarl.envs.bench import provenance
+from metarl.errors import exit_code
 from metarl.seeding import seed_everything
 
 HERE = Path(__file__).resolve().parent
@@ -103,8 +103,7 @@ def main() -> None:
     label = args.task or args.benchmark
     out = HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps({
-        "command": ["python", *sys.argv], "git_commit": git_commit(), "machine": machine_info(),
-        "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        **provenance(["python", *sys.argv]),
         "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs, "device": "cpu",
         "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version,
         "variants": rows}, indent=2) + "\n")
@@ -112,4 +111,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    raise SystemExit(exit_code(main))

@@ -75,9 +75,11 @@ def machine_info() -> dict[str, Any]:
             "python": platform.python_version(), **versions}
 
 
-def provenance() -> dict[str, Any]:
-    """Command, commit, machine and UTC date for a results JSON."""
-    return {"command": [Path(sys.argv[0]).name, *sys.argv[1:]], "git_commit": git_commit(),
+def provenance(command: list[str] | None = None) -> dict[str, Any]:
+    """Command (default: this process's, program name without its path), commit, machine and UTC date
+    for a results JSON; benchmark scripts pass ``["python", *sys.argv]``."""
+    command = [Path(sys.argv[0]).name, *sys.argv[1:]] if command is None else command
+    return {"command": command, "git_commit": git_commit(),
             "machine": machine_info(),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}
 

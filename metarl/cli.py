@@ -19,7 +19,7 @@ from typing import Any
 
 import metarl
 from metarl import checkpoint
-from metarl.errors import UsageError
+from metarl.errors import UsageError, exit_code
 from metarl.evaluator import EvalConfig, EvalResult, evaluate, run_trial
 from metarl.logging import Logger
 from metarl.plot import plot_run
@@ -59,14 +59,14 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
-def _positive(flag: str):
+def _positive(flag: str, example: int):
     def parse(text: str) -> int:
         try:
             value = int(text.replace("_", ""))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give e.g. {flag} 20000") from None
+            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give e.g. {flag} {example}") from None
         if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {value}: give e.g. {flag} 20000")
+            raise argparse.ArgumentTypeError(f"must be positive, got {value}: give e.g. {flag} {example}")
         return value
     return parse
 
@@ -80,19 +80,19 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("benchmark", help="benchmark name, e.g. ML1, ML10, ML45, Toy")
     t.add_argument("--task", help="task class for ML1, e.g. reach-v3")
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
-    t.add_argument("--steps", type=_positive("--steps"), help="env-step budget (default 100000; with --resume: the new total)")
+    t.add_argument("--steps", type=_positive("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
     t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
     t.add_argument("--seed", type=int, help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
-    t.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots = tasks per meta-batch")
+    t.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     t.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="vector env backend (auto: the family's batched env if it has one, else sync)")
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
     t.add_argument("--eval-every", type=int, help="held-out evaluation every N env steps (default 0: at the end)")
-    t.add_argument("--eval-tasks", type=_positive("--eval-tasks"),
+    t.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10),
                    help="final evaluation on only the first K tasks per class (default: official set)")
-    t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every"), help="iterations (default 10)")
+    t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every", 10), help="iterations (default 10)")
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
     t.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, repeatable, e.g. --agent-opt hidden=128 --agent-opt first_order=True")
@@ -109,8 +109,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
     v.add_argument("--seed", type=int, default=0, help="benchmark seed (with a benchmark name)")
-    v.add_argument("--num-envs", type=_positive("--num-envs"), help="env slots used for evaluation")
-    v.add_argument("--eval-tasks", type=_positive("--eval-tasks"), help="only the first K tasks per class")
+    v.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots used for evaluation")
+    v.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10), help="only the first K tasks per class")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
                    help="evaluation-episode actions (auto: the agent's choice; rl2 and maml sample)")
@@ -128,11 +128,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the report as JSON (default path: benchmarks/results/bench_envs-<host>.json "
                         "inside a metarl checkout, else ./bench_envs-<host>.json)")
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
-    b.add_argument("--max-workers", type=_positive("--max-workers"), help="largest worker count (default: cores)")
-    b.add_argument("--steps", type=_positive("--steps"), default=3000, help="timed steps per single-env measurement")
-    b.add_argument("--repeats", type=_positive("--repeats"), default=2,
+    b.add_argument("--max-workers", type=_positive("--max-workers", 4), help="largest worker count (default: cores)")
+    b.add_argument("--steps", type=_positive("--steps", 3000), default=3000, help="timed steps per single-env measurement")
+    b.add_argument("--repeats", type=_positive("--repeats", 2), default=2,
                    help="alternating upstream/fast measurements per env; the best is kept")
-    b.add_argument("--slots-per-worker", type=_positive("--slots-per-worker"), default=2,
+    b.add_argument("--slots-per-worker", type=_positive("--slots-per-worker", 2), default=2,
                    help="env slots per shm worker process")
     b.add_argument("--rss-steps", type=int, default=0, help="also step this many slot-steps and sample worker RSS")
     b.add_argument("--sections", default="single,vector,driving",
@@ -142,16 +142,12 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     """Entry point of the ``metarl`` command; returns the exit code."""
-    try:
+    def run() -> int:
         args = build_parser().parse_args(argv)
         return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval, "plot": cmd_plot,
                 "bench": cmd_bench, "render": cmd_render}[args.command](args)
-    except UsageError as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
-    except KeyboardInterrupt:
-        print("interrupted", file=sys.stderr)
-        return 130
+
+    return exit_code(run)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:

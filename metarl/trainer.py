@@ -63,7 +63,8 @@ class TrainerConfig:
     progress: bool = True
     """Show a progress bar with steps/s and ETA (only on a terminal)."""
     collect_threads: int | None = 1
-    """Torch intra-op threads while collecting rollouts and evaluating (None: torch's setting throughout);
+    """Torch intra-op threads while collecting rollouts (and the learner's adaptation between them) and
+    while evaluating (None: torch's setting throughout);
     the meta-update runs with torch's setting either way. Acting is a stream of tiny forward passes
     whose extra threads compete with env stepping: on 2 cores, MAML ML1 collection ran at 4,082 vs
     3,688 env steps/s (sync) and 3,887 vs 3,488 (shm) with 1 thread vs torch's 2

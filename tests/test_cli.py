@@ -189,3 +189,14 @@ def test_bench_envs_driving_section_writes_json(tmp_path, capsys):
     assert set(report["driving"]) == {"1", "10", "256"} and all(v > 0 for v in report["driving"].values())
     assert {"command", "git_commit", "machine", "date_utc"} <= set(report)
     assert "Driving" in capsys.readouterr().out
+
+
+def test_exit_code_prints_one_line_for_usage_errors_and_returns_2(capsys):
+    from metarl.errors import UsageError, exit_code
+
+    def bad():
+        raise UsageError("--variant 'x' is not KEY=VALUE: give e.g. --variant backend=shm")
+
+    assert exit_code(bad) == 2
+    assert capsys.readouterr().err == "error: --variant 'x' is not KEY=VALUE: give e.g. --variant backend=shm\n"
+    assert exit_code(lambda: None) == 0 and exit_code(lambda: 3) == 3

@@ -75,7 +75,13 @@ class MAMLConfig:
     normalize_inner_adv: bool = False
     """Standardise inner-loop advantages per slot (as in garage's ML10 example: ``center_adv=False``)."""
     init_log_std: float = 0.0
-    """Initial log-std, state-independent and learned (garage's ``GaussianMLPPolicy`` ``init_std=1.0``)."""
+    """Initial log-std in policy units, state-independent and learned (garage's ``GaussianMLPPolicy``
+    ``init_std=1.0``); the env-space std starts at ``exp(init_log_std) / action_scale``."""
+    action_scale: float = 1.0
+    """The env receives the policy's output divided by this (garage wraps its Meta-World MAML envs in
+    ``normalize(env, expected_action_scale=10.)``, which does the same). A reparametrisation that
+    changes learning, not the policy class: the env-space std starts ``action_scale`` times smaller, and
+    one VPG step moves the env-space mean action ``action_scale²`` times less per unit of ``inner_lr``."""
     outer: str = "trpo"
     """Meta-update: ``"trpo"`` (Finn et al. 2017 use TRPO for RL) or ``"ppo"`` (clipped surrogate, Adam)."""
     outer_lr: float = 1e-3
@@ -87,15 +93,23 @@ class MAMLConfig:
 
 
 class GaussianMLP(nn.Module):
-    """Tanh MLP mean and state-independent log-std: ``obs [..., obs_dim] -> (mean [..., act_dim], log_std [act_dim])``."""
+    """Tanh MLP mean and state-independent log-std: ``obs [..., obs_dim] -> (mean [..., act_dim], log_std [act_dim])``.
 
-    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], init_log_std: float) -> None:
+    Both in env units: the network's output and its ``log_std`` parameter are in policy units, divided
+    by ``action_scale`` (see :attr:`MAMLConfig.action_scale`).
+    """
+
+    def __init__(self, obs_dim: int, act_dim: int, hidden: tuple[int, ...], init_log_std: float,
+                 action_scale: float = 1.0) -> None:
         super().__init__()
         self.mean = mlp(obs_dim, act_dim, hidden, out_gain=0.01)
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
+        self.action_scale = float(action_scale)  # a constant, not a parameter or buffer
 
     def forward(self, obs: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        return self.mean(obs), self.log_std
+        if self.action_scale == 1.0:
+            return self.mean(obs), self.log_std
+        return self.mean(obs) / self.action_scale, self.log_std - math.log(self.action_scale)
 
 
 def policy_dist(policy: nn.Module, params: Params, obs: torch.Tensor) -> torch.distributions.Normal:
@@ -275,7 +289,10 @@ class MAML:
         self.cfg = cfg = config_from_options(MAMLConfig, options, "maml agent")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes = self.post_episodes = cfg.episodes
-        self.policy = GaussianMLP(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.init_log_std).to(self.device)
+        if not (cfg.action_scale > 0 and math.isfinite(cfg.action_scale)):
+            raise UsageError(f"maml agent: action_scale must be a positive number (e.g. 10), got {cfg.action_scale!r}")
+        self.policy = GaussianMLP(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.init_log_std,
+                                  cfg.action_scale).to(self.device)
         if cfg.outer not in ("trpo", "ppo"):
             raise UsageError(f"maml agent: outer must be 'trpo' or 'ppo', got {cfg.outer!r}")
         self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.outer_lr) if cfg.outer == "ppo" else None

@@ -167,6 +167,37 @@ def test_adapt_changes_the_policy_actions():
 def test_maml_rejects_unknown_options():
     with pytest.raises(metarl.UsageError, match="unknown options"):
         metarl.make_agent("maml", metarl.make_benchmark("ToySides"), inner_rl=0.1)
+    with pytest.raises(metarl.UsageError, match="action_scale must be a positive number"):
+        metarl.make_agent("maml", metarl.make_benchmark("ToySides"), action_scale=0)
+
+
+def test_action_scale_is_a_reparametrisation_with_smaller_steps():
+    # The same env-space policy in two parametrisations: scale 1 with std 0.1, scale 10 (garage's
+    # expected_action_scale) with its output layer 10x larger. Same distribution, same loss; the
+    # output-bias gradient is 10x smaller and moves the env-space mean another 10x less.
+    bench = metarl.make_benchmark("ToySides")
+    torch.manual_seed(0)
+    a = metarl.make_agent("maml", bench, hidden=(8,), init_log_std=float(np.log(0.1)))
+    b = metarl.make_agent("maml", bench, hidden=(8,), action_scale=10.0)
+    b.policy.load_state_dict(a.policy.state_dict())
+    with torch.no_grad():
+        b.policy.mean[-1].weight.mul_(10)
+        b.policy.mean[-1].bias.add_(0.3)
+        a.policy.mean[-1].bias.add_(0.03)
+        b.policy.log_std.add_(np.log(10))
+    obs = torch.randn(16, a.spec.obs_dim)
+    act = torch.randn(16, a.spec.act_dim) * 0.1
+    data = {"obs": obs, "act": act, "adv": torch.randn(16)}
+    da, db = policy_dist(a.policy, a.params(), obs), policy_dist(b.policy, b.params(), obs)
+    torch.testing.assert_close(da.loc, db.loc)
+    torch.testing.assert_close(da.scale, db.scale)
+    new_a, loss_a = inner_step(a.policy, a.params(), data, 1e-3, create_graph=False)
+    new_b, loss_b = inner_step(b.policy, b.params(), data, 1e-3, create_graph=False)
+    torch.testing.assert_close(loss_a, loss_b)
+    step_a = new_a["mean.2.bias"] - a.policy.mean[-1].bias  # env-space mean shift from the bias step
+    step_b = (new_b["mean.2.bias"] - b.policy.mean[-1].bias) / 10
+    torch.testing.assert_close(step_b, step_a / 100)
+    torch.testing.assert_close(new_b["log_std"] - b.policy.log_std, new_a["log_std"] - a.policy.log_std)
 
 
 def test_maml_learns_to_adapt_on_toy_sides():

@@ -51,6 +51,10 @@ class MAMLConfig:
     """Hidden layer sizes of the tanh policy MLP (as in garage: ``hidden_sizes=(128, 128)``, tanh)."""
     inner_lr: float = 1e-4
     """Inner VPG step size (as in garage's Meta-World examples: ``inner_lr=1e-4``)."""
+    learn_inner_lr: bool = False
+    """Meta-SGD (Li et al. 2017, arXiv:1707.09835): one learned inner step size per parameter entry,
+    initialised to ``inner_lr`` and meta-trained with θ by the outer update; ``inner_lr`` then only sets
+    the start. Off as in garage."""
     inner_steps: int = 1
     """Inner gradient steps (as in garage: ``num_grad_updates=1``; Finn et al. 2017 use 1 for RL)."""
     first_order: bool = False
@@ -189,16 +193,18 @@ def vpg_loss(policy: nn.Module, params: Params, data: dict[str, torch.Tensor]) -
     return -(log_prob(policy, params, data["obs"], data["act"]) * data["adv"]).mean()
 
 
-def inner_step(policy: nn.Module, params: Params, data: dict[str, torch.Tensor], lr: float,
+def inner_step(policy: nn.Module, params: Params, data: dict[str, torch.Tensor], lr: float | Params,
                create_graph: bool) -> tuple[Params, torch.Tensor]:
-    """One VPG step ``θ' = θ - lr · ∇ vpg_loss(θ)``; returns ``(θ', loss at θ)``.
+    """One VPG step ``θ' = θ - lr ⊙ ∇ vpg_loss(θ)``; returns ``(θ', loss at θ)``.
 
+    ``lr``: a scalar, or per parameter a tensor of its shape (Meta-SGD; θ' is differentiable in it).
     With ``create_graph`` θ' is a differentiable function of θ (second-order MAML); without it the
     gradient is a constant, so ``∂θ'/∂θ = I`` (first-order MAML).
     """
     loss = vpg_loss(policy, params, data)
     grads = torch.autograd.grad(loss, list(params.values()), create_graph=create_graph)
-    return {k: p - lr * g for (k, p), g in zip(params.items(), grads, strict=True)}, loss
+    return {k: p - (lr[k] if isinstance(lr, dict) else lr) * g
+            for (k, p), g in zip(params.items(), grads, strict=True)}, loss
 
 
 def conjugate_gradient(Avp: Callable[[torch.Tensor], torch.Tensor], b: torch.Tensor, iters: int = 10,
@@ -293,9 +299,13 @@ class MAML:
             raise UsageError(f"maml agent: action_scale must be a positive number (e.g. 10), got {cfg.action_scale!r}")
         self.policy = GaussianMLP(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.init_log_std,
                                   cfg.action_scale).to(self.device)
+        # Meta-SGD step sizes, aligned with policy.named_parameters(); None: the scalar inner_lr.
+        self.inner_lrs = nn.ParameterList(
+            [nn.Parameter(torch.full_like(p.detach(), cfg.inner_lr)) for p in self.policy.parameters()]
+        ) if cfg.learn_inner_lr else None
         if cfg.outer not in ("trpo", "ppo"):
             raise UsageError(f"maml agent: outer must be 'trpo' or 'ppo', got {cfg.outer!r}")
-        self.opt = torch.optim.Adam(self.policy.parameters(), lr=cfg.outer_lr) if cfg.outer == "ppo" else None
+        self.opt = torch.optim.Adam(self.meta_parameters(), lr=cfg.outer_lr) if cfg.outer == "ppo" else None
 
     def make_learner(self) -> MAMLLearner:
         return MAMLLearner(self)
@@ -304,13 +314,23 @@ class MAML:
         """θ as a name -> tensor dict (the live parameters: gradients reach them)."""
         return dict(self.policy.named_parameters())
 
+    def meta_parameters(self) -> list[nn.Parameter]:
+        """What the meta-update optimises: θ, then the Meta-SGD step sizes if ``learn_inner_lr``."""
+        return list(self.policy.parameters()) + (list(self.inner_lrs) if self.inner_lrs is not None else [])
+
+    def step_sizes(self) -> float | Params:
+        """The inner step size: ``inner_lr``, or per parameter name the learned Meta-SGD tensor."""
+        if self.inner_lrs is None:
+            return self.cfg.inner_lr
+        return {k: a for (k, _), a in zip(self.policy.named_parameters(), self.inner_lrs, strict=True)}
+
     def adapt_slots(self, data: list[dict[str, torch.Tensor]], create_graph: bool) -> tuple[list[Params], torch.Tensor]:
         """θ'_n for each slot's batch (``inner_steps`` VPG steps from θ); also the mean first-step loss."""
-        adapted, losses = [], []
+        adapted, losses, lr = [], [], self.step_sizes()
         for d in data:
             p = self.params()
             for i in range(self.cfg.inner_steps):
-                p, loss = inner_step(self.policy, p, d, self.cfg.inner_lr, create_graph)
+                p, loss = inner_step(self.policy, p, d, lr, create_graph)
                 if i == 0:
                     losses.append(loss.detach())
             adapted.append(p)
@@ -365,7 +385,7 @@ class MAML:
 
     def trpo_step(self, pre: list[dict], post: list[dict], old: list[torch.distributions.Normal]) -> dict[str, float]:
         """Natural-gradient step (CG on Fisher-vector products) + line search under ``max_kl``."""
-        cfg, params = self.cfg, list(self.policy.parameters())
+        cfg, params = self.cfg, self.meta_parameters()
         surr, kl, inner_loss = self.objective(pre, post, old, create_graph=not cfg.first_order)
         g = parameters_to_vector(torch.autograd.grad(surr, params, retain_graph=True))  # [D]
         grad_kl = parameters_to_vector(torch.autograd.grad(kl, params, create_graph=True))  # [D]
@@ -412,9 +432,17 @@ class MAML:
 
     def state_dict(self) -> dict[str, Any]:
         out = {"policy": self.policy.state_dict(), "config": asdict(self.cfg)}
+        if self.inner_lrs is not None:
+            out["inner_lrs"] = self.inner_lrs.state_dict()
         return {**out, "opt": self.opt.state_dict()} if self.opt is not None else out
 
     def load_state_dict(self, state: dict[str, Any]) -> None:
         self.policy.load_state_dict(state["policy"])
+        if self.inner_lrs is not None:
+            if "inner_lrs" not in state:
+                raise KeyError("inner_lrs: the checkpoint has no learned step sizes (trained without learn_inner_lr)")
+            self.inner_lrs.load_state_dict(state["inner_lrs"])
+        # A Meta-SGD checkpoint loaded with learn_inner_lr=False adapts with the scalar inner_lr
+        # (the ablation `metarl eval RUN --agent-opt learn_inner_lr=False --agent-opt inner_lr=0`).
         if self.opt is not None:
             self.opt.load_state_dict(state["opt"])

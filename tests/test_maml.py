@@ -69,12 +69,12 @@ def test_inner_step_equals_a_manual_sgd_step():
         torch.testing.assert_close(loss, _manual_loss(algo.policy, obs, act, a))
 
 
-def _meta_grad(algo, batch, create_graph):
+def _meta_grad(algo, batch, create_graph, with_lrs=False):
     cfg = algo.cfg
     pre = slot_batches(batch.pre, advantages(batch.pre, cfg.gamma, cfg.baseline_reg, False), algo.device)
     post = slot_batches(batch.post, advantages(batch.post, cfg.gamma, cfg.baseline_reg, True), algo.device)
     surr, _, _ = algo.objective(pre, post, None, create_graph=create_graph)
-    grads = torch.autograd.grad(surr, list(algo.policy.parameters()))
+    grads = torch.autograd.grad(surr, algo.meta_parameters() if with_lrs else list(algo.policy.parameters()))
     return torch.cat([g.flatten() for g in grads]), pre, post
 
 
@@ -99,6 +99,40 @@ def test_second_order_meta_gradient_differs_from_first_order_which_matches_a_ref
         (torch.exp(logp - d_post["log_prob"]) * d_post["adv"]).mean().backward()
         expected += torch.cat([p.grad.flatten() for p in ref.parameters()]) / len(pre)
     torch.testing.assert_close(first, expected)
+
+
+def test_meta_sgd_steps_by_learned_per_entry_sizes_which_the_meta_update_trains():
+    # Meta-SGD: θ' = θ - α ⊙ ∇L with α learned. A non-uniform α must give exactly that step, the
+    # meta-gradient must reach α, and a TRPO meta-update must move α (within the trust region).
+    algo, _, batch = _setup(learn_inner_lr=True, max_kl=1e-3)
+    g = torch.Generator().manual_seed(1)
+    with torch.no_grad():
+        for a in algo.inner_lrs:
+            a.copy_(torch.rand(a.shape, generator=g) * 0.5)
+    pre = slot_batches(batch.pre, advantages(batch.pre, algo.cfg.gamma, algo.cfg.baseline_reg, False), algo.device)
+    adapted, _ = algo.adapt_slots(pre[:1], create_graph=False)
+    ref = copy.deepcopy(algo.policy)
+    _manual_loss(ref, pre[0]["obs"], pre[0]["act"], pre[0]["adv"]).backward()
+    for (name, p), a in zip(ref.named_parameters(), algo.inner_lrs, strict=True):
+        torch.testing.assert_close(adapted[0][name], p.detach() - a.detach() * p.grad)
+    grads, _, post = _meta_grad(algo, batch, create_graph=True, with_lrs=True)
+    n_theta = sum(p.numel() for p in algo.policy.parameters())
+    assert grads[n_theta:].abs().max() > 0  # ∂ surrogate / ∂α
+    alphas = torch.cat([a.detach().flatten() for a in algo.inner_lrs])
+    metrics = algo.meta_update(batch)
+    assert metrics["meta/step_accepted"] == 1.0 and metrics["meta/kl"] <= 1e-3
+    assert not torch.equal(alphas, torch.cat([a.detach().flatten() for a in algo.inner_lrs]))
+    # Checkpoints carry α; a plain MAML loads one (adapting with its scalar inner_lr), not the reverse.
+    state = algo.state_dict()
+    bench = metarl.make_benchmark("ToySides", seed=0, num_tasks=4, horizon=4)
+    again = metarl.make_agent("maml", bench, hidden=(8,), episodes=2, learn_inner_lr=True)
+    again.load_state_dict(state)
+    torch.testing.assert_close(list(again.inner_lrs), list(algo.inner_lrs))
+    plain = metarl.make_agent("maml", bench, hidden=(8,), episodes=2, inner_lr=0.0)
+    plain.load_state_dict(state)
+    assert plain.step_sizes() == 0.0
+    with pytest.raises(KeyError, match="inner_lrs"):
+        again.load_state_dict(plain.state_dict())
 
 
 def test_conjugate_gradient_solves_an_spd_system():

@@ -19,6 +19,7 @@ from pathlib import Path
 import metarl
 from metarl import checkpoint
 from metarl.cli import RunConfig, parse_options
+from metarl.config import agent_config
 from metarl.envs.bench import provenance
 from metarl.errors import exit_code
 from metarl.logging import Logger
@@ -47,7 +48,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     wall = time.perf_counter() - start
     trainer.logger.close()
     return _row(seed, str(device), run_dir, trainer.state.env_steps, trainer.state.elapsed, bench, result,
-                wall_seconds=wall)
+                wall_seconds=wall, agent_config=agent_config(agent))
 
 
 def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path) -> None:

@@ -13,12 +13,13 @@ import os
 import re
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
 import metarl
 from metarl import checkpoint
+from metarl.config import agent_config
 from metarl.errors import UsageError, exit_code
 from metarl.evaluator import EvalConfig, EvalResult, evaluate, run_trial
 from metarl.logging import Logger
@@ -363,11 +364,16 @@ def cmd_train(args: argparse.Namespace) -> int:
     for dist in (bench.train, bench.test):
         check_backend(dist, cfg.trainer.backend)
     seed_everything(cfg.trainer.seed)  # agent init is seeded too
-    agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
+    if args.resume:
+        saved = checkpoint.load(args.out / checkpoint.CHECKPOINT_NAME).get("algorithm", {})
+        agent = _agent_as_saved(cfg.agent, bench, str(device), cfg.agent_options, saved)
+    else:
+        agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
     if not args.resume:
         config_text = json.dumps({**asdict(cfg), "resolved": {"device": str(device), "reward_version": bench.reward_version,
-                                                              "metarl": metarl.__version__}}, indent=2) + "\n"
+                                                              "metarl": metarl.__version__,
+                                                              "agent_config": agent_config(agent)}}, indent=2) + "\n"
         _prepare_out(out, args.force)
         (out / "config.json").write_text(config_text)
     trainer = Trainer(bench, agent, cfg.trainer, run_dir=out, logger=Logger.for_run(out))
@@ -399,6 +405,23 @@ def _load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(obj)
 
 
+def _agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, saved_state: dict) -> Any:
+    """The agent with ``options``, and for every other option the value its checkpoint was trained with.
+
+    config.json keeps only the options given on the command line; agents also save their whole config
+    in the checkpoint (``saved_state["config"]``). Options left at their default take the saved value,
+    so a run is resumed and evaluated as it was trained even after a default has changed (e.g. MAML's
+    ``inner_steps``). Options the agent no longer has are ignored.
+    """
+    agent = metarl.make_agent(name, bench, device=device, **options)
+    saved, current = saved_state.get("config"), getattr(agent, "cfg", None)
+    if not isinstance(saved, dict) or current is None:
+        return agent
+    known = {f.name for f in fields(current)}
+    pinned = {k: v for k, v in saved.items() if k in known and k not in options and getattr(current, k) != v}
+    return metarl.make_agent(name, bench, device=device, **pinned, **options) if pinned else agent
+
+
 def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any]:
     """Config, benchmark and agent (weights from the checkpoint) of a run directory; ``overrides``
     replace saved agent options (e.g. ``inner_lr=0`` for an ablation)."""
@@ -407,10 +430,11 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> 
     ckpt = run_dir / checkpoint.CHECKPOINT_NAME
     if not ckpt.exists():
         raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
-    agent = metarl.make_agent(cfg.agent, bench, device=str(resolve_device(device)),
-                              **{**cfg.agent_options, **(overrides or {})})
+    state = checkpoint.load(ckpt).get("algorithm", {})
+    agent = _agent_as_saved(cfg.agent, bench, str(resolve_device(device)), {**cfg.agent_options, **(overrides or {})},
+                            state)
     try:
-        agent.load_state_dict(checkpoint.load(ckpt)["algorithm"])
+        agent.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as e:
         hint = ("drop the --agent-opt that changes the network's shape" if overrides
                 else "the checkpoint was written by a different agent version; retrain with --force")

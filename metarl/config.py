@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import fields
+from dataclasses import asdict, fields, is_dataclass
 from typing import Any, TypeVar
 
 C = TypeVar("C")
@@ -15,3 +15,13 @@ def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
     if unknown:
         raise TypeError(f"{owner}: unknown options {unknown}; known: {sorted(known)}")
     return cls(**options)
+
+
+def agent_config(agent: Any) -> dict[str, Any] | None:
+    """The agent's whole config (defaults included) as a dict, or None for agents without a dataclass ``cfg``.
+
+    Results files record it next to the command line's options, so they still say what ran after a
+    default changes.
+    """
+    cfg = getattr(agent, "cfg", None)
+    return asdict(cfg) if is_dataclass(cfg) and not isinstance(cfg, type) else None

@@ -200,3 +200,30 @@ def test_exit_code_prints_one_line_for_usage_errors_and_returns_2(capsys):
     assert exit_code(bad) == 2
     assert capsys.readouterr().err == "error: --variant 'x' is not KEY=VALUE: give e.g. --variant backend=shm\n"
     assert exit_code(lambda: None) == 0 and exit_code(lambda: 3) == 3
+
+
+def test_runs_are_evaluated_and_resumed_with_the_options_they_were_trained_with(tmp_path, capsys):
+    # config.json keeps only the command line's options; the checkpoint keeps the whole agent config.
+    # An option left at its default must come from the checkpoint, so that changing a default (here
+    # faked by editing the saved config) does not change how old runs are evaluated or resumed.
+    import torch
+
+    from metarl import checkpoint
+    from metarl.cli import _load_trained
+
+    out = tmp_path / "run"
+    base = ["train", "ToySides", "--agent", "maml", "--num-envs", "2", "--out", str(out), "--no-final-eval",
+            "--agent-opt", "hidden=(8,)", "--agent-opt", "episodes=2"]
+    assert main([*base, "--steps", "200"]) == 0
+    resolved = json.loads((out / "config.json").read_text())["resolved"]["agent_config"]
+    assert resolved["hidden"] == [8] and resolved["inner_steps"] >= 1  # defaults recorded too
+    path = out / checkpoint.CHECKPOINT_NAME
+    state = checkpoint.load(path)
+    assert state["algorithm"]["config"]["inner_steps"] != 3  # the default
+    state["algorithm"]["config"]["inner_steps"] = 3
+    torch.save(state, path)
+    assert _load_trained(out, "cpu")[2].cfg.inner_steps == 3
+    agent = _load_trained(out, "cpu", {"inner_steps": 2})[2]
+    assert agent.cfg.inner_steps == 2 and list(agent.cfg.hidden) == [8]  # explicit options win
+    assert main(["train", "ToySides", "--agent", "maml", "--out", str(out), "--resume", "--steps", "400"]) == 0
+    assert checkpoint.load(path)["algorithm"]["config"]["inner_steps"] == 3  # resumed as trained

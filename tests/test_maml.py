@@ -30,10 +30,12 @@ def one_thread():
 
 
 def _setup(num_slots=3, **options):
-    """A tiny MAML on ToySides and pre/post rollouts of ``num_slots`` tasks (2 episodes each)."""
+    """A tiny MAML on ToySides and pre/post rollouts of ``num_slots`` tasks (2 episodes each); one inner
+    step unless ``options`` say otherwise."""
     torch.manual_seed(0)
     bench = metarl.make_benchmark("ToySides", seed=0, num_tasks=4, horizon=4)
-    algo = metarl.make_agent("maml", bench, **{"hidden": (8,), "episodes": 2, "inner_lr": 0.5, **options})
+    algo = metarl.make_agent("maml", bench, **{"hidden": (8,), "episodes": 2, "inner_lr": 0.5, "inner_steps": 1,
+                                               **options})
     envs = make_vector_env(bench.train, num_slots)
     envs.set_tasks(list(bench.train.tasks[:num_slots]))
     learner = algo.make_learner()
@@ -67,6 +69,23 @@ def test_inner_step_equals_a_manual_sgd_step():
         data = {"obs": obs, "act": act, "adv": a}
         _, loss = inner_step(algo.policy, algo.params(), data, cfg.inner_lr, create_graph=False)
         torch.testing.assert_close(loss, _manual_loss(algo.policy, obs, act, a))
+
+
+def test_two_inner_steps_are_two_manual_sgd_steps_on_the_same_data():
+    algo, learner, batch = _setup(inner_steps=2)
+    cfg = algo.cfg
+    adv = advantages(batch.pre, cfg.gamma, cfg.baseline_reg, cfg.normalize_inner_adv)  # [T, N]
+    m = batch.pre.valid[:, 0]
+    obs, act, a = (torch.as_tensor(x[m, 0]) for x in (batch.pre.obs, batch.pre.actions, adv))
+    ref = copy.deepcopy(algo.policy)
+    for _ in range(2):
+        ref.zero_grad()
+        _manual_loss(ref, obs, act, a).backward()
+        with torch.no_grad():
+            for p in ref.parameters():
+                p -= cfg.inner_lr * p.grad
+    for name, p in ref.named_parameters():
+        torch.testing.assert_close(learner.adapted[name][0], p.detach())
 
 
 def _meta_grad(algo, batch, create_graph, with_lrs=False):

@@ -18,10 +18,10 @@ from pathlib import Path
 
 import metarl
 from metarl import checkpoint
-from metarl.cli import RunConfig, parse_options
+from metarl.cli import RunConfig, agent_as_saved, parse_options
 from metarl.config import agent_config
 from metarl.envs.bench import provenance
-from metarl.errors import exit_code
+from metarl.errors import UsageError, exit_code
 from metarl.logging import Logger
 from metarl.seeding import resolve_device, seed_everything
 
@@ -32,10 +32,10 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed, **args.env_options)
     device = resolve_device(args.device)
     seed_everything(seed)
-    agent = metarl.make_agent(args.agent, bench, device=str(device), **args.agent_options)
     run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}{args.tag}-s{seed}"
     if args.evaluate_only:
-        return evaluate_checkpoint(args, bench, agent, run_dir, seed, str(device))
+        return evaluate_checkpoint(args, bench, run_dir, seed, str(device))
+    agent = metarl.make_agent(args.agent, bench, device=str(device), **args.agent_options)
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = metarl.TrainerConfig(steps=args.steps, num_envs=args.num_envs, seed=seed, backend=args.backend,
                                eval_every=args.eval_every, final_eval=True, progress=False,
@@ -58,9 +58,14 @@ def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_di
     (run_dir / "config.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
 
 
-def evaluate_checkpoint(args, bench, agent, run_dir: Path, seed: int, device: str) -> dict:
-    """Official held-out evaluation of the run's last checkpoint (training numbers from the checkpoint)."""
-    state = checkpoint.load(run_dir / checkpoint.CHECKPOINT_NAME)
+def evaluate_checkpoint(args, bench, run_dir: Path, seed: int, device: str) -> dict:
+    """Official held-out evaluation of the run's last checkpoint (training numbers from the checkpoint),
+    with the agent options it was trained with (:func:`metarl.cli.agent_as_saved`)."""
+    path = run_dir / checkpoint.CHECKPOINT_NAME
+    if not path.exists():
+        raise UsageError(f"{path} does not exist: train this run first (drop --evaluate-only)")
+    state = checkpoint.load(path)
+    agent = agent_as_saved(args.agent, bench, device, args.agent_options, state["algorithm"])
     agent.load_state_dict(state["algorithm"])
     envs = metarl.make_vector_env(bench.test, args.num_envs)
     result = metarl.evaluate(bench.test, agent.make_learner(), envs,

@@ -366,7 +366,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     seed_everything(cfg.trainer.seed)  # agent init is seeded too
     if args.resume:
         saved = checkpoint.load(args.out / checkpoint.CHECKPOINT_NAME).get("algorithm", {})
-        agent = _agent_as_saved(cfg.agent, bench, str(device), cfg.agent_options, saved)
+        agent = agent_as_saved(cfg.agent, bench, str(device), cfg.agent_options, saved)
     else:
         agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
@@ -405,7 +405,7 @@ def _load_run_config(run_dir: Path) -> RunConfig:
     return RunConfig.from_json(obj)
 
 
-def _agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, saved_state: dict) -> Any:
+def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, saved_state: dict) -> Any:
     """The agent with ``options``, and for every other option the value its checkpoint was trained with.
 
     config.json keeps only the options given on the command line; agents also save their whole config
@@ -431,7 +431,7 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> 
     if not ckpt.exists():
         raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
     state = checkpoint.load(ckpt).get("algorithm", {})
-    agent = _agent_as_saved(cfg.agent, bench, str(resolve_device(device)), {**cfg.agent_options, **(overrides or {})},
+    agent = agent_as_saved(cfg.agent, bench, str(resolve_device(device)), {**cfg.agent_options, **(overrides or {})},
                             state)
     try:
         agent.load_state_dict(state)

@@ -113,7 +113,8 @@ def _get_curr_obs_combined_no_goal(self) -> np.ndarray:
     xpos = self.data.xpos
     out[:3] = self.get_endeff_pos()
     right, left = _body_id(self, "rightclaw"), _body_id(self, "leftclaw")
-    out[3] = np.clip(np.linalg.norm(xpos[right] - xpos[left]) / 0.1, 0.0, 1.0)
+    opening = float(_norm(xpos[right] - xpos[left])) / 0.1
+    out[3] = 0.0 if opening < 0.0 else 1.0 if opening > 1.0 else opening  # np.clip's value, NaN included
     pos, quat = self._get_pos_objects(), self._get_quat_objects()
     for k in range(len(pos) // 3):
         out[4 + 7 * k:7 + 7 * k] = pos[3 * k:3 * k + 3]
@@ -144,8 +145,8 @@ def _step(self, action):
         raise RuntimeError("You must call env.set_task before using env.step")
     assert len(action) == 4, f"Actions should be size 4, got {len(action)}"
     data, model = self.data, self.model
-    new_mocap_pos = data.mocap_pos + (np.clip(action[:3], -1, 1) * self.action_scale)[None]
-    new_mocap_pos[0, :] = np.clip(new_mocap_pos[0, :], self.mocap_low, self.mocap_high)
+    new_mocap_pos = data.mocap_pos + (np.asarray(action[:3]).clip(-1, 1) * self.action_scale)[None]
+    new_mocap_pos[0, :] = new_mocap_pos[0, :].clip(self.mocap_low, self.mocap_high)
     data.mocap_pos = new_mocap_pos
     data.mocap_quat = _MOCAP_QUAT
     if self.curr_path_length >= self.max_path_length:
@@ -160,7 +161,8 @@ def _step(self, action):
         return self._metarl_super_step_unstable()
     mujoco.mj_forward(model, data)
     space = self.sawyer_observation_space
-    obs = np.clip(self._get_obs(), space.low, space.high, dtype=np.float64)
+    obs = self._get_obs()  # a fresh float64 array: clipped in place
+    obs.clip(space.low, space.high, out=obs)
     self._last_stable_obs = obs
     reward, info = self.evaluate_state(obs, action)
     return np.array(obs, dtype=np.float64), reward, False, self.curr_path_length == self.max_path_length, info
@@ -228,10 +230,37 @@ def tolerance(x: Any, bounds: tuple[float, float] = (0.0, 0.0), margin: Any = 0.
     # The square stays a NumPy power on a 0-d array, as upstream's: NumPy's vectorised pow may round
     # differently from x * x (measured: 1 ulp on stick-pull-v3).
     d = np.asarray((lower - x if x < lower else x - upper) / margin)
-    return (1 / ((d * np.sqrt(1 / value_at_margin - 1)) ** 2 + 1)).item()
+    scale = _LONG_TAIL_SCALE.get(value_at_margin)
+    if scale is None:
+        scale = _LONG_TAIL_SCALE[value_at_margin] = np.sqrt(1 / value_at_margin - 1)
+    return (1 / ((d * scale) ** 2 + 1)).item()
+
+
+_LONG_TAIL_SCALE: dict[float, np.float64] = {}  # value_at_margin -> np.sqrt(1 / value_at_margin - 1)
 
 
 _F64 = (float, int, np.float64)
+
+
+def _norm(x: Any, ord: Any = None, axis: Any = None, keepdims: bool = False) -> Any:
+    """``np.linalg.norm``, to the bit, without its dispatch layers for a float64 vector's 2-norm.
+
+    NumPy computes that case as ``sqrt(x.ravel(order="K").dot(x))``; so does this (IEEE square roots
+    are correctly rounded, so ``math.sqrt`` and ``np.sqrt`` agree). Everything else goes to NumPy.
+    """
+    if (type(x) is np.ndarray and x.dtype.type is np.float64 and axis is None and not keepdims
+            and (ord is None or (ord == 2 and x.ndim == 1))):
+        x = x.ravel(order="K")
+        return np.float64(math.sqrt(x.dot(x)))
+    return _np_norm(x, ord, axis, keepdims)
+
+
+_np_norm = np.linalg.norm
+_FAST_NUMPY = types.ModuleType("numpy")  # numpy's namespace (lazy attributes included) with the fast norm
+_FAST_NUMPY.__dict__.update(vars(np))
+_FAST_NUMPY.linalg = types.ModuleType("numpy.linalg")
+_FAST_NUMPY.linalg.__dict__.update(vars(np.linalg))
+_FAST_NUMPY.linalg.norm = _norm
 
 _FAST_REWARD_UTILS = types.SimpleNamespace(**{k: getattr(_reward_utils, k) for k in dir(_reward_utils)
                                               if not k.startswith("__")})
@@ -255,7 +284,10 @@ def fast_class(cls: type) -> type:
     for name in dir(cls):
         attr = inspect.getattr_static(cls, name)
         if isinstance(attr, types.FunctionType) and attr.__module__.startswith("metaworld"):
-            used = {k: v for k, v in fast_globals.items() if k in attr.__code__.co_names and k in attr.__globals__}
+            code = attr.__code__
+            used = {k: v for k, v in fast_globals.items() if k in code.co_names and k in attr.__globals__}
+            if "linalg" in code.co_names and attr.__globals__.get("np") is np:  # np.linalg.norm(...)
+                used["np"] = _FAST_NUMPY
             if used:
                 ns[name] = _rebind(attr, **used)
     ns.update({

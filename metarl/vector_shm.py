@@ -161,7 +161,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
 
     def __init__(self, env_fn: Callable[[], gym.Env], num_envs: int, num_workers: int | None = None,
                  step_timeout: float = 60.0, max_restarts: int = 3, start_timeout: float = 300.0,
-                 spin_us: float | None = None, in_parent: bool | None = None) -> None:
+                 spin_us: float | None = None, in_parent: bool | None = None,
+                 start_method: str | None = None) -> None:
         """``num_workers`` defaults to the core count (at most ``num_envs``). ``spin_us``: how long each
         side busy-waits for the other before blocking (default: 100 µs when every worker plus this
         process has a core of its own, else 0: spinning would take a core from a stepping worker).
@@ -170,7 +171,14 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         Default: on when the workers fill every core, as the parent would otherwise sit idle on a core
         a worker needs (ML10 slots on this 2-core machine, 2 workers x 5 slots: 7,364 env steps/s
         with it vs 6,271 without, 4,073 in one process; ``benchmarks/results/shm_variants-dev-2core.json``).
-        ``in_parent=False``: every block isolated in a worker, each restartable."""
+        ``in_parent=False``: every block isolated in a worker, each restartable. ``start_method``:
+        multiprocessing's, default ``"forkserver"`` on Linux and ``"spawn"`` elsewhere (macOS, Windows);
+        ``"fork"`` is refused (a forked copy of a parent with threads, e.g. torch's, can deadlock)."""
+        methods = [m for m in mp.get_all_start_methods() if m != "fork"]
+        if start_method is None:
+            start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        if start_method not in methods:
+            raise ValueError(f"start_method {start_method!r} is not available here: use one of {', '.join(methods)}")
         probe = env_fn()
         self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space
         probe.close()
@@ -194,7 +202,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                       int(np.prod(self.single_action_space.shape)))
         self._shm = SharedMemory(create=True, size=_nbytes(*self._dims))
         self._arrays = _views(self._shm.buf, *self._dims)
-        self._ctx = mp.get_context("forkserver" if sys.platform.startswith("linux") else "spawn")
+        self._ctx = mp.get_context(start_method)
         self._lifeline = self._ctx.Pipe(duplex=False)  # (read end for the workers, write end kept here)
         self._tasks: list[Any] = [None] * num_envs
         self._procs: list[Any] = [None] * workers

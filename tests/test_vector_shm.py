@@ -29,11 +29,17 @@ def test_shm_matches_sync_exactly():
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
 
 
-@pytest.mark.parametrize("options", [{"in_parent": True}, {"spin_us": 200.0}, {"spin_us": 0.0}])
+@pytest.mark.parametrize("options", [{"in_parent": True}, {"spin_us": 200.0}, {"spin_us": 0.0},
+                                     {"start_method": "spawn"}])  # spawn: macOS's default, tried here
 def test_shm_variants_match_sync_exactly(options):
     a, b = _rollout("sync"), _rollout("shm", num_workers=2, shm_options=options)
     for field in ("obs", "next_obs", "rewards", "terminated", "truncated", "success", "valid"):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
+
+
+def test_unavailable_start_method_is_refused_with_the_choices():
+    with pytest.raises(ValueError, match="start_method 'fork' is not available here: use one of"):
+        SharedMemoryVectorEnv(ScriptedEnv, num_envs=2, num_workers=2, start_method="fork")
 
 
 def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
@@ -89,9 +95,10 @@ def test_repeated_crashes_raise_instead_of_hanging():
     assert all(not p.is_alive() for p in envs._procs)
 
 
-@pytest.mark.parametrize("in_parent", [False, True])
-def test_close_leaves_no_processes_and_frees_memory(in_parent):
-    envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=3, num_workers=3, in_parent=in_parent)
+@pytest.mark.parametrize(("in_parent", "start_method"), [(False, None), (True, None), (False, "spawn")])
+def test_close_leaves_no_processes_and_frees_memory(in_parent, start_method):
+    envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=3, num_workers=3, in_parent=in_parent,
+                                 start_method=start_method)
     procs, name = [p for p in envs._procs if p is not None], envs._shm.name
     assert len(procs) == (2 if in_parent else 3)
     envs.close()

@@ -19,6 +19,9 @@ keeps everything else, reward formulas included, untouched:
   where ``Rotation`` is :class:`_Rotation` (scipy's matrix-to-quaternion method, Markley's,
   scalar-last, on Python floats; scipy itself for matrices it would orthogonalise first) and
   ``reward_utils.tolerance`` is :func:`tolerance` (scalar ``long_tail`` calls without ``np.where``).
+- every upstream method that calls ``np.linalg.norm``: re-bound to a NumPy namespace whose norm takes
+  a float64 vector's 2-norm as NumPy does (``sqrt(x.ravel().dot(x))``) without its dispatch layers
+  (third profile: 77k calls, 6% of step time over ML10's classes).
 - ``step``, ``_get_obs``, ``_get_curr_obs_combined_no_goal``: the same operations in the same order,
   inlined, with body/site ids looked up once (``get_endeff_pos``, ``tcp_center``, ``get_body_com``,
   ``_get_site_pos``, ``_set_pos_site``) and the observation written straight into one array.

@@ -178,7 +178,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         if start_method is None:
             start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
         if start_method not in methods:
-            raise ValueError(f"start_method {start_method!r} is not available here: use one of {', '.join(methods)}")
+            raise ValueError(f"start_method {start_method!r} is not supported here: use one of {', '.join(methods)}")
         probe = env_fn()
         self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space
         probe.close()

@@ -201,7 +201,9 @@ def time_upstream_async(bench: Any, workers: int, steps: int) -> dict[str, float
 
     tasks = _ml10_slot_tasks(bench, workers)
     fns = [functools.partial(make_upstream_env, ALL_V3_ENVIRONMENTS[t.name], t.params, i) for i, t in enumerate(tasks)]
-    ctx = "forkserver" if "forkserver" in __import__("multiprocessing").get_all_start_methods() else "spawn"
+    from metarl.vector_shm import default_start_method
+
+    ctx = default_start_method()  # the same start method as metarl's shm side of the comparison
     envs = gym.vector.AsyncVectorEnv(fns, autoreset_mode=gym.vector.AutoresetMode.SAME_STEP, context=ctx)
     try:
         envs.reset(seed=0)

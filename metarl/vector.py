@@ -7,7 +7,7 @@ episode boundary in one place (:mod:`metarl.rollout`) and gives exact final obse
 Backends: ``"native"`` uses the family's own array-batched vector env (``TaskSet.vector_factory``:
 all slots in one process, no per-slot Python); ``"auto"`` (the default) picks ``"native"`` when the
 family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one; ``"async"`` runs one worker process per slot
-(gymnasium's ``AsyncVectorEnv``, forkserver start method where available); ``"shm"`` runs
+(gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector_shm.default_start_method` says); ``"shm"`` runs
 ``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
 (:mod:`metarl.vector_shm`: crashed or hung workers are restarted). Scripts that use worker
 processes need an ``if __name__ == "__main__":`` guard.
@@ -15,7 +15,6 @@ processes need an ``if __name__ == "__main__":`` guard.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -27,7 +26,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
-from metarl.vector_shm import SharedMemoryVectorEnv
+from metarl.vector_shm import SharedMemoryVectorEnv, default_start_method
 
 BACKENDS = ("auto", "native", "sync", "async", "shm")
 
@@ -92,8 +91,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         elif backend == "sync":
             env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
         elif backend == "async":
-            ctx = "forkserver" if "forkserver" in mp.get_all_start_methods() else "spawn"
-            env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=ctx)
+            env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=default_start_method())
         else:
             env = SharedMemoryVectorEnv(dist.make_env, num_envs, num_workers, **(shm_options or {}))
         super().__init__(env)

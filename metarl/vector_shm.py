@@ -74,6 +74,13 @@ def _cores() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
 
 
+def default_start_method() -> str:
+    """How metarl starts worker processes: ``"forkserver"`` on Linux, ``"spawn"`` elsewhere (macOS's
+    default; Windows has only it). Never ``"fork"``: a forked copy of a parent with threads (torch's)
+    can deadlock."""
+    return "forkserver" if sys.platform.startswith("linux") else "spawn"
+
+
 def _acquire(sem: Any, spin_s: float, timeout: float | None = None) -> bool:
     """Acquire ``sem``: spin on non-blocking tries for ``spin_s`` seconds, then block up to ``timeout``."""
     if spin_s > 0:
@@ -172,11 +179,9 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         a worker needs (ML10 slots on this 2-core machine, 2 workers x 5 slots: 7,364 env steps/s
         with it vs 6,271 without, 4,073 in one process; ``benchmarks/results/shm_variants-dev-2core.json``).
         ``in_parent=False``: every block isolated in a worker, each restartable. ``start_method``:
-        multiprocessing's, default ``"forkserver"`` on Linux and ``"spawn"`` elsewhere (macOS, Windows);
-        ``"fork"`` is refused (a forked copy of a parent with threads, e.g. torch's, can deadlock)."""
+        multiprocessing's, default :func:`default_start_method`; ``"fork"`` is refused."""
         methods = [m for m in mp.get_all_start_methods() if m != "fork"]
-        if start_method is None:
-            start_method = "forkserver" if sys.platform.startswith("linux") else "spawn"
+        start_method = start_method or default_start_method()
         if start_method not in methods:
             raise ValueError(f"start_method {start_method!r} is not supported here: use one of {', '.join(methods)}")
         probe = env_fn()

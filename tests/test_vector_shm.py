@@ -37,7 +37,7 @@ def test_shm_variants_match_sync_exactly(options):
         np.testing.assert_array_equal(getattr(a, field), getattr(b, field), err_msg=field)
 
 
-def test_unavailable_start_method_is_refused_with_the_choices():
+def test_unsupported_start_method_is_refused_with_the_choices():
     with pytest.raises(ValueError, match="start_method 'fork' is not supported here: use one of"):
         SharedMemoryVectorEnv(ScriptedEnv, num_envs=2, num_workers=2, start_method="fork")
 

@@ -23,7 +23,7 @@ from metarl.returns import RunningMeanStd, discounted_returns, gae
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
-from .nets import GaussianActorCritic
+from .nets import GaussianActorCritic, gaussian_act
 
 
 @dataclass(frozen=True)
@@ -68,9 +68,8 @@ class PPOLearner:
     @torch.no_grad()
     def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
         obs = torch.as_tensor(step.obs, device=self.device)  # [N, obs_dim]
-        dist = self.net.dist(obs)
-        action = dist.mean if deterministic else dist.sample()  # [N, act_dim]
-        extras = {"log_prob": dist.log_prob(action).sum(-1).cpu().numpy(), "value": self.net.value(obs).cpu().numpy()}
+        action, log_prob = gaussian_act(self.net.pi(obs), self.net.log_std, deterministic)  # [N, act_dim], [N]
+        extras = {"log_prob": log_prob.cpu().numpy(), "value": self.net.value(obs).cpu().numpy()}
         return ActOutput(action.cpu().numpy(), extras)
 
     def observe(self, rollout: Rollout) -> None:

@@ -56,3 +56,22 @@ def test_zero_shot_ppo_learns_a_fixed_goal():
     last = np.mean([trainer.iteration()["train/return"] for _ in range(3)])
     trainer.close()
     assert last > first + 3.0, (first, last)
+
+
+def test_gaussian_act_matches_torch_distributions_and_rejects_a_diverged_policy():
+    from metarl.agents.nets import gaussian_act
+
+    mean, log_std = torch.randn(5, 3), torch.randn(3)
+    dist = torch.distributions.Normal(mean, log_std.exp())
+    torch.manual_seed(3)
+    expected = dist.sample()
+    torch.manual_seed(3)
+    action, log_prob = gaussian_act(mean, log_std)
+    assert torch.equal(action, expected)  # same draws from the same RNG state
+    assert torch.equal(log_prob, dist.log_prob(expected).sum(-1))
+    det, det_log_prob = gaussian_act(mean, log_std, deterministic=True)
+    assert torch.equal(det, mean) and torch.equal(det_log_prob, dist.log_prob(mean).sum(-1))
+    with pytest.raises(ValueError, match="diverged"):
+        gaussian_act(mean.index_fill(0, torch.tensor([2]), float("nan")), log_std)
+    with pytest.raises(ValueError, match="diverged"):
+        gaussian_act(mean, torch.full((3,), -float("inf")))

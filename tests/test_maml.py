@@ -217,6 +217,23 @@ def test_adapt_changes_the_policy_actions():
     np.testing.assert_allclose(out.extras["log_prob"][1], expected.item(), rtol=1e-5, atol=1e-5)
 
 
+def test_acting_with_per_slot_parameters_is_each_slots_functional_policy():
+    # MAMLLearner.act evaluates slot n's adapted parameters with batched matmuls; it must be the
+    # policy with those parameters, slot by slot (two hidden layers, action_scale != 1).
+    torch.manual_seed(0)
+    algo = metarl.make_agent("maml", metarl.make_benchmark("ToySides"), hidden=(8, 6), action_scale=10.0)
+    params = {k: torch.stack([p.detach() + 0.1 * torch.randn_like(p) for _ in range(4)])
+              for k, p in algo.policy.named_parameters()}
+    obs = torch.randn(4, algo.spec.obs_dim)
+    mean, log_std = algo.policy.forward_per_slot(params, obs)
+    assert mean.shape == (4, algo.spec.act_dim) and log_std.shape == (4, algo.spec.act_dim)
+    for n in range(4):
+        dist = policy_dist(algo.policy, {k: v[n] for k, v in params.items()}, obs[n:n + 1])
+        torch.testing.assert_close(mean[n], dist.loc[0], rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(log_std[n].exp(), dist.scale[0])
+    assert not torch.allclose(mean[0], mean[1])  # the slots really used different parameters
+
+
 def test_maml_rejects_unknown_options():
     with pytest.raises(metarl.UsageError, match="unknown options"):
         metarl.make_agent("maml", metarl.make_benchmark("ToySides"), inner_rl=0.1)

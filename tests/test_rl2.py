@@ -56,11 +56,18 @@ def test_gru_input_at_an_episode_boundary():
     algo, envs = _setup([(2, False, -1)], init_log_std=1.0)
     algo.rew_rms.var = np.float64(4.0)  # reward input = raw reward / 2
     seen = []
-    algo.net.gru.register_forward_hook(lambda mod, args, out: seen.append(args[0].detach().clone()))
+    features = algo.features
+
+    def spy(*args):  # the GRU input of each acting step
+        x = features(*args)
+        seen.append(x.detach().clone())
+        return x
+
+    algo.features = spy
     learner = algo.make_learner()
     learner.reset(1)
     ro = collect(envs, learner, 2, seed=0)  # ScriptedEnv: obs [t, 100 * episode], reward 10 * episode + t
-    x = torch.cat(seen, dim=1)[0]  # [T, in_dim]: one GRU call per step
+    x = torch.stack(seen)[:, 0]  # [T, in_dim]: one input per step, slot 0
     a = np.clip(ro.actions[:, 0, 0], -1, 1)
     expected = torch.tensor([
         [0, 0, 0.0, 0.0, 1],  # t=0: trial start, nothing before

@@ -1,0 +1,134 @@
+"""PEARL: the posterior over z (product of Gaussians), online vs from-rollout context, posterior
+sampling per episode, per-task replay, and that it learns to adapt."""
+
+import numpy as np
+import pytest
+import torch
+
+import metarl
+from metarl.agents.pearl import posterior
+from metarl.evaluator import EvalConfig, evaluate
+from metarl.rollout import collect
+from metarl.types import MetaBatch, StepInput
+from metarl.vector import make_vector_env
+
+SMALL = {"hidden": (16,), "encoder_hidden": (16,), "meta_batch": 2, "batch_size": 8, "context_size": 4,
+         "learning_starts": 0, "updates_per_step": 0.05}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _setup(num_slots=3, **options):
+    torch.manual_seed(0)
+    bench = metarl.make_benchmark("ToySides", seed=0, num_tasks=4, horizon=5)
+    algo = metarl.make_agent("pearl", bench, **{**SMALL, **options})
+    envs = make_vector_env(bench.train, num_slots)
+    envs.set_tasks(list(bench.train.tasks[:num_slots]))
+    return bench, algo, envs
+
+
+def test_posterior_is_the_product_of_the_prior_and_the_factors():
+    # Factors N(1, 0.5) and N(-2, 2) with the prior N(0, 1): precision 1 + 2 + 0.5, mean (2 - 1) / 3.5.
+    prec = torch.tensor([[2.0], [0.5]])
+    mean, var = posterior(prec.sum(0), (prec * torch.tensor([[1.0], [-2.0]])).sum(0))
+    torch.testing.assert_close(var, torch.tensor([1 / 3.5]))
+    torch.testing.assert_close(mean, torch.tensor([1 / 3.5]))
+    mean, var = posterior(torch.zeros(3), torch.zeros(3))  # no context: the prior
+    assert torch.equal(mean, torch.zeros(3)) and torch.equal(var, torch.ones(3))
+
+
+def test_online_posterior_equals_the_rollouts_context_and_z_is_redrawn_per_episode():
+    _, algo, envs = _setup()
+    learner = algo.make_learner()
+    learner.reset(3)
+    zs = []
+    act = learner.act
+
+    def recording_act(step, deterministic=False):  # z in use at each step
+        out = act(step, deterministic)
+        zs.append(learner.z.clone())
+        return out
+
+    learner.act = recording_act
+    ro = collect(envs, learner, 2, seed=[0, 1, 2])
+    envs.close()
+    # While acting, each slot took in every transition but its last (whose reward no act() saw).
+    online = learner.prec.clone(), learner.prec_mean.clone()
+    learner.observe(ro)
+    with torch.no_grad():
+        last = algo.context_input(torch.as_tensor(ro.obs[-1]), algo.to_unit_action(torch.as_tensor(ro.actions[-1])),
+                                  torch.as_tensor(ro.rewards[-1]))
+        prec, prec_mean = algo.encoder.factors(last)
+    torch.testing.assert_close(online[0] + prec, learner.prec)
+    torch.testing.assert_close(online[1] + prec_mean, learner.prec_mean)
+    # z changes exactly at episode starts (5-step episodes: steps 0 and 5).
+    changed = [not torch.equal(zs[t], zs[t - 1]) for t in range(1, len(zs))]
+    assert changed == [t == 5 for t in range(1, len(zs))]
+
+
+def test_adaptation_draws_z_from_the_context_and_changes_actions():
+    _, algo, envs = _setup()
+    learner = algo.make_learner()
+    learner.reset(3)
+    ro = collect(envs, learner, 2, seed=[0, 1, 2])
+    envs.close()
+    step = StepInput(ro.obs[0], np.zeros(3, np.float32), np.ones(3, bool))
+    fresh = algo.make_learner()
+    fresh.reset(3)
+    torch.manual_seed(1)
+    before = fresh.act(step, deterministic=True).actions  # z from the prior
+    learner.observe(ro)
+    learner.adapt()
+    z = learner.z.clone()
+    after = learner.act(step, deterministic=True).actions  # the first step after adapt() keeps its z
+    assert torch.equal(learner.z, z)
+    assert np.abs(before - after).max() > 1e-6
+    assert (learner.prec > 0).all()  # the posterior is narrower than the prior
+
+
+def test_meta_update_keeps_replay_per_task_and_stores_termination_not_truncation():
+    bench, algo, envs = _setup()
+    learner = algo.make_learner()
+    learner.reset(3)
+    pre = collect(envs, learner, 2, seed=[0, 1, 2])
+    learner.observe(pre)
+    learner.adapt()
+    post = collect(envs, learner, 1)
+    envs.close()
+    tasks = list(bench.train.tasks[:3])
+    metrics = algo.meta_update(MetaBatch(tasks, pre, post))
+    assert metrics["meta/updates"] == round(0.05 * (pre.num_steps + post.num_steps)) and np.isfinite(metrics["meta/q_loss"])
+    for n, task in enumerate(tasks):
+        assert len(algo.replay[task.id]) == pre.valid[:, n].sum() + post.valid[:, n].sum()
+        assert len(algo.context[task.id]) == pre.valid[:, n].sum()  # context: pre-adaptation data only
+        assert not algo.replay[task.id].data["term"].any()  # ToySides episodes end by truncation only
+    assert pre.truncated.any()
+    state = algo.state_dict()
+    assert set(state["replay"]) == {t.id for t in tasks}
+    assert "replay" not in metarl.make_agent("pearl", bench, **SMALL, checkpoint_replay=False).state_dict()
+
+
+def test_pearl_learns_to_adapt_on_toy_sides():
+    # Held-out ToySides goals, official protocol (10 adaptation episodes, then 3 deterministic ones).
+    bench = metarl.make_benchmark("ToySides", seed=0)
+    torch.manual_seed(0)
+    algo = metarl.make_agent("pearl", bench, hidden=(64, 64), encoder_hidden=(64, 64), meta_batch=8, batch_size=64,
+                             context_size=32, updates_per_step=0.5, learning_starts=200, lr=1e-3)
+    envs = make_vector_env(bench.test, 10)
+    try:
+        untrained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
+        trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=10_000, num_envs=10, seed=0,
+                                                                   final_eval=False, progress=False))
+        trainer.train()
+        trained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
+    finally:
+        envs.close()
+    # Seed 0, one thread: untrained post -6.2; trained pre -7.5 (the prior's z), post -2.5 (success 0.67).
+    assert trained.mean_return > trained.pre_return + 2.0, (trained.pre_return, trained.mean_return)
+    assert trained.mean_return > untrained.mean_return + 2.0, (untrained.mean_return, trained.mean_return)

@@ -57,7 +57,6 @@ def test_online_posterior_equals_the_rollouts_context_and_z_is_redrawn_per_episo
 
     learner.act = recording_act
     ro = collect(envs, learner, 2, seed=[0, 1, 2])
-    envs.close()
     # While acting, each slot took in every transition but its last (whose reward no act() saw).
     online = learner.prec.clone(), learner.prec_mean.clone()
     learner.observe(ro)
@@ -70,6 +69,16 @@ def test_online_posterior_equals_the_rollouts_context_and_z_is_redrawn_per_episo
     # z changes exactly at episode starts (5-step episodes: steps 0 and 5).
     changed = [not torch.equal(zs[t], zs[t - 1]) for t in range(1, len(zs))]
     assert changed == [t == 5 for t in range(1, len(zs))]
+    # Acting on after observe(): the rollout's transitions are in once, the new ones are added.
+    from_pre = learner.prec.clone()
+    learner.adapt()
+    post = collect(envs, learner, 1, prev_reward=ro.last_rewards())
+    envs.close()
+    with torch.no_grad():
+        ctx = algo.context_input(torch.as_tensor(post.obs[:-1]), algo.to_unit_action(torch.as_tensor(post.actions[:-1])),
+                                 torch.as_tensor(post.rewards[:-1]))
+        prec, _ = algo.encoder.factors(ctx)
+    torch.testing.assert_close(learner.prec, from_pre + prec.sum(0))
 
 
 def test_adaptation_draws_z_from_the_context_and_changes_actions():
@@ -129,6 +138,6 @@ def test_pearl_learns_to_adapt_on_toy_sides():
         trained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
     finally:
         envs.close()
-    # Seed 0, one thread: untrained post -6.2; trained pre -7.5 (the prior's z), post -2.5 (success 0.67).
+    # Seed 0, one thread: untrained post -6.2; trained pre -5.3 (1st episode), post -1.9 (success 0.8).
     assert trained.mean_return > trained.pre_return + 2.0, (trained.pre_return, trained.mean_return)
     assert trained.mean_return > untrained.mean_return + 2.0, (untrained.mean_return, trained.mean_return)

@@ -7,6 +7,7 @@ import functools
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import metarl
 from metarl.tasks import Benchmark, TaskSet
@@ -70,6 +71,35 @@ class ConstantLearner:
 
     def adapt(self):
         pass
+
+
+def toy_sides_before_after(agent: str, steps: int, **options):
+    """Train ``agent`` (seed 0) on ToySides for ``steps`` env steps with 10 slots; the official held-out
+    evaluation (10 adaptation + 3 evaluation episodes) before and after: ``(untrained, trained)``."""
+    from metarl.evaluator import EvalConfig, evaluate
+    from metarl.vector import make_vector_env
+
+    bench = metarl.make_benchmark("ToySides", seed=0)
+    torch.manual_seed(0)
+    algo = metarl.make_agent(agent, bench, **options)
+    envs = make_vector_env(bench.test, 10)
+    try:
+        untrained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
+        trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=steps, num_envs=10, seed=0,
+                                                                   final_eval=False, progress=False))
+        trainer.train()
+        return untrained, evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
+    finally:
+        envs.close()
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Run the test with one torch thread (then restore the count)."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
 
 
 @pytest.fixture

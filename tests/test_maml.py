@@ -15,18 +15,13 @@ from metarl.agents.maml import (
     policy_dist,
     slot_batches,
 )
-from metarl.evaluator import EvalConfig, evaluate
 from metarl.rollout import collect
 from metarl.types import MetaBatch
 from metarl.vector import make_vector_env
 
+from .conftest import toy_sides_before_after
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # seeded numbers independent of the core count
 
 
 def _setup(num_slots=3, **options):
@@ -272,18 +267,8 @@ def test_action_scale_is_a_reparametrisation_with_smaller_steps():
 
 def test_maml_learns_to_adapt_on_toy_sides():
     # Held-out ToySides goals, official protocol (10 adaptation episodes, then 3 deterministic ones).
-    bench = metarl.make_benchmark("ToySides", seed=0)
-    torch.manual_seed(0)
-    algo = metarl.make_agent("maml", bench, hidden=(32, 32), inner_lr=0.5, normalize_inner_adv=True)
-    envs = make_vector_env(bench.test, 10)
-    try:
-        untrained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
-        trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=48_000, num_envs=10, seed=0,
-                                                                   final_eval=False, progress=False))
-        trainer.train()
-        trained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
-    finally:
-        envs.close()
+    untrained, trained = toy_sides_before_after("maml", 48_000, hidden=(32, 32), inner_lr=0.5,
+                                                normalize_inner_adv=True)
     # Seed 0, one thread: untrained post -4.7; trained pre -6.2, post -2.2 (success 0.6).
     assert trained.mean_return > trained.pre_return + 2.0, (trained.pre_return, trained.mean_return)
     assert trained.mean_return > untrained.mean_return + 1.5, (untrained.mean_return, trained.mean_return)

@@ -7,21 +7,17 @@ import torch
 
 import metarl
 from metarl.agents.pearl import posterior
-from metarl.evaluator import EvalConfig, evaluate
 from metarl.rollout import collect
 from metarl.types import MetaBatch, StepInput
 from metarl.vector import make_vector_env
+
+from .conftest import toy_sides_before_after
 
 SMALL = {"hidden": (16,), "encoder_hidden": (16,), "meta_batch": 2, "batch_size": 8, "context_size": 4,
          "learning_starts": 0, "updates_per_step": 0.05}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")  # seeded numbers independent of the core count
 
 
 def _setup(num_slots=3, **options):
@@ -125,19 +121,9 @@ def test_meta_update_keeps_replay_per_task_and_stores_termination_not_truncation
 
 def test_pearl_learns_to_adapt_on_toy_sides():
     # Held-out ToySides goals, official protocol (10 adaptation episodes, then 3 deterministic ones).
-    bench = metarl.make_benchmark("ToySides", seed=0)
-    torch.manual_seed(0)
-    algo = metarl.make_agent("pearl", bench, hidden=(64, 64), encoder_hidden=(64, 64), meta_batch=8, batch_size=64,
-                             context_size=32, updates_per_step=0.5, learning_starts=200, lr=1e-3)
-    envs = make_vector_env(bench.test, 10)
-    try:
-        untrained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
-        trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=10_000, num_envs=10, seed=0,
-                                                                   final_eval=False, progress=False))
-        trainer.train()
-        trained = evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
-    finally:
-        envs.close()
+    untrained, trained = toy_sides_before_after("pearl", 10_000, hidden=(64, 64), encoder_hidden=(64, 64),
+                                                meta_batch=8, batch_size=64, context_size=32, updates_per_step=0.5,
+                                                learning_starts=200, lr=1e-3)
     # Seed 0, one thread: untrained post -6.2; trained pre -5.3 (1st episode), post -1.9 (success 0.8).
     assert trained.mean_return > trained.pre_return + 2.0, (trained.pre_return, trained.mean_return)
     assert trained.mean_return > untrained.mean_return + 2.0, (untrained.mean_return, trained.mean_return)

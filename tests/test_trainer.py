@@ -9,12 +9,26 @@ import metarl
 from metarl import checkpoint
 from metarl.logging import CSVWriter, Logger
 
+SMALL = {"zero-shot": {"epochs": 2, "minibatch_size": 8},
+         "pearl": {"hidden": (16,), "encoder_hidden": (16,), "meta_batch": 2, "batch_size": 8, "context_size": 4,
+                   "learning_starts": 0, "updates_per_step": 0.1}}
+
+
+def _tensors(algo):
+    """Every tensor of the algorithm's state (parameters, optimiser moments), in a fixed order."""
+    def walk(obj):
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                yield from walk(obj[k])
+    return list(walk(algo.state_dict()))
+
 
 def _run(tmp_path, steps, resume_from=None, seed=3, agent="zero-shot"):
     bench = metarl.make_benchmark("Toy", seed=seed, num_tasks=6, horizon=5)
     torch.manual_seed(seed)
-    algo = metarl.make_agent(agent, bench, epochs=2, minibatch_size=8) if agent == "zero-shot" else \
-        metarl.make_agent(agent, bench)
+    algo = metarl.make_agent(agent, bench, **SMALL.get(agent, {}))
     cfg = metarl.TrainerConfig(steps=steps, num_envs=2, seed=seed, final_eval=True, checkpoint_every=1,
                                progress=False)
     logger = Logger([CSVWriter(tmp_path / "progress.csv")])
@@ -31,24 +45,29 @@ def _metrics(path):
         return [(row["step"], row["key"], row["value"]) for row in csv.DictReader(f)]
 
 
-def test_same_seed_same_metrics_and_parameters(tmp_path):
+@pytest.mark.parametrize("agent", ["zero-shot", "pearl"])  # on-policy; off-policy with replay in the agent
+def test_same_seed_same_metrics_and_parameters(tmp_path, agent):
     (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
-    a, ra = _run(tmp_path / "a", 40)
-    b, rb = _run(tmp_path / "b", 40)
+    a, ra = _run(tmp_path / "a", 40, agent=agent)
+    b, rb = _run(tmp_path / "b", 40, agent=agent)
     strip = lambda rows: [r for r in rows if not r[1].startswith("time/")]  # noqa: E731
     assert strip(_metrics(tmp_path / "a/progress.csv")) == strip(_metrics(tmp_path / "b/progress.csv"))
-    for pa, pb in zip(a.net.parameters(), b.net.parameters(), strict=True):
+    for pa, pb in zip(_tensors(a), _tensors(b), strict=True):
         assert torch.equal(pa, pb)
     assert ra.per_goal == rb.per_goal
 
 
-def test_resume_equals_uninterrupted(tmp_path):
+@pytest.mark.parametrize("agent", ["zero-shot", "pearl"])
+def test_resume_equals_uninterrupted(tmp_path, agent):
+    # PEARL: fails if the checkpoint drops the replay (checkpoint_replay=False).
     for d in ("full", "part"):
         (tmp_path / d).mkdir()
-    full, _ = _run(tmp_path / "full", 40)
-    _run(tmp_path / "part", 20)
-    resumed, _ = _run(tmp_path / "part", 40, resume_from=tmp_path / "part" / checkpoint.CHECKPOINT_NAME)
-    for pa, pb in zip(full.net.parameters(), resumed.net.parameters(), strict=True):
+    full, _ = _run(tmp_path / "full", 40, agent=agent)
+    _run(tmp_path / "part", 20, agent=agent)
+    resumed, _ = _run(tmp_path / "part", 40, resume_from=tmp_path / "part" / checkpoint.CHECKPOINT_NAME, agent=agent)
+    if agent == "pearl":
+        assert full.updates == resumed.updates > 0 and set(full.replay) == set(resumed.replay)
+    for pa, pb in zip(_tensors(full), _tensors(resumed), strict=True):
         assert torch.equal(pa, pb)
 
 

@@ -73,6 +73,17 @@ class ConstantLearner:
         pass
 
 
+def state_tensors(algo) -> list[torch.Tensor]:
+    """Every tensor of ``algo.state_dict()`` (parameters, optimiser moments, replay), in a fixed order."""
+    def walk(obj):
+        if isinstance(obj, torch.Tensor):
+            yield obj
+        elif isinstance(obj, dict):
+            for k in sorted(obj, key=str):
+                yield from walk(obj[k])
+    return list(walk(algo.state_dict()))
+
+
 def toy_sides_before_after(agent: str, steps: int, **options):
     """Train ``agent`` (seed 0) on ToySides for ``steps`` env steps with 10 slots; the official held-out
     evaluation (10 adaptation + 3 evaluation episodes) before and after: ``(untrained, trained)``."""

@@ -9,6 +9,8 @@ from metarl import checkpoint
 from metarl.learner import Learner, MetaAlgorithm
 from metarl.types import StepInput
 
+from .conftest import state_tensors
+
 
 @pytest.mark.parametrize("name", metarl.agent_names())
 def test_agent_protocol(name, tmp_path):
@@ -27,16 +29,8 @@ def test_agent_protocol(name, tmp_path):
     checkpoint.save(tmp_path / "c.pt", {"algorithm": algo.state_dict()})
     algo2 = metarl.make_agent(name, bench)
     algo2.load_state_dict(checkpoint.load(tmp_path / "c.pt")["algorithm"])
-    for a, b in zip(_tensors(algo.state_dict()), _tensors(algo2.state_dict()), strict=True):
+    for a, b in zip(state_tensors(algo), state_tensors(algo2), strict=True):
         assert torch.equal(a, b)
-
-
-def _tensors(obj):
-    if isinstance(obj, torch.Tensor):
-        yield obj
-    elif isinstance(obj, dict):
-        for k in sorted(obj, key=str):
-            yield from _tensors(obj[k])
 
 
 def test_zero_shot_ppo_learns_a_fixed_goal():

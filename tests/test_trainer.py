@@ -9,20 +9,11 @@ import metarl
 from metarl import checkpoint
 from metarl.logging import CSVWriter, Logger
 
+from .conftest import state_tensors
+
 SMALL = {"zero-shot": {"epochs": 2, "minibatch_size": 8},
          "pearl": {"hidden": (16,), "encoder_hidden": (16,), "meta_batch": 2, "batch_size": 8, "context_size": 4,
                    "learning_starts": 0, "updates_per_step": 0.1}}
-
-
-def _tensors(algo):
-    """Every tensor of the algorithm's state (parameters, optimiser moments), in a fixed order."""
-    def walk(obj):
-        if isinstance(obj, torch.Tensor):
-            yield obj
-        elif isinstance(obj, dict):
-            for k in sorted(obj, key=str):
-                yield from walk(obj[k])
-    return list(walk(algo.state_dict()))
 
 
 def _run(tmp_path, steps, resume_from=None, seed=3, agent="zero-shot"):
@@ -52,7 +43,7 @@ def test_same_seed_same_metrics_and_parameters(tmp_path, agent):
     b, rb = _run(tmp_path / "b", 40, agent=agent)
     strip = lambda rows: [r for r in rows if not r[1].startswith("time/")]  # noqa: E731
     assert strip(_metrics(tmp_path / "a/progress.csv")) == strip(_metrics(tmp_path / "b/progress.csv"))
-    for pa, pb in zip(_tensors(a), _tensors(b), strict=True):
+    for pa, pb in zip(state_tensors(a), state_tensors(b), strict=True):
         assert torch.equal(pa, pb)
     assert ra.per_goal == rb.per_goal
 
@@ -67,7 +58,7 @@ def test_resume_equals_uninterrupted(tmp_path, agent):
     resumed, _ = _run(tmp_path / "part", 40, resume_from=tmp_path / "part" / checkpoint.CHECKPOINT_NAME, agent=agent)
     if agent == "pearl":
         assert full.updates == resumed.updates > 0 and set(full.replay) == set(resumed.replay)
-    for pa, pb in zip(_tensors(full), _tensors(resumed), strict=True):
+    for pa, pb in zip(state_tensors(full), state_tensors(resumed), strict=True):
         assert torch.equal(pa, pb)
 
 

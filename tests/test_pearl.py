@@ -127,3 +127,11 @@ def test_pearl_learns_to_adapt_on_toy_sides():
     # Seed 0, one thread: untrained post -6.2; trained pre -5.3 (1st episode), post -1.9 (success 0.8).
     assert trained.mean_return > trained.pre_return + 2.0, (trained.pre_return, trained.mean_return)
     assert trained.mean_return > untrained.mean_return + 2.0, (untrained.mean_return, trained.mean_return)
+
+
+def test_pearl_rejects_bad_options():
+    bench = metarl.make_benchmark("ToySides")
+    with pytest.raises(metarl.UsageError, match="latent must be at least 1"):
+        metarl.make_agent("pearl", bench, latent=0)
+    with pytest.raises(metarl.UsageError, match="tau"):
+        metarl.make_agent("pearl", bench, tau=0.0)

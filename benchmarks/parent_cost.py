@@ -37,7 +37,7 @@ from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
 
 HERE = Path(__file__).resolve().parent
-AGENTS = ("random", "zero-shot", "maml", "maml-adapted", "rl2")
+AGENTS = ("random", "zero-shot", "maml", "maml-adapted", "rl2", "pearl")
 
 
 class NullVectorEnv(gym.vector.VectorEnv):

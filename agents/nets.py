@@ -35,8 +35,8 @@ def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool 
 
     The same numbers as ``Normal(mean, log_std.exp())``'s ``sample()`` (or ``mean`` when
     ``deterministic``) and ``log_prob(action).sum(-1)``, same RNG draws, without building a
-    ``torch.distributions`` object per env step: its argument checks and dispatch cost ~100 µs per call,
-    a large share of the parent's serial work between vector steps. Like the distribution's checks,
+    ``torch.distributions`` object per env step (its argument checks and dispatch: ~25 µs per call
+    here, part of the parent's serial work between vector steps; ``benchmarks/parent_cost.py``). Like the distribution's checks,
     it raises ``ValueError`` on non-finite means or a non-positive scale (a diverged policy).
     """
     scale = log_std.exp().expand_as(mean)

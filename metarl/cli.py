@@ -132,9 +132,11 @@ def build_parser() -> argparse.ArgumentParser:
     b.add_argument("--max-workers", type=_positive("--max-workers", 4), help="largest worker count (default: cores)")
     b.add_argument("--steps", type=_positive("--steps", 3000), default=3000, help="timed steps per single-env measurement")
     b.add_argument("--repeats", type=_positive("--repeats", 2), default=2,
-                   help="alternating upstream/fast measurements per env; the best is kept")
+                   help="alternating measurements per env (single) and per worker count (vector); the best is kept")
     b.add_argument("--slots-per-worker", type=_positive("--slots-per-worker", 2), default=2,
                    help="env slots per shm worker process")
+    b.add_argument("--worker-counts", metavar="N,N,...",
+                   help="the vector section's worker counts (default 1, 2, 4, ... up to --max-workers)")
     b.add_argument("--rss-steps", type=int, default=0, help="also step this many slot-steps and sample worker RSS")
     b.add_argument("--sections", default="single,vector,driving",
                    help="comma-separated subset of single,vector,driving")
@@ -158,6 +160,15 @@ def cmd_bench(args: argparse.Namespace) -> int:
         raise UsageError(f"--sections {args.sections!r}: choose from single, vector, driving (comma-separated)")
     if args.rss_steps < 0:
         raise UsageError(f"--rss-steps must be >= 0, got {args.rss_steps}")
+    worker_counts = None
+    if args.worker_counts is not None:
+        try:
+            worker_counts = [int(w) for w in args.worker_counts.split(",")]
+        except ValueError:
+            worker_counts = []
+        if not worker_counts or min(worker_counts) < 1:
+            raise UsageError(f"--worker-counts {args.worker_counts!r}: give positive integers, comma-separated, "
+                             "e.g. --worker-counts 1,16")
     out = None
     if args.json is not None:
         out = _bench_json_path(args.json)
@@ -171,6 +182,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
 
     bench.run(quick=args.quick, max_workers=args.max_workers, steps=args.steps, repeats=args.repeats,
               slots_per_worker=args.slots_per_worker, rss_steps=args.rss_steps, sections=sections,
+              worker_counts=worker_counts,
               on_section=None if out is None else write)
     if out is not None:
         print(f"wrote {out}")

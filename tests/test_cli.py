@@ -24,6 +24,8 @@ BAD = [
     (["train", "Driving", "--agent", "random", "--env-opt", "test=sideways"], "test=extrapolate"),
     (["train", "Toy", "--agent", "random", "--env-opt", "nosuch=3"], "rejected its options"),
     (["bench", "envs", "--sections", "gpu"], "--sections"),
+    (["bench", "envs", "--worker-counts", "0,2"], "--worker-counts"),
+    (["bench", "envs", "--worker-counts", "two"], "--worker-counts"),
     (["bench", "envs", "--json", "/nonexistent-dir/x.json"], "does not exist"),
     (["render", "/nonexistent-run"], "not a directory"),
     (["train", "Toy", "--agent", "random", "--env-opt", "seed=3"], "use --seed"),

@@ -11,9 +11,12 @@ export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1  # no MUJOCO_GL: nothing renders,
 { nvidia-smi -L; nproc; lscpu | grep 'Model name'; python3 -c 'import torch; print(torch.__version__, torch.cuda.get_device_name(0))'; } > "$OUT/machine.txt" 2>&1
 
 cd /tmp  # not the repo root: its metarl/ source folder would shadow the installed package
-# BENCH_SECTIONS=vector RSS_STEPS=0 re-measures only the vector scaling (a few minutes).
+# BENCH_SECTIONS=vector RSS_STEPS=0 re-measures only the vector scaling (a few minutes); SLOTS_PER_WORKER=5
+# and WORKER_COUNTS=1,4,16 pick the slots per process and the rows (the JSON is rewritten after each row).
 timeout ${BENCH_TIMEOUT:-420} python3 -m metarl bench envs --steps 2000 --repeats 1 --rss-steps ${RSS_STEPS:-1000000} \
+  --slots-per-worker ${SLOTS_PER_WORKER:-2} ${WORKER_COUNTS:+--worker-counts $WORKER_COUNTS} \
   --sections ${BENCH_SECTIONS:-single,vector,driving} --json "$OUT/bench_envs-gpu-host.json" 2>&1 | grep --line-buffered -v Warn | tee "$OUT/log.txt"
 
+[ "${CUDA_SMOKE:-1}" = 0 ] && exit 0  # CUDA_SMOKE=0: the bench only (saves ~100 s of device time)
 timeout 100 python3 -m metarl train Driving --agent rl2 --device cuda --num-envs 64 --max-minutes 1 \
   --steps 100000000 --eval-tasks 5 --out /tmp/drv-rl2 2>&1 | tail -8 | tee -a "$OUT/log.txt"

@@ -78,7 +78,8 @@ class PEARLConfig:
     context_size: int = 100
     """Context transitions per task per gradient step (as in PEARL: ``embedding_batch_size=100``)."""
     updates_per_step: float = 0.25
-    """Gradient steps per env step collected (PEARL: 2,000 per ~5,000-step iteration, 0.4)."""
+    """Gradient steps per env step collected (PEARL: 2,000 per ~5,000-step iteration, 0.4); at least one per
+    meta-update when > 0; 0 collects and stores replay without training (to time collection alone)."""
     learning_starts: int = 1000
     """Env steps in replay before the first gradient step."""
     buffer_per_task: int = 20_000
@@ -276,7 +277,8 @@ class PEARL:
         if self.env_steps < self.cfg.learning_starts:
             return {"meta/updates": float(self.updates)}
         stats: dict[str, list[float]] = {}
-        for _ in range(max(1, round(self.cfg.updates_per_step * new_steps))):
+        rate = self.cfg.updates_per_step  # > 0: at least one gradient step per meta-update; 0: none
+        for _ in range(max(int(rate > 0), round(rate * new_steps))):
             for k, v in self.update(self.sample()).items():
                 stats.setdefault(k, []).append(v)
         return {**{k: float(np.mean(v)) for k, v in stats.items()}, "meta/updates": float(self.updates)}

@@ -119,6 +119,21 @@ def test_meta_update_keeps_replay_per_task_and_stores_termination_not_truncation
     assert "replay" not in metarl.make_agent("pearl", bench, **SMALL, checkpoint_replay=False).state_dict()
 
 
+@pytest.mark.parametrize(("rate", "expected"), [(0.0, 0), (1e-6, 1)])
+def test_updates_per_step_zero_trains_nothing_and_any_positive_rate_at_least_once(rate, expected):
+    bench, algo, envs = _setup(updates_per_step=rate)
+    learner = algo.make_learner()
+    learner.reset(3)
+    pre = collect(envs, learner, 1, seed=[0, 1, 2])
+    envs.close()
+    before = [p.detach().clone() for p in algo.policy.parameters()]
+    metrics = algo.meta_update(MetaBatch(list(bench.train.tasks[:3]), pre, None))
+    assert metrics["meta/updates"] == expected
+    changed = any(not torch.equal(a, p) for a, p in zip(before, algo.policy.parameters(), strict=True))
+    assert changed == bool(expected)
+    assert sum(len(b) for b in algo.replay.values()) == pre.valid.sum()  # replay filled either way
+
+
 def test_pearl_learns_to_adapt_on_toy_sides():
     # Held-out ToySides goals, official protocol (10 adaptation episodes, then 3 deterministic ones).
     untrained, trained = toy_sides_before_after("pearl", 10_000, hidden=(64, 64), encoder_hidden=(64, 64),

@@ -17,18 +17,21 @@ from dataclasses import asdict
 from pathlib import Path
 
 import metarl
-from metarl import checkpoint
 from metarl.cli import RunConfig, agent_as_saved, parse_options
 from metarl.config import agent_config
 from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
-from metarl.logging import Logger
-from metarl.seeding import resolve_device, seed_everything
+
+# torch-importing modules are imported where used: shm env workers re-import this script as their main
+# module, and torch would cost each of them ~120 MiB.
 
 HERE = Path(__file__).resolve().parent
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
+    from metarl.logging import Logger
+    from metarl.seeding import resolve_device, seed_everything
+
     bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed, **args.env_options)
     device = resolve_device(args.device)
     seed_everything(seed)
@@ -61,6 +64,8 @@ def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_di
 def evaluate_checkpoint(args, bench, run_dir: Path, seed: int, device: str) -> dict:
     """Official held-out evaluation of the run's last checkpoint (training numbers from the checkpoint),
     with the agent options it was trained with (:func:`metarl.cli.agent_as_saved`)."""
+    from metarl import checkpoint
+
     path = run_dir / checkpoint.CHECKPOINT_NAME
     if not path.exists():
         raise UsageError(f"{path} does not exist: train this run first (drop --evaluate-only)")

@@ -12,10 +12,12 @@ Quick use::
 
 from __future__ import annotations
 
-from typing import Any
+import importlib
+from typing import TYPE_CHECKING, Any
 
+# Only torch-free modules here: env worker processes unpickle their env factories through this package,
+# and a worker that imported torch would carry ~150 MiB of it per process for nothing.
 from metarl.errors import UsageError
-from metarl.evaluator import EvalConfig, EvalResult, evaluate
 from metarl.learner import Learner, MetaAlgorithm
 from metarl.registry import (
     agent_factory,
@@ -25,13 +27,32 @@ from metarl.registry import (
     register_agent,
     register_benchmark,
 )
-from metarl.rollout import collect
 from metarl.tasks import Benchmark, TaskDistribution, TaskSet
-from metarl.trainer import Trainer, TrainerConfig
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput, Task
 from metarl.vector import EnvSpec, TaskVectorEnv, make_vector_env
 
+if TYPE_CHECKING:
+    from metarl.evaluator import EvalConfig, EvalResult, evaluate
+    from metarl.rollout import collect
+    from metarl.trainer import Trainer, TrainerConfig
+
 __version__ = "0.1.0"
+
+# Names that need torch, imported on first use (PEP 562).
+_LAZY = {"EvalConfig": "metarl.evaluator", "EvalResult": "metarl.evaluator", "evaluate": "metarl.evaluator",
+         "collect": "metarl.rollout", "Trainer": "metarl.trainer", "TrainerConfig": "metarl.trainer"}
+
+
+def __getattr__(name: str) -> Any:
+    if name not in _LAZY:
+        raise AttributeError(f"module 'metarl' has no attribute {name!r}")
+    value = getattr(importlib.import_module(_LAZY[name]), name)
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_LAZY})
 
 
 def make_benchmark(name: str, task: str | None = None, seed: int = 0, **options: Any) -> Benchmark:

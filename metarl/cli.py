@@ -15,21 +15,22 @@ import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import metarl
-from metarl import checkpoint
 from metarl.config import agent_config
 from metarl.errors import UsageError, exit_code
-from metarl.evaluator import EvalConfig, EvalResult, evaluate, run_trial
-from metarl.logging import Logger
 from metarl.plot import plot_run
 from metarl.registry import benchmark_factory
-from metarl.rollout import torch_threads
-from metarl.seeding import resolve_device, seed_everything
 from metarl.tasks import Benchmark
-from metarl.trainer import Trainer, TrainerConfig, eval_summary, write_eval_json
 from metarl.vector import BACKENDS, check_backend, make_vector_env
+
+# Modules that import torch are imported inside the commands that use them: env worker processes
+# started from the `metarl` console script re-import it as their main module, and torch would cost each
+# worker ~120 MiB of private memory (and `metarl --help` a second).
+if TYPE_CHECKING:
+    from metarl.evaluator import EvalResult
+    from metarl.trainer import TrainerConfig
 
 
 @dataclass(frozen=True)
@@ -40,7 +41,7 @@ class RunConfig:
     agent: str
     task: str | None = None
     reward_version: str | None = None
-    trainer: TrainerConfig = TrainerConfig()
+    trainer: TrainerConfig = field(default_factory=lambda: _trainer_config())
     device: str = "auto"
     agent_options: dict = field(default_factory=dict)
     env_options: dict = field(default_factory=dict)
@@ -52,7 +53,13 @@ class RunConfig:
 
     @classmethod
     def from_json(cls, obj: dict) -> RunConfig:
-        return cls(**{**obj, "trainer": TrainerConfig(**obj["trainer"])})
+        return cls(**{**obj, "trainer": _trainer_config(**obj["trainer"])})
+
+
+def _trainer_config(**fields_: Any) -> TrainerConfig:
+    from metarl.trainer import TrainerConfig
+
+    return TrainerConfig(**fields_)
 
 
 class _Parser(argparse.ArgumentParser):
@@ -264,7 +271,7 @@ def _option_flags(args: argparse.Namespace) -> dict[str, dict]:
 
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
-    trainer = TrainerConfig(
+    trainer = _trainer_config(
         steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend,
         max_seconds=_max_seconds(args),
         eval_every=max(0, args.eval_every or 0), final_eval=not args.no_final_eval,
@@ -356,10 +363,15 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
     if args.no_final_eval:
         new["final_eval"] = False
     device = args.device or cfg.device
-    return RunConfig(**{**asdict(cfg), "device": device, "trainer": TrainerConfig(**{**asdict(t), **new})})
+    return RunConfig(**{**asdict(cfg), "device": device, "trainer": _trainer_config(**{**asdict(t), **new})})
 
 
 def cmd_train(args: argparse.Namespace) -> int:
+    from metarl import checkpoint
+    from metarl.logging import Logger
+    from metarl.seeding import resolve_device, seed_everything
+    from metarl.trainer import Trainer
+
     if args.resume:
         if args.out is None:
             raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
@@ -370,7 +382,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     else:
         cfg = _run_config(args)
     bench = cfg.make_benchmark()
-    cfg = RunConfig(**{**asdict(cfg), "trainer": TrainerConfig(
+    cfg = RunConfig(**{**asdict(cfg), "trainer": _trainer_config(
         **{**asdict(cfg.trainer), "num_envs": _num_envs(bench, args.num_envs if not args.resume else cfg.trainer.num_envs)})})
     device = resolve_device(cfg.device)
     for dist in (bench.train, bench.test):
@@ -437,6 +449,9 @@ def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, save
 def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any]:
     """Config, benchmark and agent (weights from the checkpoint) of a run directory; ``overrides``
     replace saved agent options (e.g. ``inner_lr=0`` for an ablation)."""
+    from metarl import checkpoint
+    from metarl.seeding import resolve_device
+
     cfg = _load_run_config(run_dir)
     bench = cfg.make_benchmark()
     ckpt = run_dir / checkpoint.CHECKPOINT_NAME
@@ -457,6 +472,9 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> 
 
 
 def cmd_render(args: argparse.Namespace) -> int:
+    from metarl.evaluator import EvalConfig, run_trial
+    from metarl.seeding import seed_everything
+
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory: pass a run directory written by `metarl train`")
     cfg = _load_run_config(args.run_dir)
@@ -485,6 +503,11 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
+    from metarl.evaluator import EvalConfig, evaluate
+    from metarl.rollout import torch_threads
+    from metarl.seeding import resolve_device, seed_everything
+    from metarl.trainer import TrainerConfig, eval_summary, write_eval_json
+
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     if target.is_dir():

@@ -1,6 +1,7 @@
 """Shared-memory vector backend: same numbers as in-process, crash recovery, clean close."""
 
 import os
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -234,3 +235,18 @@ def test_hung_worker_is_detected():
     with pytest.raises(WorkerError, match="no answer to step within 1 s"):
         envs.step(np.zeros((1, 1)))
     assert all(not p.is_alive() for p in envs._procs)
+
+
+@pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/<pid>/maps (Linux)")
+def test_workers_do_not_load_torch():
+    """Workers only step envs: importing their env factory must not pull in torch (~120 MiB private each)."""
+    bench = metarl.make_benchmark("Toy", num_tasks=4, horizon=5, seed=0)
+    envs = metarl.make_vector_env(bench.train, 4, "shm", num_workers=4, shm_options={"in_parent": False})
+    try:
+        envs.set_tasks(list(bench.train.tasks[:4]))
+        envs.reset(seed=0)
+        assert "libtorch" in Path("/proc/self/maps").read_text()  # the check can see torch where it is
+        for proc in envs.env.worker_processes:
+            assert "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text()
+    finally:
+        envs.close()

@@ -12,7 +12,8 @@ Sections (random uniform actions, resets included, rewards ``v2`` = upstream's d
    can step at all, the ceiling of any backend), gymnasium's ``AsyncVectorEnv`` of upstream envs (one
    process per slot, same-step autoreset) and metarl's shared-memory backend (W worker processes ×
    ``slots_per_worker`` slots, fast envs, stepped through :func:`metarl.collect` as training does), and
-   the resident memory (RSS) per env slot of the last two.
+   the memory per env slot of the last two: resident (RSS) and private (:func:`private_mb`: pages no
+   other process shares, what each extra worker really costs).
 3. **driving**: the batched NumPy ``Driving`` family (one process) at 1, 10 and 256 slots.
 4. **memory** (``--rss-steps N``): RSS of every shm worker sampled while stepping N slot-steps, to show
    whether it grows.
@@ -96,6 +97,17 @@ def rss_mb(pid: int) -> float:
     except OSError:
         pass
     return float("nan")
+
+
+def private_mb(pid: int) -> float:
+    """Memory only process ``pid`` holds (private clean + dirty pages; RSS also counts pages it shares with
+    other processes, such as shared libraries), in MiB (Linux ``/proc/<pid>/smaps_rollup``; NaN elsewhere)."""
+    try:
+        lines = Path(f"/proc/{pid}/smaps_rollup").read_text().splitlines()
+    except OSError:
+        return float("nan")
+    kb = [int(line.split()[1]) for line in lines if line.startswith(("Private_Clean:", "Private_Dirty:"))]
+    return sum(kb) / 1024 if kb else float("nan")
 
 
 # -- single env ------------------------------------------------------------------------------
@@ -220,9 +232,11 @@ def time_upstream_async(bench: Any, workers: int, steps: int) -> dict[str, float
             envs.step(rng.uniform(low, high).astype(np.float32))
         seconds = time.perf_counter() - start
         rss = statistics.fmean(rss_mb(p.pid) for p in envs.processes)
+        private = statistics.fmean(private_mb(p.pid) for p in envs.processes)
     finally:
         envs.close()
-    return {"slots": workers, "steps_per_s": n * workers / seconds, "rss_mb_per_slot": rss}
+    return {"slots": workers, "steps_per_s": n * workers / seconds, "rss_mb_per_slot": rss,
+            "private_mb_per_slot": private}
 
 
 def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: int,
@@ -240,10 +254,13 @@ def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: i
         start = time.perf_counter()
         ro = metarl.collect(envs, learner, episodes=episodes)
         seconds = time.perf_counter() - start
-        rss = statistics.fmean(rss_mb(p.pid) for p in envs.env.worker_processes) / slots_per_worker
+        procs = envs.env.worker_processes
+        rss = statistics.fmean(rss_mb(p.pid) for p in procs) / slots_per_worker
+        private = statistics.fmean(private_mb(p.pid) for p in procs) / slots_per_worker
     finally:
         envs.close()
-    return {"slots": slots, "steps_per_s": ro.num_steps / seconds, "rss_mb_per_slot": rss}
+    return {"slots": slots, "steps_per_s": ro.num_steps / seconds, "rss_mb_per_slot": rss,
+            "private_mb_per_slot": private}
 
 
 def _independent_process(env_fn: Any, tasks: list[Any], seed: int, seconds: float, barrier: Any, results: Any) -> None:
@@ -410,16 +427,19 @@ def driving(slot_counts: tuple[int, ...] = (1, 10, 256), seconds: float = 1.0) -
 
 # -- report ----------------------------------------------------------------------------------
 _VECTOR_HEADER = (f"{'workers':>7s} {'slots':>6s} {'independent':>12s} {'lockstep':>9s} {'upstream async':>15s} "
-                  f"{'metarl shm':>11s} {'shm/up':>7s} {'shm/indep':>10s} {'MB/slot up':>10s} {'MB/slot us':>10s}"
-                  "   (ML10 train classes, steps/s)")
+                  f"{'metarl shm':>11s} {'shm/up':>7s} {'shm/indep':>10s} {'MiB/slot up':>12s} {'MiB/slot us':>12s}"
+                  "   (ML10 train classes, steps/s; MiB: RSS/private)")
 
 
 def _print_vector_row(row: dict) -> None:
     ind, up, ours = row["independent"], row["upstream_async"], row["metarl_shm"]
     print(f"{row['workers']:>7d} {ours['slots']:>6d} {ind['steps_per_s']:>12,.0f} {ind['lockstep_steps_per_s']:>9,.0f} "
           f"{up['steps_per_s']:>15,.0f} {ours['steps_per_s']:>11,.0f} {ours['steps_per_s'] / up['steps_per_s']:>6.2f}x "
-          f"{100 * ours['steps_per_s'] / ind['steps_per_s']:>9.0f}% {up['rss_mb_per_slot']:>10.0f} "
-          f"{ours['rss_mb_per_slot']:>10.0f}", flush=True)
+          f"{100 * ours['steps_per_s'] / ind['steps_per_s']:>9.0f}% {_mib(up):>12s} {_mib(ours):>12s}", flush=True)
+
+
+def _mib(m: dict) -> str:
+    return f"{m['rss_mb_per_slot']:.0f}/{m['private_mb_per_slot']:.0f}"
 
 
 def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 3000, repeats: int = 2,

@@ -378,20 +378,26 @@ def vector(bench: Any, max_workers: int, steps: int, episodes: int, slots_per_wo
 
 
 def memory_growth(bench: Any, workers: int, slots_per_worker: int, total_steps: int) -> dict[str, Any]:
-    """RSS (MiB, mean over shm workers) sampled ~10 times while stepping ``total_steps`` slot-steps."""
+    """RSS (MiB, mean over shm workers) sampled after each round while stepping ``total_steps`` slot-steps, with new
+    tasks for every slot before each of ~20 rounds, drawn as the trainer draws its meta-batches (so slots
+    change task class, as in training, unless the slot count is a multiple of the class count)."""
     import metarl
 
     slots = workers * slots_per_worker
     envs = metarl.make_vector_env(bench.train, slots, "shm", num_workers=workers)
     samples = []
+    rng = np.random.default_rng(0)
     try:
-        envs.set_tasks(_ml10_slot_tasks(bench, slots))
         learner = metarl.make_agent("random", bench).make_learner()
-        done = 0
-        episodes = max(1, total_steps // (10 * slots * bench.train.horizon))
+        done, rounds = 0, 0
+        per_round = max(slots * bench.train.horizon, total_steps // 20)
         while done < total_steps:
-            done += metarl.collect(envs, learner, episodes=episodes).num_steps
-            samples.append({"steps": done, "rss_mb": statistics.fmean(rss_mb(p.pid) for p in envs.env.worker_processes)})
+            envs.set_tasks(bench.train.sample(slots, rng))
+            done += metarl.collect(envs, learner, episodes=max(1, per_round // (slots * bench.train.horizon))).num_steps
+            rounds += 1
+            procs = envs.env.worker_processes
+            samples.append({"steps": done, "rounds": rounds, "rss_mb": statistics.fmean(rss_mb(p.pid) for p in procs),
+                            "private_mb": statistics.fmean(private_mb(p.pid) for p in procs)})
     finally:
         envs.close()
     first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]

@@ -37,6 +37,19 @@ TASK_NAMES: tuple[str, ...] = tuple(sorted(ALL_V3_ENVIRONMENTS))
 """The 50 Meta-World v3 task classes (ML1 accepts any of them)."""
 
 
+_IDLE: dict[tuple[str, bool, str], list[Any]] = {}
+"""This process's idle upstream envs by (class, fast, reward version), shared by all its slots."""
+
+
+def _take_env(name: str, fast: bool, reward_version: str) -> Any:
+    """An idle upstream env of class ``name`` from this process's pool, or a new one (~130 ms to build)."""
+    idle = _IDLE.get((name, fast, reward_version))
+    if idle:
+        return idle.pop()
+    cls = ALL_V3_ENVIRONMENTS[name]
+    return (fast_class(cls) if fast else cls)(reward_function_version=reward_version)
+
+
 class MetaWorldTaskEnv(gym.Env):
     """One env slot that can run any task of a Meta-World split.
 
@@ -45,6 +58,15 @@ class MetaWorldTaskEnv(gym.Env):
     ``[4]`` in ``[-1, 1]``. Episodes truncate after ``horizon`` steps and never terminate;
     ``info["success"]`` is 0.0 or 1.0 at every step. ``fast=True`` uses the bit-identical faster
     env classes of :mod:`metarl.envs.metaworld_fast`; ``fast=False`` upstream's own.
+
+    Memory: each task class needs its own upstream env (~20 MiB private). A slot holds only the env of
+    its current class; switching class hands that env to a per-process pool, from which any slot of the
+    process takes it again later. A process therefore holds at most, per class, as many envs as it ever
+    ran slots of that class at once (ML45 with 10 slots in one process: ~1 GiB after every class was
+    seen, against ~9 GiB with one env per class per slot). A slot that changes class gives its env back
+    at once and takes one at its next ``reset()``, so when a vector env sets every slot's task before
+    resetting, an env freed by one slot serves another. An upstream env's past tasks don't affect its
+    next episode after ``task`` + ``reset`` (tested), so which pooled env a slot gets changes no number.
     """
 
     metadata = {"render_modes": []}
@@ -56,7 +78,6 @@ class MetaWorldTaskEnv(gym.Env):
         self.fast = fast
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (39,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
-        self._envs: dict[str, Any] = {}
         self._env: Any = None
         self._task: Task | None = None
         self._t = 0
@@ -68,16 +89,25 @@ class MetaWorldTaskEnv(gym.Env):
 
     @task.setter
     def task(self, task: Task) -> None:
-        if task.name not in self._envs:
-            cls = ALL_V3_ENVIRONMENTS[task.name]
-            self._envs[task.name] = (fast_class(cls) if self.fast else cls)(reward_function_version=self.reward_version)
-        self._env = self._envs[task.name]
-        self._env.set_task(task.params)
+        if self._task is not None and task.name != self._task.name:
+            self._release()  # the next reset() takes an env of the new class: after a vector env has set
+            # every slot's task, so one that leaves a class frees its env for another that enters it
         self._task = task
+        if self._env is not None:
+            self._env.set_task(task.params)
+
+    def _release(self) -> None:
+        """Hand the current upstream env back to this process's pool."""
+        if self._env is not None:
+            _IDLE.setdefault((self._task.name, self.fast, self.reward_version), []).append(self._env)
+        self._env = None
 
     def reset(self, *, seed: int | None = None, options: dict | None = None):
-        if self._env is None:
+        if self._task is None:
             raise RuntimeError("MetaWorldTaskEnv.reset() before a task was set: assign env.task first")
+        if self._env is None:
+            self._env = _take_env(self._task.name, self.fast, self.reward_version)
+            self._env.set_task(self._task.params)
         if seed is not None:
             self._env.seed(int(seed))
         self._t = 0
@@ -85,15 +115,17 @@ class MetaWorldTaskEnv(gym.Env):
         return obs, info
 
     def step(self, action):
+        if self._env is None:
+            raise RuntimeError("MetaWorldTaskEnv.step() before reset(): reset after assigning env.task")
         obs, reward, terminated, truncated, info = self._env.step(action)
         self._t += 1
         info["success"] = float(info["success"])
         return obs, float(reward), bool(terminated), bool(truncated or self._t >= self.horizon), info
 
     def close(self) -> None:
-        for env in self._envs.values():
-            env.close()
-        self._envs.clear()
+        """Return the upstream env to the process's pool (the next slot of its class reuses it)."""
+        self._release()
+        self._task = None
 
 
 def _wrap(tasks: list[Any], split: str) -> tuple[Task, ...]:

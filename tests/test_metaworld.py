@@ -126,3 +126,66 @@ def test_cli_eval_ml1_json(capsys):
     assert obj["benchmark"] == "ML1/reach-v3" and obj["reward_version"] == "v2" and obj["seed"] == 0
     assert obj["per_task"]["reach-v3"]["num_tasks"] == 2 and len(obj["per_goal"]) == 2
     assert obj["env_steps"] == 2 * 13 * 500
+
+
+def _episode(env, task, seed, actions):
+    env.task = task
+    obs = [env.reset(seed=seed)[0]]
+    rewards, successes = [], []
+    for a in actions:
+        o, r, _, _, info = env.step(a)
+        obs.append(o)
+        rewards.append(r)
+        successes.append(info["success"])
+    return np.array(obs), np.array(rewards), np.array(successes)
+
+
+@pytest.mark.parametrize("seed", [3, None])
+def test_a_pooled_env_runs_its_next_task_exactly_like_a_new_one(seed):
+    """Slots of one process share upstream envs by class (switching class returns the env to a pool), so
+    an env's earlier tasks, mid-episode state and RNG use must not show in its next episode."""
+    from metarl.envs import metaworld as mw
+
+    tasks = metarl.make_benchmark("ML1", task="pick-place-v3", seed=0).train.tasks[:2]
+    actions = np.random.default_rng(0).uniform(-1, 1, (60, 4)).astype(np.float32)
+    mw._IDLE.clear()
+    try:
+        used = MetaWorldTaskEnv()
+        _episode(used, tasks[0], 11, actions[:37])  # left mid-episode, with another goal and seed
+        pooled = used._env
+        used.close()  # hands its pick-place env to the pool
+        slot = MetaWorldTaskEnv()
+        again = _episode(slot, tasks[1], seed, actions)
+        assert slot._env is pooled  # the pooled env was reused
+        mw._IDLE.clear()
+        fresh = _episode(MetaWorldTaskEnv(), tasks[1], seed, actions)
+    finally:
+        mw._IDLE.clear()
+    for a, b in zip(again, fresh, strict=True):
+        np.testing.assert_array_equal(a, b)
+    assert np.abs(np.diff(fresh[0], axis=0)).sum() > 0  # the arm moved: the comparison can fail
+
+
+def test_slots_switching_classes_share_one_env_per_class():
+    """Memory stays bounded by the classes run at once, not slots x classes seen (ML45 training grew
+    ~20 MiB per slot per new class before the pool)."""
+    from metarl.envs import metaworld as mw
+
+    names = ("reach-v3", "push-v3", "door-open-v3")
+    tasks = [metarl.make_benchmark("ML1", task=n, seed=0).train.tasks[0] for n in names]
+    mw._IDLE.clear()
+    slots = [MetaWorldTaskEnv(horizon=5), MetaWorldTaskEnv(horizon=5)]
+    try:
+        seen = set()
+        for r in range(6):  # slot i runs class (i + r) mod 3: every slot sees every class
+            for i, slot in enumerate(slots):
+                slot.task = tasks[(i + r) % 3]
+            for slot in slots:
+                slot.reset(seed=r)
+                seen.add(id(slot._env))
+        assert len(seen) == 3  # one upstream env per class (was 2 slots x 3 classes = 6)
+        assert sum(len(v) for v in mw._IDLE.values()) == 1  # the class no slot runs now waits in the pool
+    finally:
+        for slot in slots:
+            slot.close()
+        mw._IDLE.clear()

@@ -466,15 +466,15 @@ def run(*, quick: bool = False, max_workers: int | None = None, steps: int = 300
     import metarl
 
     max_workers = max_workers or os.cpu_count() or 1
+    ml10 = sorted(env_dict.ML10_V3["train"]) + sorted(env_dict.ML10_V3["test"])
+    names = list(SPEED_ENVS) + [n for n in ml10 if n not in SPEED_ENVS]
+    if quick:
+        names, steps, repeats, max_workers = list(SPEED_ENVS[:2]), 300, 1, min(max_workers, 2)
     report: dict[str, Any] = {**provenance(), "reward_function_version": "v2",
                               "settings": {"quick": quick, "max_workers": max_workers, "steps": steps,
                                            "repeats": repeats, "slots_per_worker": slots_per_worker,
                                            "rss_steps": rss_steps, "sections": list(sections),
                                            "worker_counts": worker_counts}}
-    ml10 = sorted(env_dict.ML10_V3["train"]) + sorted(env_dict.ML10_V3["test"])
-    names = list(SPEED_ENVS) + [n for n in ml10 if n not in SPEED_ENVS]
-    if quick:
-        names, steps, repeats, max_workers = list(SPEED_ENVS[:2]), 300, 1, min(max_workers, 2)
     if "single" in sections:
         print(f"{'single env (1 core)':32s} {'upstream':>9s} {'fast':>9s} {'speed-up':>9s} {'physics':>9s} "
               f"{'% of physics':>13s}   steps/s")

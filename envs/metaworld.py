@@ -50,6 +50,16 @@ def _take_env(name: str, fast: bool, reward_version: str) -> Any:
     return (fast_class(cls) if fast else cls)(reward_function_version=reward_version)
 
 
+def clear_pool() -> int:
+    """Close and drop this process's idle upstream envs (those no slot holds); returns how many. The pool
+    keeps envs of closed slots for the next slots of their classes; call this to give that memory back."""
+    envs = [env for idle in _IDLE.values() for env in idle]
+    _IDLE.clear()
+    for env in envs:
+        env.close()
+    return len(envs)
+
+
 class MetaWorldTaskEnv(gym.Env):
     """One env slot that can run any task of a Meta-World split.
 
@@ -60,13 +70,14 @@ class MetaWorldTaskEnv(gym.Env):
     env classes of :mod:`metarl.envs.metaworld_fast`; ``fast=False`` upstream's own.
 
     Memory: each task class needs its own upstream env (~20 MiB private). A slot holds only the env of
-    its current class; switching class hands that env to a per-process pool, from which any slot of the
-    process takes it again later. A process therefore holds at most, per class, as many envs as it ever
-    ran slots of that class at once (ML45 with 10 slots in one process: ~1 GiB after every class was
-    seen, against ~9 GiB with one env per class per slot). A slot that changes class gives its env back
-    at once and takes one at its next ``reset()``, so when a vector env sets every slot's task before
-    resetting, an env freed by one slot serves another. An upstream env's past tasks don't affect its
-    next episode after ``task`` + ``reset`` (tested), so which pooled env a slot gets changes no number.
+    its current class; switching class (or ``close()``) hands that env to a per-process pool, from which
+    any slot of the process takes it again later. A process therefore holds at most, per class, as many
+    envs as it ever ran slots of that class at once (ML45 with 10 slots in one process: ~1 GiB after
+    every class was seen, against ~9 GiB with one env per class per slot); :func:`clear_pool` frees the
+    idle ones. A slot that changes class gives its env back at once and takes one at its next
+    ``reset()``, so when a vector env sets every slot's task before resetting, an env freed by one slot
+    serves another. An upstream env's past tasks don't affect its next episode after ``task`` +
+    ``reset`` (tested), so which pooled env a slot gets changes no number.
     """
 
     metadata = {"render_modes": []}
@@ -89,6 +100,8 @@ class MetaWorldTaskEnv(gym.Env):
 
     @task.setter
     def task(self, task: Task) -> None:
+        if task.name not in ALL_V3_ENVIRONMENTS:
+            raise UsageError(f"task {task.id!r} is not of a Meta-World v3 class: `metarl envs` lists the 50 names")
         if self._task is not None and task.name != self._task.name:
             self._release()  # the next reset() takes an env of the new class: after a vector env has set
             # every slot's task, so one that leaves a class frees its env for another that enters it

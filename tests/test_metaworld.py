@@ -185,7 +185,15 @@ def test_slots_switching_classes_share_one_env_per_class():
                 seen.add(id(slot._env))
         assert len(seen) == 3  # one upstream env per class (was 2 slots x 3 classes = 6)
         assert sum(len(v) for v in mw._IDLE.values()) == 1  # the class no slot runs now waits in the pool
-    finally:
         for slot in slots:
             slot.close()
+        assert mw.clear_pool() == 3 and not mw._IDLE  # closed slots' envs are idle, and can be freed
+    finally:
         mw._IDLE.clear()
+
+
+def test_a_task_of_an_unknown_class_is_refused_when_set():
+    from metarl.types import Task
+
+    with pytest.raises(metarl.UsageError, match="not of a Meta-World v3 class"):
+        MetaWorldTaskEnv().task = Task("reach-v9", 0, "train")

@@ -29,6 +29,21 @@ def test_sample_is_balanced_and_reproducible():
     assert len({t.id for t in big}) == 12
 
 
+def test_sample_interleaves_classes_so_neighbouring_slots_differ():
+    """Slots side by side (one worker's) run different classes; the draws are the grouped ones, reordered."""
+    tasks = tuple(Task(name, i, "train", (name, i)) for name in ("a", "b", "c") for i in range(4))
+    ts = TaskSet("train", tasks, env_factory=object, horizon=1)
+    batch = ts.sample(9, np.random.default_rng(3))
+    assert [t.name for t in batch] == ["a", "b", "c"] * 3
+    rng = np.random.default_rng(3)  # the same draws as sample(): offset, then each class's variants in turn
+    rng.integers(3)
+    grouped = [tasks[4 * c + j] for c in range(3) for j in rng.choice(4, size=3, replace=False)]
+    assert sorted(t.id for t in batch) == sorted(t.id for t in grouped)
+    assert [t.id for t in batch if t.name == "b"] == [t.id for t in grouped if t.name == "b"]
+    # fewer slots than classes: still one of each drawn class, in class order
+    assert [t.name for t in ts.sample(2, np.random.default_rng(0))] in (["a", "b"], ["a", "c"], ["b", "c"])
+
+
 def test_evaluation_tasks_respect_per_class_limit():
     tasks = tuple(Task(name, i, "test", i) for name in ("x", "y") for i in range(5))
     ts = TaskSet("test", tasks, env_factory=object, horizon=1, eval_tasks_per_class=2)

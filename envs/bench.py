@@ -99,6 +99,12 @@ def rss_mb(pid: int) -> float:
     return float("nan")
 
 
+def memory_per_process(procs: list[Any]) -> dict[str, float]:
+    """Mean RSS and private memory (MiB) over processes ``procs`` (objects with a ``pid``)."""
+    return {"rss_mb": statistics.fmean(rss_mb(p.pid) for p in procs),
+            "private_mb": statistics.fmean(private_mb(p.pid) for p in procs)}
+
+
 def private_mb(pid: int) -> float:
     """Memory only process ``pid`` holds (private clean + dirty pages; RSS also counts pages it shares with
     other processes, such as shared libraries), in MiB (Linux ``/proc/<pid>/smaps_rollup``; NaN elsewhere)."""
@@ -231,12 +237,11 @@ def time_upstream_async(bench: Any, workers: int, steps: int) -> dict[str, float
         for _ in range(n):
             envs.step(rng.uniform(low, high).astype(np.float32))
         seconds = time.perf_counter() - start
-        rss = statistics.fmean(rss_mb(p.pid) for p in envs.processes)
-        private = statistics.fmean(private_mb(p.pid) for p in envs.processes)
+        mem = memory_per_process(envs.processes)
     finally:
         envs.close()
-    return {"slots": workers, "steps_per_s": n * workers / seconds, "rss_mb_per_slot": rss,
-            "private_mb_per_slot": private}
+    return {"slots": workers, "steps_per_s": n * workers / seconds, "rss_mb_per_slot": mem["rss_mb"],
+            "private_mb_per_slot": mem["private_mb"]}
 
 
 def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: int,
@@ -254,13 +259,11 @@ def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: i
         start = time.perf_counter()
         ro = metarl.collect(envs, learner, episodes=episodes)
         seconds = time.perf_counter() - start
-        procs = envs.env.worker_processes
-        rss = statistics.fmean(rss_mb(p.pid) for p in procs) / slots_per_worker
-        private = statistics.fmean(private_mb(p.pid) for p in procs) / slots_per_worker
+        mem = memory_per_process(envs.env.worker_processes)
     finally:
         envs.close()
-    return {"slots": slots, "steps_per_s": ro.num_steps / seconds, "rss_mb_per_slot": rss,
-            "private_mb_per_slot": private}
+    return {"slots": slots, "steps_per_s": ro.num_steps / seconds, "rss_mb_per_slot": mem["rss_mb"] / slots_per_worker,
+            "private_mb_per_slot": mem["private_mb"] / slots_per_worker}
 
 
 def _independent_process(env_fn: Any, tasks: list[Any], seed: int, seconds: float, barrier: Any, results: Any) -> None:
@@ -362,14 +365,13 @@ def vector(bench: Any, max_workers: int, steps: int, episodes: int, slots_per_wo
                    bench, w, slots_per_worker, max(episodes, -(-steps // (w * slots_per_worker * bench.train.horizon))))}
     rows = []
     for w in worker_counts or _worker_counts(max_workers):
-        row: dict[str, Any] = {"workers": w, "repeats": repeats}
+        runs: dict[str, list[dict]] = {key: [] for key in measure}
         for _ in range(repeats):
             for key, fn in measure.items():
-                m = fn(w)
-                m["all_steps_per_s"] = [*row.get(key, {}).get("all_steps_per_s", []), m["steps_per_s"]]
-                if key not in row or m["steps_per_s"] > row[key]["steps_per_s"]:
-                    row[key] = m
-                row[key]["all_steps_per_s"] = m["all_steps_per_s"]
+                runs[key].append(fn(w))
+        row: dict[str, Any] = {"workers": w, "repeats": repeats}
+        for key, ms in runs.items():
+            row[key] = {**max(ms, key=lambda m: m["steps_per_s"]), "all_steps_per_s": [m["steps_per_s"] for m in ms]}
         rows.append(row)
         _print_vector_row(row)
         if on_row is not None:
@@ -395,9 +397,7 @@ def memory_growth(bench: Any, workers: int, slots_per_worker: int, total_steps: 
             envs.set_tasks(bench.train.sample(slots, rng))
             done += metarl.collect(envs, learner, episodes=max(1, per_round // (slots * bench.train.horizon))).num_steps
             rounds += 1
-            procs = envs.env.worker_processes
-            samples.append({"steps": done, "rounds": rounds, "rss_mb": statistics.fmean(rss_mb(p.pid) for p in procs),
-                            "private_mb": statistics.fmean(private_mb(p.pid) for p in procs)})
+            samples.append({"steps": done, "rounds": rounds, **memory_per_process(envs.env.worker_processes)})
     finally:
         envs.close()
     first, last = samples[0]["rss_mb"], samples[-1]["rss_mb"]

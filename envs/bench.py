@@ -45,15 +45,27 @@ SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
 # -- provenance ------------------------------------------------------------------------------
 def git_commit(where: Path | None = None) -> str:
     """``$METARL_GIT_COMMIT`` if set (hosts that get a copy without ``.git``), else ``git rev-parse HEAD``
-    of the checkout holding ``where`` (default: this file's, i.e. metarl's own), else ``"unknown"``."""
+    of the checkout holding ``where`` (default: this file's, i.e. metarl's own), with ``+dirty`` appended
+    when tracked files outside ``benchmarks/results/`` differ from it (the numbers came from uncommitted
+    code), else ``"unknown"``."""
     if os.environ.get("METARL_GIT_COMMIT"):
         return os.environ["METARL_GIT_COMMIT"]
-    try:
-        proc = subprocess.run(["git", "rev-parse", "HEAD"], cwd=where or Path(__file__).resolve().parent, capture_output=True,
-                              text=True, check=False)
-    except OSError:
+    cwd = where or Path(__file__).resolve().parent
+
+    def git(*args: str) -> str | None:
+        try:
+            proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+        except OSError:
+            return None
+        return proc.stdout.strip() if proc.returncode == 0 else None
+
+    sha = git("rev-parse", "HEAD")
+    if not sha:
         return "unknown"
-    return proc.stdout.strip() if proc.returncode == 0 else "unknown"
+    top = git("rev-parse", "--show-toplevel")
+    changed = git("-C", top, "status", "--porcelain", "--untracked-files=no", "--", ".",
+                  ":(exclude)benchmarks/results") if top else None
+    return f"{sha}+dirty" if changed else sha
 
 
 def cpu_model() -> str:

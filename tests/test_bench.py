@@ -33,3 +33,33 @@ def test_a_process_that_dies_is_an_error_not_a_hang():
     with pytest.raises(RuntimeError, match="failed"):
         time_independent(broken, workers=2, slots_per_worker=1, seconds=0.3)
     assert time.monotonic() - start < 60
+
+
+def test_results_name_their_commit_and_say_when_the_code_was_uncommitted(tmp_path, monkeypatch):
+    import shutil
+    import subprocess
+
+    from metarl.envs.bench import git_commit
+
+    if shutil.which("git") is None:
+        pytest.skip("git not installed")
+    monkeypatch.delenv("METARL_GIT_COMMIT", raising=False)
+
+    def git(*args):
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+                       capture_output=True)
+
+    (tmp_path / "benchmarks" / "results").mkdir(parents=True)
+    (tmp_path / "code.py").write_text("x = 1\n")
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text("{}\n")
+    git("init", "-q")
+    git("add", ".")
+    git("commit", "-q", "-m", "first")
+    sha = subprocess.run(["git", "rev-parse", "HEAD"], cwd=tmp_path, capture_output=True, text=True).stdout.strip()
+    (tmp_path / "benchmarks" / "results" / "r.json").write_text('{"rows": []}\n')  # a benchmark writing its JSON
+    (tmp_path / "notes.txt").write_text("untracked\n")
+    assert git_commit(tmp_path) == sha
+    (tmp_path / "code.py").write_text("x = 2\n")  # measured code that isn't committed
+    assert git_commit(tmp_path) == f"{sha}+dirty"
+    monkeypatch.setenv("METARL_GIT_COMMIT", "abc123")  # hosts without .git
+    assert git_commit(tmp_path) == "abc123"

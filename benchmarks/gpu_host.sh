@@ -17,6 +17,12 @@ timeout ${BENCH_TIMEOUT:-420} python3 -m metarl bench envs --steps 2000 --repeat
   --slots-per-worker ${SLOTS_PER_WORKER:-2} ${WORKER_COUNTS:+--worker-counts $WORKER_COUNTS} \
   --sections ${BENCH_SECTIONS:-single,vector,driving} --json "$OUT/bench_envs-gpu-host.json" 2>&1 | grep --line-buffered -v Warn | tee "$OUT/log.txt"
 
+# SHM_VARIANTS_WORKERS=16: the shm backend's wake-up variants (spin length, parent stepping a block) at that
+# many workers, 2 and 5 slots each, one 1,000-step measurement per variant (~2-3 minutes at 16 workers).
+[ -n "${SHM_VARIANTS_WORKERS:-}" ] && timeout ${VARIANTS_TIMEOUT:-240} python3 "$OLDPWD/benchmarks/shm_variants.py" \
+  --workers $SHM_VARIANTS_WORKERS --slots-per-worker 2 5 --episodes 2 --repeats 1 --tag host \
+  --out "$OUT/shm_variants-host.json" 2>&1 | grep --line-buffered -v Warn | tee -a "$OUT/log.txt"
+
 [ "${CUDA_SMOKE:-1}" = 0 ] && exit 0  # CUDA_SMOKE=0: the bench only (saves ~100 s of device time)
 timeout 100 python3 -m metarl train Driving --agent rl2 --device cuda --num-envs 64 --max-minutes 1 \
   --steps 100000000 --eval-tasks 5 --out /tmp/drv-rl2 2>&1 | tail -8 | tee -a "$OUT/log.txt"

@@ -4,9 +4,10 @@ Layout: ``num_envs`` slots split over ``num_workers`` processes (contiguous bloc
 actions, rewards and episode flags live in one shared-memory block; per step the parent writes
 actions, posts each worker's ``go`` semaphore, and waits on each worker's ``done`` semaphore before
 reading the results the workers wrote in place. Both sides first spin for up to ``spin_us``
-microseconds on a non-blocking acquire (no system call while uncontended) before they block: a
+microseconds on a non-blocking acquire, yielding the core between tries, before they block: a
 sleeping process takes tens of microseconds to wake, a large share of a 200-400 µs step. Spinning
-is only on by default when every process (workers + this one) has a core of its own.
+is only on by default when every process (workers + this one) has a core of its own, for up to 5 ms
+(:data:`DEFAULT_SPIN_US`).
 Resets, task changes and errors go through a pipe (pickled; rare): the parent raises the worker's
 ``ctl`` flag, posts ``go``, then sends, so the worker is already reading (no size limit).
 ``info`` carries only ``"success"`` (what :mod:`metarl.rollout` reads).
@@ -81,13 +82,29 @@ def default_start_method() -> str:
     return "forkserver" if sys.platform.startswith("linux") else "spawn"
 
 
+DEFAULT_SPIN_US = 5000.0
+"""How long each side spins before it blocks, when every process has a core of its own (µs).
+
+The waits it covers are the parent's time between two steps (policy, ``collect``: ~0.2-0.5 ms) and a
+block's step (``K`` slots x ~0.2-0.4 ms); past ~5 ms a wake-up (tens of µs) costs under 2%. Measured on
+2 cores (ML10 slots, ``benchmarks/results/shm_variants-dev-2core-yield.json``): one worker x 2 slots
+steps 26% faster than with the 100 µs spin used before, which ran out while the worker waited for the
+parent, so every step paid a wake-up."""
+
+_yield = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
+
+
 def _acquire(sem: Any, spin_s: float, timeout: float | None = None) -> bool:
-    """Acquire ``sem``: spin on non-blocking tries for ``spin_s`` seconds, then block up to ``timeout``."""
+    """Acquire ``sem``: spin on non-blocking tries for ``spin_s`` seconds, then block up to ``timeout``.
+
+    Between tries the spinner yields its core, so a process that needs it runs (with 3 processes spinning
+    on 2 cores for 5 ms without yielding, ML10 slots stepped at 828/s instead of ~5,000)."""
     if spin_s > 0:
         deadline = time.perf_counter() + spin_s
         while time.perf_counter() < deadline:
             if sem.acquire(False):
                 return True
+            _yield()
     return sem.acquire(True, timeout)
 
 
@@ -171,8 +188,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                  spin_us: float | None = None, in_parent: bool | None = None,
                  start_method: str | None = None) -> None:
         """``num_workers`` defaults to the core count (at most ``num_envs``). ``spin_us``: how long each
-        side busy-waits for the other before blocking (default: 100 µs when every worker plus this
-        process has a core of its own, else 0: spinning would take a core from a stepping worker).
+        side busy-waits for the other before blocking (default: :data:`DEFAULT_SPIN_US` when every worker
+        plus this process has a core of its own, else 0: spinning would take a core from a stepping worker).
         ``in_parent``: this process steps the first block itself while the other workers step theirs
         (``num_workers - 1`` processes; no wake-up for that block; its errors raise here, unrestarted).
         Default: on when the workers fill every core, as the parent would otherwise sit idle on a core
@@ -197,7 +214,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         if in_parent is None:
             in_parent = workers >= _cores()
         if spin_us is None:  # processes: the workers, plus this one unless it is one of them
-            spin_us = 100.0 if workers + (not in_parent) <= _cores() else 0.0
+            spin_us = DEFAULT_SPIN_US if workers + (not in_parent) <= _cores() else 0.0
         if spin_us < 0:
             raise ValueError(f"spin_us must be >= 0, got {spin_us}")
         self.spin_s = spin_us * 1e-6

@@ -55,6 +55,35 @@ def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
         envs.close()
 
 
+def test_spins_by_default_only_when_every_process_has_a_core(monkeypatch):
+    from metarl import vector_shm
+
+    monkeypatch.setattr(vector_shm, "_cores", lambda: 3)
+    cases = {(2, False): vector_shm.DEFAULT_SPIN_US * 1e-6,  # 2 workers + this process on 3 cores
+             (3, True): vector_shm.DEFAULT_SPIN_US * 1e-6,  # this process steps block 0: 3 processes
+             (3, False): 0.0}  # 4 processes on 3 cores: a spinner would take a stepping worker's core
+    for (workers, in_parent), spin_s in cases.items():
+        envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=workers, num_workers=workers, in_parent=in_parent)
+        try:
+            assert envs.spin_s == spin_s, (workers, in_parent)
+        finally:
+            envs.close()
+
+
+def test_a_spinning_wait_returns_as_soon_as_the_semaphore_is_posted():
+    import multiprocessing as mp
+    import threading
+
+    from metarl.vector_shm import _acquire
+
+    sem = mp.get_context("spawn").Semaphore(0)
+    assert not _acquire(sem, spin_s=0.002, timeout=0.0)  # nothing posted: spins, then gives up
+    threading.Timer(0.01, sem.release).start()
+    assert _acquire(sem, spin_s=0.002, timeout=5.0)  # posted after the spin ran out: the blocking wait gets it
+    sem.release()
+    assert _acquire(sem, spin_s=10.0) and not sem.acquire(False)  # a spinning try takes one post, no more
+
+
 class CrashingEnv(ScriptedEnv):
     """Kills its own process on the step named by ``task.params[3]`` (once per process)."""
 

@@ -21,7 +21,7 @@ import numpy as np
 
 from metarl.learner import Learner
 from metarl.rollout import collect
-from metarl.tasks import TaskDistribution
+from metarl.tasks import TaskDistribution, interleave
 from metarl.types import Rollout, Task
 
 
@@ -67,26 +67,35 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
              seed: int = 0) -> EvalResult:
     """Run the protocol on every evaluation task of ``dist``, ``envs.num_envs`` tasks at a time.
 
-    ``envs`` must be a task vector env over ``dist`` (see :mod:`metarl.vector`). A final partial
-    batch is padded by repeating its last task; padded slots are ignored.
+    ``envs`` must be a task vector env over ``dist`` (see :mod:`metarl.vector`). Batches take the
+    classes in turn (as training's meta-batches do: a vector step waits for the slowest worker, and a
+    worker holding one slow class would pace every step); task ``p`` of the evaluation list resets with
+    seed ``seed + p`` whichever batch and slot it lands in. A final partial batch is padded by repeating
+    its last task; padded slots are ignored. ``per_goal`` lists the tasks in evaluation-list order.
     """
     tasks = _select(dist.evaluation_tasks(), config.max_tasks_per_class)
     config = replace(config, deterministic=eval_deterministic(learner, config))
     n = envs.num_envs
-    goals: list[dict] = []
+    by_class: dict[str, list[int]] = {}
+    for p, task in enumerate(tasks):
+        by_class.setdefault(task.name, []).append(p)
+    order = interleave(list(by_class.values()))
+    goals: dict[int, dict] = {}
     steps = 0
-    for start in range(0, len(tasks), n):
-        chunk = tasks[start:start + n]
-        envs.set_tasks(chunk + [chunk[-1]] * (n - len(chunk)))
-        pre, post = run_trial(envs, learner, config, seed=[seed + start + i for i in range(n)])
+    for start in range(0, len(order), n):
+        chunk = order[start:start + n]
+        pad = n - len(chunk)
+        envs.set_tasks([tasks[p] for p in chunk] + [tasks[chunk[-1]]] * pad)
+        pre, post = run_trial(envs, learner, config,
+                              seed=[seed + p for p in chunk] + [seed + len(tasks) + j for j in range(pad)])
         steps += pre.num_steps + post.num_steps
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
         post_s, post_r = post.episode_successes(), post.episode_returns()
-        for i, task in enumerate(chunk):
-            goals.append({"task": task.name, "index": task.index, "pre_success": float(pre_s[0, i]),
-                          "success": float(post_s[:, i].mean()), "pre_return": float(pre_r[0, i]),
-                          "return": float(post_r[:, i].mean())})
-    result = _aggregate(goals, steps)
+        for i, p in enumerate(chunk):
+            goals[p] = {"task": tasks[p].name, "index": tasks[p].index, "pre_success": float(pre_s[0, i]),
+                        "success": float(post_s[:, i].mean()), "pre_return": float(pre_r[0, i]),
+                        "return": float(post_r[:, i].mean())}
+    result = _aggregate([goals[p] for p in range(len(tasks))], steps)
     result.eval_actions = "mean" if config.deterministic else "sampled"
     return result
 

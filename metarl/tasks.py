@@ -11,13 +11,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Protocol, TypeVar, runtime_checkable
 
 import gymnasium as gym
 import numpy as np
 
 from metarl.errors import UsageError
 from metarl.types import Task
+
+T = TypeVar("T")
 
 
 @runtime_checkable
@@ -40,6 +42,12 @@ class TaskDistribution(Protocol):
     def make_env(self) -> gym.Env:
         """A fresh env that accepts any task of this distribution through its ``task`` attribute."""
         ...
+
+
+def interleave(groups: Sequence[Sequence[T]]) -> list[T]:
+    """Round-robin over ``groups``: the first item of each group in turn, then the second, ...
+    (``[[a1, a2, a3], [b1]] -> [a1, b1, a2, a3]``)."""
+    return [g[r] for r in range(max(map(len, groups), default=0)) for g in groups if r < len(g)]
 
 
 @dataclass(frozen=True)
@@ -111,7 +119,7 @@ class TaskSet:
             if k:
                 idx = rng.choice(len(pool), size=k, replace=k > len(pool))
                 drawn.append([pool[j] for j in idx])
-        return [d[r] for r in range(max(map(len, drawn))) for d in drawn if r < len(d)]
+        return interleave(drawn)
 
     def evaluation_tasks(self) -> list[Task]:
         """First ``eval_tasks_per_class`` tasks of each class (all when None), classes sorted."""

@@ -113,3 +113,44 @@ def test_torch_threads_sets_and_restores_the_count_even_on_error():
     assert torch.get_num_threads() == before
     with torch_threads(None):
         assert torch.get_num_threads() == before
+
+
+class _SeededEnv(ScriptedEnv):
+    """ScriptedEnv whose rewards carry a number drawn at reset from the reset seed's RNG; a seeded reset
+    starts a new trial (episode count from 0)."""
+
+    def reset(self, *, seed=None, options=None):
+        ScriptedEnv.__bases__[0].reset(self, seed=seed)  # gymnasium.Env: seeds self.np_random
+        if seed is not None:
+            self.episode = -1
+        self.offset = float(self.np_random.uniform())
+        return super().reset(seed=seed, options=options)
+
+    def step(self, action):
+        obs, reward, terminated, truncated, info = super().step(action)
+        return obs, reward + self.offset, terminated, truncated, info
+
+
+def test_evaluation_batches_take_classes_in_turn_and_each_task_keeps_its_seed():
+    import metarl
+    from metarl.tasks import TaskSet
+    from metarl.types import Task
+
+    tasks = [Task(name, i, "test", (3, False, 2)) for name, k in (("a", 3), ("b", 2), ("c", 1)) for i in range(k)]
+    dist = TaskSet("test", tuple(tasks), _SeededEnv, horizon=3)
+    per_goal = {}
+    for n in (1, 2, 3, 4):  # 4: the second batch is padded
+        envs = make_vector_env(dist, n)
+        batches, set_tasks = [], envs.set_tasks
+        envs.set_tasks = lambda ts, set_tasks=set_tasks, batches=batches: (batches.append([t.name for t in ts]),
+                                                                         set_tasks(ts))[1]
+        result = metarl.evaluate(dist, ConstantLearner(), envs, metarl.EvalConfig(adapt_episodes=2, eval_episodes=1),
+                                 seed=7)
+        envs.close()
+        per_goal[n] = result.per_goal
+        if n == 3:  # one of each class side by side, not a worker's worth of one class
+            assert batches == [["a", "b", "c"], ["a", "b", "a"]]
+    assert [(g["task"], g["index"]) for g in per_goal[1]] == [(t.name, t.index) for t in tasks]
+    assert len({g["pre_return"] for g in per_goal[1]}) == len(tasks)  # every task drew from its own seed
+    for n in (2, 3, 4):  # ... the same one whichever batch and slot it ran in
+        assert per_goal[n] == per_goal[1], n

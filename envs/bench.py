@@ -94,7 +94,11 @@ def machine_info() -> dict[str, Any]:
 def provenance(command: list[str] | None = None) -> dict[str, Any]:
     """Command (default: this process's, program name without its path), commit, machine and UTC date
     for a results JSON; benchmark scripts pass ``["python", *sys.argv]``."""
-    command = [Path(sys.argv[0]).name, *sys.argv[1:]] if command is None else command
+    if command is None:
+        program = Path(sys.argv[0])
+        head = (["python", "-m", program.parent.name] if program.name == "__main__.py"  # python -m metarl
+                else [program.name])
+        command = [*head, *sys.argv[1:]]
     return {"command": command, "git_commit": git_commit(),
             "machine": machine_info(),
             "date_utc": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds")}

@@ -63,3 +63,12 @@ def test_results_name_their_commit_and_say_when_the_code_was_uncommitted(tmp_pat
     assert git_commit(tmp_path) == f"{sha}+dirty"
     monkeypatch.setenv("METARL_GIT_COMMIT", "abc123")  # hosts without .git
     assert git_commit(tmp_path) == "abc123"
+
+
+def test_results_record_the_command_as_it_was_typed(monkeypatch):
+    from metarl.envs.bench import provenance
+
+    monkeypatch.setattr("sys.argv", ["/venv/lib/site-packages/metarl/__main__.py", "bench", "envs", "--json"])
+    assert provenance()["command"] == ["python", "-m", "metarl", "bench", "envs", "--json"]
+    monkeypatch.setattr("sys.argv", ["/venv/bin/metarl", "bench", "envs"])
+    assert provenance()["command"] == ["metarl", "bench", "envs"]

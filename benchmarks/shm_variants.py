@@ -56,27 +56,30 @@ def main() -> None:
     if min(args.workers + args.slots_per_worker + [args.repeats, args.episodes]) < 1:
         raise UsageError("--workers, --slots-per-worker, --repeats and --episodes must be >= 1")
     bench = metarl.make_benchmark("ML10", seed=0)
-    rows = []
+    out = args.out or Path(__file__).resolve().parent / "results" / f"shm_variants-{args.tag}.json"
+    rows: list[dict] = []
+
+    def write() -> None:  # after every configuration: a run cut short by a time limit keeps its rows
+        out.write_text(json.dumps({**provenance(["python", *sys.argv]), "rows": rows, "reward_function_version": "v2",
+                                   "actions": "uniform random, via metarl.collect"}, indent=2) + "\n")
+
     for spw in args.slots_per_worker:
         for w in args.workers:
-            variants = {"sync (one process)": None} | {  # one block stepped in the parent is sync
-                name: opts for name, opts in VARIANTS.items() if not (w == 1 and opts.get("in_parent"))}
+            variants = {name: opts for name, opts in VARIANTS.items()  # one block stepped in the parent is sync
+                        if not (w == 1 and opts.get("in_parent"))} | {"sync (one process)": None}
             best = dict.fromkeys(variants, 0.0)
-            for _ in range(args.repeats):  # alternating: this VM's speed drifts within seconds
+            for r in range(args.repeats):  # alternating: this VM's speed drifts within seconds
                 for name, opts in variants.items():
                     sps = (time_sync(bench, w * spw, args.episodes) if opts is None
                            else time_metarl_shm(bench, w, spw, args.episodes, opts)["steps_per_s"])
                     best[name] = max(best[name], sps)
+                    print(f"{w * spw:3d} slots  {w} workers  {name:62s} {sps:8,.0f}  (repeat {r + 1})", flush=True)
             for name, opts in variants.items():
                 rows.append({"slots_per_worker": spw, "workers": w, "slots": w * spw, "variant": name,
                              **({} if opts is None else {"options": opts}), "steps_per_s": best[name]})
-                print(f"{w * spw:3d} slots  {w} workers  {name:62s} {best[name]:8,.0f}", flush=True)
-    out = args.out or Path(__file__).resolve().parent / "results" / f"shm_variants-{args.tag}.json"
-    out.write_text(json.dumps({**provenance(["python", *sys.argv]), "rows": rows,
-                               "reward_function_version": "v2", "actions": "uniform random, via metarl.collect"},
-                              indent=2) + "\n")
+                print(f"{w * spw:3d} slots  {w} workers  {name:62s} {best[name]:8,.0f}  best", flush=True)
+            write()
     print(f"wrote {out}")
-
 
 if __name__ == "__main__":
     raise SystemExit(exit_code(main))

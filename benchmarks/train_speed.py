@@ -3,7 +3,7 @@
 Each variant builds a fresh agent and trainer (same seed), runs ``--iterations`` meta-training iterations
 after one warm-up iteration, and reports env steps/s of the whole iteration, the seconds spent in the
 meta-update, and steps/s of collection alone (iteration minus meta-update). Variants are trainer
-settings (``backend``, ``collect_threads``) and family options (``fast``)::
+settings (``backend``, ``collect_threads``), the ``shm`` backend's default spin (``spin_us``) and family options (``fast``)::
 
     python benchmarks/train_speed.py ML1 --task reach-v3 --agent maml --num-envs 10 --iterations 3 \\
         --variant backend=sync --variant backend=shm --variant backend=shm,collect_threads=1
@@ -31,17 +31,22 @@ from metarl.seeding import seed_everything
 
 HERE = Path(__file__).resolve().parent
 TRAINER_KEYS = ("backend", "collect_threads")
+SHM_KEYS = ("spin_us",)  # the shm backend's default spin (metarl.vector_shm.DEFAULT_SPIN_US) for this variant
 
 
 def parse_variant(text: str) -> tuple[dict, dict]:
-    """``"backend=shm,fast=False"`` -> (trainer settings, family options)."""
+    """``"backend=shm,spin_us=100,fast=False"`` -> (trainer settings, shm settings, family options)."""
     opts = parse_options([p for p in text.split(",") if p], "--variant", "backend=shm")
-    return ({k: v for k, v in opts.items() if k in TRAINER_KEYS},
-            {k: v for k, v in opts.items() if k not in TRAINER_KEYS})
+    return ({k: v for k, v in opts.items() if k in TRAINER_KEYS}, {k: v for k, v in opts.items() if k in SHM_KEYS},
+            {k: v for k, v in opts.items() if k not in TRAINER_KEYS + SHM_KEYS})
 
 
 def run_variant(args: argparse.Namespace, text: str) -> dict:
-    trainer_opts, env_opts = parse_variant(text)
+    from metarl import vector_shm
+
+    trainer_opts, shm_opts, env_opts = parse_variant(text)
+    default_spin = vector_shm.DEFAULT_SPIN_US
+    vector_shm.DEFAULT_SPIN_US = float(shm_opts.get("spin_us", default_spin))
     bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=args.seed, **{**args.env_options, **env_opts})
     seed_everything(args.seed)
     agent = metarl.make_agent(args.agent, bench, device="cpu", **args.agent_options)
@@ -71,9 +76,10 @@ def run_variant(args: argparse.Namespace, text: str) -> dict:
                 rows.append({"steps": steps, "seconds": wall, "update_seconds": update_s[0]})
     finally:
         trainer.close()
+        vector_shm.DEFAULT_SPIN_US = default_spin
     steps = sum(r["steps"] for r in rows)
     wall, upd = sum(r["seconds"] for r in rows), sum(r["update_seconds"] for r in rows)
-    return {"variant": text, "trainer": trainer_opts, "env_options": env_opts, "iterations": rows,
+    return {"variant": text, "trainer": trainer_opts, "shm": shm_opts, "env_options": env_opts, "iterations": rows,
             "steps_per_s": steps / wall, "collect_steps_per_s": steps / max(wall - upd, 1e-9),
             "update_seconds_per_iteration": upd / len(rows)}
 

@@ -23,7 +23,7 @@ from metarl.errors import UsageError, exit_code
 from metarl.plot import plot_run
 from metarl.registry import benchmark_factory
 from metarl.tasks import Benchmark
-from metarl.vector import BACKENDS, check_backend, make_vector_env
+from metarl.vector import BACKENDS, check_backend, check_num_workers, make_vector_env
 
 # Modules that import torch are imported inside the commands that use them: env worker processes
 # started from the `metarl` console script re-import it as their main module, and torch would cost each
@@ -96,6 +96,8 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     t.add_argument("--backend", default="auto", choices=BACKENDS,
                    help="vector env backend (auto: the family's batched env if it has one, else sync)")
+    t.add_argument("--num-workers", type=_positive("--num-workers", 8),
+                   help="worker processes of --backend shm (default: one per core, at most --num-envs)")
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
     t.add_argument("--eval-every", type=int, help="held-out evaluation every N env steps (default 0: at the end)")
     t.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10),
@@ -108,7 +110,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="task-family option, repeatable (`metarl envs` lists them), e.g. --env-opt test=extrapolate")
     t.add_argument("--resume", action="store_true",
                    help="continue the run in --out from its checkpoint (new --steps, --max-minutes, --eval-every, "
-                        "--eval-tasks, --checkpoint-every, --no-final-eval, --device apply; other flags must match)")
+                        "--eval-tasks, --checkpoint-every, --no-final-eval, --device, --num-workers apply; other flags must match)")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
     g = sub.add_parser("plot", help="write learning_curve.png for a run directory")
     g.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
@@ -119,6 +121,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="benchmark seed (with a benchmark name)")
     v.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots used for evaluation")
     v.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10), help="only the first K tasks per class")
+    v.add_argument("--backend", default="auto", choices=BACKENDS,
+                   help="vector env backend (auto: the family's batched env if it has one, else sync)")
+    v.add_argument("--num-workers", type=_positive("--num-workers", 8),
+                   help="worker processes of --backend shm (default: one per core, at most --num-envs)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
                    help="evaluation-episode actions (auto: the agent's choice; rl2 and maml sample)")
@@ -273,6 +279,7 @@ def _option_flags(args: argparse.Namespace) -> dict[str, dict]:
 def _run_config(args: argparse.Namespace) -> RunConfig:
     trainer = _trainer_config(
         steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend,
+        num_workers=args.num_workers,
         max_seconds=_max_seconds(args),
         eval_every=max(0, args.eval_every or 0), final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every or 10,
@@ -358,7 +365,8 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
                          "differ: drop them, or start a new run with --force")
     new = {"steps": args.steps, "max_seconds": _max_seconds(args),
            "eval_every": None if args.eval_every is None else max(0, args.eval_every),
-           "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every}
+           "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every,
+           "num_workers": args.num_workers}
     new = {k: v for k, v in new.items() if v is not None}
     if args.no_final_eval:
         new["final_eval"] = False
@@ -386,7 +394,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         **{**asdict(cfg.trainer), "num_envs": _num_envs(bench, args.num_envs if not args.resume else cfg.trainer.num_envs)})})
     device = resolve_device(cfg.device)
     for dist in (bench.train, bench.test):
-        check_backend(dist, cfg.trainer.backend)
+        check_num_workers(check_backend(dist, cfg.trainer.backend), cfg.trainer.num_workers)
     seed_everything(cfg.trainer.seed)  # agent init is seeded too
     if args.resume:
         saved = checkpoint.load(args.out / checkpoint.CHECKPOINT_NAME).get("algorithm", {})
@@ -522,7 +530,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed_everything(args.seed)
         agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
         seed, num_envs, threads = args.seed, args.num_envs or 10, TrainerConfig.collect_threads
-    envs = make_vector_env(bench.test, num_envs)
+    envs = make_vector_env(bench.test, num_envs, args.backend, args.num_workers)
     try:
         det = {"auto": None, "mean": True, "sampled": False}[args.actions]
         with torch_threads(threads):

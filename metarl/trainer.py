@@ -50,6 +50,10 @@ class TrainerConfig:
     backend: str = "auto"
     """Vector env backend (:data:`metarl.vector.BACKENDS`): auto (the family's batched env if any, else
     sync), native, sync (in-process), async (one process per slot) or shm (shared-memory workers)."""
+    num_workers: int | None = None
+    """Worker processes of the ``shm`` backend (None: one per core, at most ``num_envs``); each steps
+    ``num_envs / num_workers`` slots. Only with ``backend="shm"``. On many cores give each worker a few
+    slots: the parent's time per step is paid once per vector step (README, "Env throughput")."""
     eval_every: int = 0
     """Held-out evaluation every this many env steps (0: only the final one)."""
     eval_tasks_per_class: int | None = 5
@@ -97,7 +101,7 @@ class Trainer:
         algo, n = self.algorithm, self.config.num_envs
         tasks = self.benchmark.train.sample(n, self.rng)
         if self._envs is None:
-            self._envs = make_vector_env(self.benchmark.train, n, self.config.backend)
+            self._envs = make_vector_env(self.benchmark.train, n, self.config.backend, self.config.num_workers)
         self._envs.set_tasks(tasks)
         learner = algo.make_learner()
         learner.reset(n)
@@ -151,7 +155,8 @@ class Trainer:
     def evaluate(self, config: EvalConfig) -> EvalResult:
         """Held-out evaluation of the current algorithm on the benchmark's test split."""
         if self._eval_envs is None:
-            self._eval_envs = make_vector_env(self.benchmark.test, self.config.num_envs, self.config.backend)
+            self._eval_envs = make_vector_env(self.benchmark.test, self.config.num_envs, self.config.backend,
+                                              self.config.num_workers)
         with torch_threads(self.config.collect_threads):
             return evaluate(self.benchmark.test, self.algorithm.make_learner(), self._eval_envs, config,
                             self.config.seed)

@@ -81,6 +81,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         if num_envs < 1:
             raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
         backend = check_backend(dist, backend)
+        check_num_workers(backend, num_workers)
         fns = [dist.make_env for _ in range(num_envs)]
         if backend == "native":
             env: gym.vector.VectorEnv = dist.vector_factory(num_envs)
@@ -125,9 +126,21 @@ def check_backend(dist: TaskDistribution, backend: str) -> str:
     return backend
 
 
+def check_num_workers(backend: str, num_workers: int | None) -> None:
+    """UsageError unless ``num_workers`` is None or a positive count for the ``shm`` backend."""
+    if num_workers is None:
+        return
+    if backend != "shm":
+        raise UsageError(f"--num-workers (num_workers) sets the shm backend's worker processes; the backend "
+                         f"here is {backend!r}: add --backend shm (backend='shm') or drop it")
+    if num_workers < 1:
+        raise UsageError(f"--num-workers {num_workers} is not positive: use at least 1 (or leave it out: one per core)")
+
+
 def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "auto",
                     num_workers: int | None = None, shm_options: dict[str, Any] | None = None) -> TaskVectorEnv:
-    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: cores);
+    """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: one per core, at
+    most ``num_envs``; refused with other backends);
     ``shm_options``: more keyword arguments of :class:`~metarl.vector_shm.SharedMemoryVectorEnv`
     (``spin_us``, ``in_parent``, ``step_timeout``, ...).
 

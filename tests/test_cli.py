@@ -31,6 +31,9 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--env-opt", "seed=3"], "use --seed"),
     (["train", "Toy", "--agent", "random", "--backend", "native"], "native"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "lr={1, 2}"], "must be a number"),
+    (["train", "Toy", "--agent", "random", "--num-workers", "2"], "add --backend shm"),
+    (["train", "Toy", "--agent", "random", "--backend", "shm", "--num-workers", "0"], "must be positive"),
+    (["eval", "Toy", "--agent", "random", "--num-workers", "2"], "add --backend shm"),
 ]
 
 

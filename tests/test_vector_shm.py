@@ -55,6 +55,21 @@ def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
         envs.close()
 
 
+def test_trainer_runs_the_shm_workers_it_is_given():
+    bench = metarl.make_benchmark("Toy", num_tasks=4, horizon=4, seed=0)
+    trainer = metarl.Trainer(bench, metarl.make_agent("random", bench),
+                             metarl.TrainerConfig(num_envs=4, backend="shm", num_workers=2, final_eval=False,
+                                                  progress=False, steps=16))
+    try:
+        trainer.iteration()
+        shm = trainer._envs.env
+        assert len(shm._blocks) == 2 and [hi - lo for lo, hi in shm._blocks] == [2, 2]  # 2 workers x 2 slots
+    finally:
+        trainer.close()
+    with pytest.raises(metarl.UsageError, match="add --backend shm"):  # other backends have no workers
+        metarl.make_vector_env(bench.train, 4, "sync", num_workers=2)
+
+
 def test_spins_by_default_only_when_every_process_has_a_core(monkeypatch):
     from metarl import vector_shm
 

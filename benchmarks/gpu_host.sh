@@ -23,6 +23,12 @@ timeout ${BENCH_TIMEOUT:-420} python3 -m metarl bench envs --steps 2000 --repeat
   --workers $SHM_VARIANTS_WORKERS --slots-per-worker 2 5 --episodes 2 --repeats 1 --tag host \
   --out "$OUT/shm_variants-host.json" 2>&1 | grep --line-buffered -v Warn | tee -a "$OUT/log.txt"
 
+# TRAIN_SPEED=1: MAML meta-training on ML10 with 80 slots in 16 shm workers, 1 iteration after a warm-up
+# (~1-2 minutes): env steps/s while collecting and per iteration including the meta-update.
+[ "${TRAIN_SPEED:-0}" = 1 ] && timeout ${TRAIN_TIMEOUT:-240} python3 "$OLDPWD/benchmarks/train_speed.py" ML10 --agent maml \
+  --num-envs 80 --iterations 1 --variant backend=shm,num_workers=16 --tag host --out "$OUT/train_speed-host.json" \
+  2>&1 | grep --line-buffered -v Warn | tee -a "$OUT/log.txt"
+
 [ "${CUDA_SMOKE:-1}" = 0 ] && exit 0  # CUDA_SMOKE=0: the bench only (saves ~100 s of device time)
 timeout 100 python3 -m metarl train Driving --agent rl2 --device cuda --num-envs 64 --max-minutes 1 \
   --steps 100000000 --eval-tasks 5 --out /tmp/drv-rl2 2>&1 | tail -8 | tee -a "$OUT/log.txt"

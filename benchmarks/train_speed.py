@@ -3,7 +3,8 @@
 Each variant builds a fresh agent and trainer (same seed), runs ``--iterations`` meta-training iterations
 after one warm-up iteration, and reports env steps/s of the whole iteration, the seconds spent in the
 meta-update, and steps/s of collection alone (iteration minus meta-update). Variants are trainer
-settings (``backend``, ``collect_threads``), the ``shm`` backend's default spin (``spin_us``) and family options (``fast``)::
+settings (``backend``, ``collect_threads``, ``num_workers``), the ``shm`` backend's default spin (``spin_us``)
+and family options (``fast``)::
 
     python benchmarks/train_speed.py ML1 --task reach-v3 --agent maml --num-envs 10 --iterations 3 \\
         --variant backend=sync --variant backend=shm --variant backend=shm,collect_threads=1
@@ -30,7 +31,7 @@ from metarl.errors import exit_code
 from metarl.seeding import seed_everything
 
 HERE = Path(__file__).resolve().parent
-TRAINER_KEYS = ("backend", "collect_threads")
+TRAINER_KEYS = ("backend", "collect_threads", "num_workers")
 SHM_KEYS = ("spin_us",)  # the shm backend's default spin (metarl.vector_shm.DEFAULT_SPIN_US) for this variant
 
 
@@ -49,7 +50,7 @@ def run_variant(args: argparse.Namespace, text: str) -> dict:
     vector_shm.DEFAULT_SPIN_US = float(shm_opts.get("spin_us", default_spin))
     bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=args.seed, **{**args.env_options, **env_opts})
     seed_everything(args.seed)
-    agent = metarl.make_agent(args.agent, bench, device="cpu", **args.agent_options)
+    agent = metarl.make_agent(args.agent, bench, device=args.device, **args.agent_options)
     cfg = replace(metarl.TrainerConfig(num_envs=args.num_envs, seed=args.seed, final_eval=False, progress=False),
                   **trainer_opts)
     trainer = metarl.Trainer(bench, agent, cfg)
@@ -93,10 +94,13 @@ def main() -> None:
     p.add_argument("--iterations", type=int, default=3, help="measured iterations per variant (after 1 warm-up)")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--variant", action="append", required=True,
-                   help="comma-separated KEY=VALUE: trainer backend/collect_threads or a family option")
+                   help="comma-separated KEY=VALUE: trainer backend/collect_threads/num_workers, the shm spin_us, "
+                        "or a family option")
     p.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--tag", default="")
+    p.add_argument("--device", default="cpu", help="where the agent acts and learns: cpu or cuda")
+    p.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/train_speed-<agent>-<label>[-<tag>].json)")
     args = p.parse_args()
     args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
     args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
@@ -107,10 +111,10 @@ def main() -> None:
         print(f"{text:40s} {r['steps_per_s']:8.0f} steps/s  collect {r['collect_steps_per_s']:8.0f} steps/s  "
               f"update {r['update_seconds_per_iteration']:6.2f} s/iteration", flush=True)
     label = args.task or args.benchmark
-    out = HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
+    out = args.out or HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
     out.write_text(json.dumps({
         **provenance(["python", *sys.argv]),
-        "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs, "device": "cpu",
+        "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs, "device": args.device,
         "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version,
         "variants": rows}, indent=2) + "\n")
     print(f"wrote {out}")

@@ -70,9 +70,49 @@ def _post(pipe: Any, msg: tuple) -> None:
         pipe.send(msg)
 
 
+def _cgroup_cpus(root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> int | None:
+    """Whole cores' worth of CPU time a cgroup quota grants this process (rounded up), or None without a
+    quota: cgroup v2's ``cpu.max`` (``"200000 100000"``: 2 cores; ``"max 100000"``: none), else v1's
+    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1: none), in this process's own cgroup (from
+    ``self_cgroup``) or at the root (a container's view). Containers (Docker ``--cpus``, Kubernetes CPU
+    limits) set it while the affinity still lists every core of the host."""
+    def read(*parts: str) -> list[str] | None:
+        try:
+            with open(os.path.join(root, *[q.strip("/") for q in parts if q.strip("/")])) as f:
+                return f.read().split()
+        except OSError:
+            return None
+
+    own: dict[str, str] = {}  # controller ("" for v2) -> this process's cgroup path
+    with contextlib.suppress(OSError, ValueError), open(self_cgroup) as f:
+        for line in f:
+            _, controllers, path = line.rstrip("\n").split(":", 2)
+            for c in controllers.split(",") if controllers else [""]:
+                own[c] = path
+    try:
+        for path in dict.fromkeys([own.get("", ""), ""]):
+            if (v2 := read(path, "cpu.max")) is not None:
+                quota, period = v2[0], v2[1] if len(v2) > 1 else "100000"
+                break
+        else:
+            for path in dict.fromkeys([own.get("cpu", ""), ""]):
+                if (q := read("cpu", path, "cpu.cfs_quota_us")) is not None:
+                    quota, period = q[0], (read("cpu", path, "cpu.cfs_period_us") or ["100000"])[0]
+                    break
+            else:
+                return None
+        if quota in ("max", "-1") or int(period) <= 0 or int(quota) <= 0:
+            return None
+        return max(1, -(-int(quota) // int(period)))
+    except (IndexError, ValueError):
+        return None
+
+
 def _cores() -> int:
-    """Cores this process may run on (affinity and cpusets respected where the OS tells)."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    """Cores this process may run on: its affinity (cpusets), capped by a cgroup CPU quota (Linux)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    quota = _cgroup_cpus() if sys.platform.startswith("linux") else None
+    return min(n, quota) if quota else n
 
 
 def default_start_method() -> str:
@@ -85,8 +125,9 @@ def default_start_method() -> str:
 DEFAULT_SPIN_US = 5000.0
 """How long each side spins before it blocks, when every process has a core of its own (µs).
 
-The waits it covers are the parent's time between two steps (policy, ``collect``: ~0.2-0.5 ms) and a
-block's step (``K`` slots x ~0.2-0.4 ms); past ~5 ms a wake-up (tens of µs) costs under 2%. Measured on
+The waits it covers are the parent's time between two steps (policy, ``collect``: ~150-200 µs measured on
+2 cores with a random policy; more with a network) and a block's step (``K`` slots x ~0.2-0.4 ms); past
+~5 ms a wake-up (tens of µs) costs under 2%. Measured on
 2 cores (ML10 slots, ``benchmarks/results/shm_variants-dev-2core-yield.json``): one worker x 2 slots
 steps 26% faster than with the 100 µs spin used before, which ran out while the worker waited for the
 parent, so every step paid a wake-up."""
@@ -95,10 +136,11 @@ _yield = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 
 
 def _acquire(sem: Any, spin_s: float, timeout: float | None = None) -> bool:
-    """Acquire ``sem``: spin on non-blocking tries for ``spin_s`` seconds, then block up to ``timeout``.
+    """Acquire ``sem``: spin on non-blocking tries for ``spin_s`` seconds, then block up to ``timeout``
+    seconds (None: forever). True once acquired, False if ``timeout`` ran out.
 
-    Between tries the spinner yields its core, so a process that needs it runs (with 3 processes spinning
-    on 2 cores for 5 ms without yielding, ML10 slots stepped at 828/s instead of ~5,000)."""
+    Between tries the spinner yields its core, so a process that needs it runs (3 processes spinning on
+    2 cores for 5 ms, 2 workers x 2 ML10 slots: 828 steps/s without yielding, 6,639 with it)."""
     if spin_s > 0:
         deadline = time.perf_counter() + spin_s
         while time.perf_counter() < deadline:
@@ -193,8 +235,9 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         ``in_parent``: this process steps the first block itself while the other workers step theirs
         (``num_workers - 1`` processes; no wake-up for that block; its errors raise here, unrestarted).
         Default: on when the workers fill every core, as the parent would otherwise sit idle on a core
-        a worker needs (ML10 slots on this 2-core machine, 2 workers x 5 slots: 7,364 env steps/s
-        with it vs 6,271 without, 4,073 in one process; ``benchmarks/results/shm_variants-dev-2core.json``).
+        a worker needs (ML10 slots on this 2-core machine, 2 workers x 2 slots: 7,993 env steps/s
+        with it vs 6,639 without, 4,334 in one process, each with the 5 ms spin;
+        ``benchmarks/results/shm_variants-dev-2core-yield.json``).
         ``in_parent=False``: every block isolated in a worker, each restartable. ``start_method``:
         multiprocessing's, default :func:`default_start_method`; ``"fork"`` is refused."""
         methods = [m for m in mp.get_all_start_methods() if m != "fork"]

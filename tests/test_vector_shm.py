@@ -1,6 +1,7 @@
 """Shared-memory vector backend: same numbers as in-process, crash recovery, clean close."""
 
 import os
+import time
 from pathlib import Path
 
 import numpy as np
@@ -85,18 +86,44 @@ def test_spins_by_default_only_when_every_process_has_a_core(monkeypatch):
             envs.close()
 
 
-def test_a_spinning_wait_returns_as_soon_as_the_semaphore_is_posted():
+def test_a_spinning_wait_returns_as_soon_as_the_semaphore_is_posted(monkeypatch):
     import multiprocessing as mp
     import threading
 
+    from metarl import vector_shm
     from metarl.vector_shm import _acquire
 
+    yields = []
+    monkeypatch.setattr(vector_shm, "_yield", lambda: yields.append(1))
     sem = mp.get_context("spawn").Semaphore(0)
+    start = time.perf_counter()
     assert not _acquire(sem, spin_s=0.002, timeout=0.0)  # nothing posted: spins, then gives up
+    assert time.perf_counter() - start >= 0.002 and len(yields) > 1  # it spun the whole 2 ms, yielding between tries
+    yields.clear()
+    sem.release()
+    assert _acquire(sem, spin_s=10.0) and not sem.acquire(False) and not yields  # pre-posted: first try, one post
+    assert not _acquire(sem, spin_s=0.0, timeout=0.0) and not yields  # no spin: straight to the blocking wait
     threading.Timer(0.01, sem.release).start()
     assert _acquire(sem, spin_s=0.002, timeout=5.0)  # posted after the spin ran out: the blocking wait gets it
-    sem.release()
-    assert _acquire(sem, spin_s=10.0) and not sem.acquire(False)  # a spinning try takes one post, no more
+
+
+@pytest.mark.parametrize("files, expected", [
+    ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2, the container's view: 2 cores
+    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 cores of time: 2 processes can each make progress
+    ({"cpu.max": "max 100000\n"}, None),  # no quota
+    ({"sub/job/cpu.max": "300000 100000\n", "cpu.max": "max 100000\n"}, 3),  # v2, this process's own cgroup
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+    ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({}, None),  # no cgroup files at all (not Linux, or not mounted)
+])
+def test_cgroup_cpu_quota_caps_the_core_count(tmp_path, files, expected):
+    from metarl.vector_shm import _cgroup_cpus
+
+    for name, text in files.items():
+        (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
+        (tmp_path / name).write_text(text)
+    (tmp_path / "self").write_text("4:cpu,cpuacct:/\n0::/sub/job\n")
+    assert _cgroup_cpus(str(tmp_path), str(tmp_path / "self")) == expected
 
 
 class CrashingEnv(ScriptedEnv):

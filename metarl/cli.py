@@ -67,6 +67,16 @@ class _Parser(argparse.ArgumentParser):
         raise UsageError(f"{message} (see `{self.prog} --help`)")
 
 
+def _add_vector_flags(parser: argparse.ArgumentParser, default_note: str = "") -> None:
+    """--backend and --num-workers (train and eval)."""
+    parser.add_argument("--backend", default=None, choices=BACKENDS,
+                        help="vector env backend (auto: the family's batched env if it has one, else sync)"
+                             + (default_note or "; default auto"))
+    parser.add_argument("--num-workers", type=_positive("--num-workers", 8),
+                        help="worker processes of --backend shm (default: one per core, at most --num-envs)"
+                             + default_note)
+
+
 def _positive(flag: str, example: int):
     def parse(text: str) -> int:
         try:
@@ -94,10 +104,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
-    t.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="vector env backend (auto: the family's batched env if it has one, else sync)")
-    t.add_argument("--num-workers", type=_positive("--num-workers", 8),
-                   help="worker processes of --backend shm (default: one per core, at most --num-envs)")
+    _add_vector_flags(t)
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
     t.add_argument("--eval-every", type=int, help="held-out evaluation every N env steps (default 0: at the end)")
     t.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10),
@@ -121,10 +128,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=int, default=0, help="benchmark seed (with a benchmark name)")
     v.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots used for evaluation")
     v.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10), help="only the first K tasks per class")
-    v.add_argument("--backend", default="auto", choices=BACKENDS,
-                   help="vector env backend (auto: the family's batched env if it has one, else sync)")
-    v.add_argument("--num-workers", type=_positive("--num-workers", 8),
-                   help="worker processes of --backend shm (default: one per core, at most --num-envs)")
+    _add_vector_flags(v, " (default for a run directory: the run's)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
                    help="evaluation-episode actions (auto: the agent's choice; rl2 and maml sample)")
@@ -278,7 +282,7 @@ def _option_flags(args: argparse.Namespace) -> dict[str, dict]:
 
 def _run_config(args: argparse.Namespace) -> RunConfig:
     trainer = _trainer_config(
-        steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend,
+        steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend or "auto",
         num_workers=args.num_workers,
         max_seconds=_max_seconds(args),
         eval_every=max(0, args.eval_every or 0), final_eval=not args.no_final_eval,
@@ -355,10 +359,13 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
         ("--task", args.task is not None and args.task != cfg.task),
         ("--seed", args.seed is not None and args.seed != t.seed),
         ("--num-envs", args.num_envs is not None and args.num_envs != t.num_envs),
-        ("--backend", args.backend != "auto" and args.backend != t.backend),
+        ("--backend", args.backend is not None and args.backend != t.backend),
         ("--reward-version", args.reward_version is not None and args.reward_version != (cfg.reward_version or "v2")),
         ("--agent-opt", any(cfg.agent_options.get(k, object()) != v for k, v in agent_opts.items())),
         ("--env-opt", any(cfg.env_options.get(k, object()) != v for k, v in env_opts.items()))) if clash]
+    if args.num_workers is not None and not conflicts and t.backend != "shm":
+        raise UsageError(f"--num-workers sets the shm backend's worker processes; {args.out} was trained with backend "
+                         f"{t.backend!r}, which --resume keeps: drop --num-workers")
     if conflicts:
         raise UsageError(f"--resume continues {args.out} as saved in its config.json ({cfg.benchmark}"
                          f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
@@ -518,19 +525,24 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
-    if target.is_dir():
+    if target.is_dir():  # the run's backend and workers unless given
         cfg, bench, agent = _load_trained(target, args.device, options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
         threads = cfg.trainer.collect_threads
+        backend = args.backend or cfg.trainer.backend
+        workers = args.num_workers if args.num_workers or backend != cfg.trainer.backend else cfg.trainer.num_workers
+        check_num_workers(check_backend(bench.test, backend), workers)
     else:
         if args.agent is None:
             raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
                              "benchmark add --agent NAME (e.g. --agent random)")
         bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed)
+        backend, workers = args.backend or "auto", args.num_workers
+        check_num_workers(check_backend(bench.test, backend), workers)
         seed_everything(args.seed)
         agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
         seed, num_envs, threads = args.seed, args.num_envs or 10, TrainerConfig.collect_threads
-    envs = make_vector_env(bench.test, num_envs, args.backend, args.num_workers)
+    envs = make_vector_env(bench.test, num_envs, backend, workers)
     try:
         det = {"auto": None, "mean": True, "sampled": False}[args.actions]
         with torch_threads(threads):

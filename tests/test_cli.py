@@ -76,6 +76,33 @@ def test_existing_run_dir_needs_resume_or_force(tmp_path, capsys):
     assert max(int(r.split(",")[0]) for r in rows[1:]) >= 80
 
 
+def test_resume_refuses_workers_for_a_run_without_shm_workers(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--out", str(out)]) == 0
+    config = (out / "config.json").read_text()
+    capsys.readouterr()
+    assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume", "--num-workers", "2"]) == 2
+    err = capsys.readouterr().err
+    assert "trained with backend 'auto', which --resume keeps: drop --num-workers" in err and "\n" not in err.strip()
+    assert (out / "config.json").read_text() == config
+
+
+def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monkeypatch):
+    import metarl.cli as cli
+
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--backend", "shm",
+                 "--num-workers", "1", "--no-final-eval", "--out", str(out)]) == 0
+    made = []
+    real = cli.make_vector_env
+    monkeypatch.setattr(cli, "make_vector_env", lambda dist, n, backend, workers: made.append((backend, workers))
+                        or real(dist, n, "sync"))
+    for extra in ([], ["--num-workers", "2"], ["--backend", "sync"]):
+        assert main(["eval", str(out), "--eval-tasks", "1", "--json", *extra]) == 0
+    assert made == [("shm", 1), ("shm", 2), ("sync", None)]
+    assert main(["eval", str(out), "--backend", "sync", "--num-workers", "2"]) == 2  # workers need shm
+
+
 def test_resume_takes_a_new_time_limit(tmp_path):
     out = tmp_path / "run"
     base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--out", str(out), "--no-final-eval"]

@@ -12,11 +12,10 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import time
 from pathlib import Path
 
 import metarl
-from metarl.envs.bench import _ml10_slot_tasks, provenance, time_metarl_shm
+from metarl.envs.bench import provenance, time_metarl_vector
 from metarl.errors import UsageError, exit_code
 
 VARIANTS = {
@@ -28,19 +27,6 @@ VARIANTS = {
     "parent steps block 0, no spin (in_parent=True, spin_us=0)": {"spin_us": 0.0, "in_parent": True},
     "defaults": {},
 }
-
-
-def time_sync(bench, slots: int, episodes: int = 1) -> float:
-    envs = metarl.make_vector_env(bench.train, slots, "sync")
-    try:
-        envs.set_tasks(_ml10_slot_tasks(bench, slots))
-        learner = metarl.make_agent("random", bench).make_learner()
-        metarl.collect(envs, learner, episodes=1, seed=list(range(slots)))
-        start = time.perf_counter()
-        ro = metarl.collect(envs, learner, episodes=episodes)
-        return ro.num_steps / (time.perf_counter() - start)
-    finally:
-        envs.close()
 
 
 def main() -> None:
@@ -58,9 +44,10 @@ def main() -> None:
     bench = metarl.make_benchmark("ML10", seed=0)
     out = args.out or Path(__file__).resolve().parent / "results" / f"shm_variants-{args.tag}.json"
     rows: list[dict] = []
+    head = provenance(["python", *sys.argv])
 
     def write() -> None:  # after every configuration: a run cut short by a time limit keeps its rows
-        out.write_text(json.dumps({**provenance(["python", *sys.argv]), "rows": rows, "reward_function_version": "v2",
+        out.write_text(json.dumps({**head, "rows": rows, "reward_function_version": "v2",
                                    "actions": "uniform random, via metarl.collect"}, indent=2) + "\n")
 
     for spw in args.slots_per_worker:
@@ -70,8 +57,8 @@ def main() -> None:
             best = dict.fromkeys(variants, 0.0)
             for r in range(args.repeats):  # alternating: this VM's speed drifts within seconds
                 for name, opts in variants.items():
-                    sps = (time_sync(bench, w * spw, args.episodes) if opts is None
-                           else time_metarl_shm(bench, w, spw, args.episodes, opts)["steps_per_s"])
+                    sps = time_metarl_vector(bench, w, spw, args.episodes, opts,
+                                             "sync" if opts is None else "shm")["steps_per_s"]
                     best[name] = max(best[name], sps)
                     print(f"{w * spw:3d} slots  {w} workers  {name:62s} {sps:8,.0f}  (repeat {r + 1})", flush=True)
             for name, opts in variants.items():

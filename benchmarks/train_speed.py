@@ -19,35 +19,55 @@ import argparse
 import json
 import sys
 import time
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
-
-import torch
 
 import metarl
 from metarl.cli import parse_options
 from metarl.envs.bench import provenance
-from metarl.errors import exit_code
-from metarl.seeding import seed_everything
+from metarl.errors import UsageError, exit_code
 
 HERE = Path(__file__).resolve().parent
 TRAINER_KEYS = ("backend", "collect_threads", "num_workers")
 SHM_KEYS = ("spin_us",)  # the shm backend's default spin (metarl.vector_shm.DEFAULT_SPIN_US) for this variant
 
 
-def parse_variant(text: str) -> tuple[dict, dict]:
+def parse_variant(text: str) -> tuple[dict, dict, dict]:
     """``"backend=shm,spin_us=100,fast=False"`` -> (trainer settings, shm settings, family options)."""
     opts = parse_options([p for p in text.split(",") if p], "--variant", "backend=shm")
-    return ({k: v for k, v in opts.items() if k in TRAINER_KEYS}, {k: v for k, v in opts.items() if k in SHM_KEYS},
-            {k: v for k, v in opts.items() if k not in TRAINER_KEYS + SHM_KEYS})
+    trainer, shm = {k: v for k, v in opts.items() if k in TRAINER_KEYS}, {k: v for k, v in opts.items() if k in SHM_KEYS}
+    if shm and trainer.get("backend") != "shm":
+        raise UsageError(f"--variant {text!r}: {', '.join(shm)} applies to the shm backend only: add backend=shm")
+    return trainer, shm, {k: v for k, v in opts.items() if k not in TRAINER_KEYS + SHM_KEYS}
 
 
-def run_variant(args: argparse.Namespace, text: str) -> dict:
+def run_variant(args: argparse.Namespace, text: str, write: Callable[[dict], None]) -> dict:
+    """One variant's measurement; ``write(partial)`` is called after every measured iteration (a run cut
+    short by a time limit keeps what it measured)."""
     from metarl import vector_shm
 
     trainer_opts, shm_opts, env_opts = parse_variant(text)
     default_spin = vector_shm.DEFAULT_SPIN_US
     vector_shm.DEFAULT_SPIN_US = float(shm_opts.get("spin_us", default_spin))
+    try:
+        return _measure(args, text, trainer_opts, shm_opts, env_opts, write)
+    finally:
+        vector_shm.DEFAULT_SPIN_US = default_spin
+
+
+def _summary(text: str, trainer_opts: dict, shm_opts: dict, env_opts: dict, rows: list[dict]) -> dict:
+    steps = sum(r["steps"] for r in rows)
+    wall, upd = sum(r["seconds"] for r in rows), sum(r["update_seconds"] for r in rows)
+    return {"variant": text, "trainer": trainer_opts, "shm": shm_opts, "env_options": env_opts, "iterations": rows,
+            "steps_per_s": steps / max(wall, 1e-9), "collect_steps_per_s": steps / max(wall - upd, 1e-9),
+            "update_seconds_per_iteration": upd / max(len(rows), 1)}
+
+
+def _measure(args: argparse.Namespace, text: str, trainer_opts: dict, shm_opts: dict, env_opts: dict,
+             write: Callable[[dict], None]) -> dict:
+    from metarl.seeding import seed_everything  # imports torch: not at the top, which shm workers import too
+
     bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=args.seed, **{**args.env_options, **env_opts})
     seed_everything(args.seed)
     agent = metarl.make_agent(args.agent, bench, device=args.device, **args.agent_options)
@@ -65,7 +85,7 @@ def run_variant(args: argparse.Namespace, text: str) -> dict:
             update_s[0] += time.perf_counter() - start
 
     agent.meta_update = timed_update
-    rows = []
+    rows: list[dict] = []
     try:
         for i in range(args.iterations + 1):
             steps0, update_s[0] = trainer.state.env_steps, 0.0
@@ -73,16 +93,14 @@ def run_variant(args: argparse.Namespace, text: str) -> dict:
             trainer.iteration()
             wall = time.perf_counter() - start
             steps = trainer.state.env_steps - steps0
+            if not i and trainer.config.backend == "shm":  # the spin the workers actually use (0 when cores are short)
+                shm_opts = {**shm_opts, "actual_spin_us": round(trainer._envs.env.spin_s * 1e6, 3)}
             if i:  # iteration 0 warms up (worker start, first allocations)
                 rows.append({"steps": steps, "seconds": wall, "update_seconds": update_s[0]})
+                write(_summary(text, trainer_opts, shm_opts, env_opts, rows))
     finally:
         trainer.close()
-        vector_shm.DEFAULT_SPIN_US = default_spin
-    steps = sum(r["steps"] for r in rows)
-    wall, upd = sum(r["seconds"] for r in rows), sum(r["update_seconds"] for r in rows)
-    return {"variant": text, "trainer": trainer_opts, "shm": shm_opts, "env_options": env_opts, "iterations": rows,
-            "steps_per_s": steps / wall, "collect_steps_per_s": steps / max(wall - upd, 1e-9),
-            "update_seconds_per_iteration": upd / len(rows)}
+    return _summary(text, trainer_opts, shm_opts, env_opts, rows)
 
 
 def main() -> None:
@@ -104,19 +122,26 @@ def main() -> None:
     args = p.parse_args()
     args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
     args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
-    rows = []
     for text in args.variant:
-        rows.append(run_variant(args, text))
+        parse_variant(text)  # refuse a bad variant before measuring any
+    import torch
+
+    label = args.task or args.benchmark
+    out = args.out or HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
+    head = {**provenance(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs,
+            "device": args.device,
+            "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version}
+    rows: list[dict] = []
+
+    def write(partial: dict | None = None) -> None:
+        out.write_text(json.dumps({**head, "variants": rows + ([partial] if partial else [])}, indent=2) + "\n")
+
+    for text in args.variant:
+        rows.append(run_variant(args, text, write))
+        write()
         r = rows[-1]
         print(f"{text:40s} {r['steps_per_s']:8.0f} steps/s  collect {r['collect_steps_per_s']:8.0f} steps/s  "
               f"update {r['update_seconds_per_iteration']:6.2f} s/iteration", flush=True)
-    label = args.task or args.benchmark
-    out = args.out or HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps({
-        **provenance(["python", *sys.argv]),
-        "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs, "device": args.device,
-        "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version,
-        "variants": rows}, indent=2) + "\n")
     print(f"wrote {out}")
 
 

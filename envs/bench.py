@@ -47,14 +47,15 @@ def git_commit(where: Path | None = None) -> str:
     """``$METARL_GIT_COMMIT`` if set (hosts that get a copy without ``.git``), else ``git rev-parse HEAD``
     of the checkout holding ``where`` (default: this file's, i.e. metarl's own), with ``+dirty`` appended
     when tracked files outside ``benchmarks/results/`` differ from it (the numbers came from uncommitted
-    code), else ``"unknown"``."""
+    code) and ``+unknown`` when git can't tell; ``"unknown"`` outside a checkout. Read-only: git's
+    optional index refresh is off, so a benchmark never takes the index lock of a checkout in use."""
     if os.environ.get("METARL_GIT_COMMIT"):
         return os.environ["METARL_GIT_COMMIT"]
     cwd = where or Path(__file__).resolve().parent
 
     def git(*args: str) -> str | None:
         try:
-            proc = subprocess.run(["git", *args], cwd=cwd, capture_output=True, text=True, check=False)
+            proc = subprocess.run(["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True, text=True, check=False)
         except OSError:
             return None
         return proc.stdout.strip() if proc.returncode == 0 else None
@@ -65,7 +66,7 @@ def git_commit(where: Path | None = None) -> str:
     top = git("rev-parse", "--show-toplevel")
     changed = git("-C", top, "status", "--porcelain", "--untracked-files=no", "--", ".",
                   ":(exclude)benchmarks/results") if top else None
-    return f"{sha}+dirty" if changed else sha
+    return f"{sha}+unknown" if changed is None else f"{sha}+dirty" if changed else sha
 
 
 def cpu_model() -> str:
@@ -260,14 +261,18 @@ def time_upstream_async(bench: Any, workers: int, steps: int) -> dict[str, float
             "private_mb_per_slot": mem["private_mb"]}
 
 
-def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: int,
-                    shm_options: dict[str, Any] | None = None) -> dict[str, float]:
-    """metarl's shm backend: ``workers`` processes × ``slots_per_worker`` fast-env slots, via ``collect``
-    (``shm_options``: see :func:`metarl.make_vector_env`)."""
+def time_metarl_vector(bench: Any, workers: int, slots_per_worker: int, episodes: int,
+                       shm_options: dict[str, Any] | None = None, backend: str = "shm") -> dict[str, float]:
+    """metarl's ``shm`` backend (``workers`` processes × ``slots_per_worker`` fast-env slots; ``shm_options``:
+    see :func:`metarl.make_vector_env`), or ``backend="sync"``: the same slots in this process. Random actions
+    via ``collect``, ``episodes`` episodes per slot after a warm-up one. Returns steps/s, and for ``shm`` the
+    workers' RSS and private memory per slot (MB)."""
     import metarl
 
     slots = workers * slots_per_worker
-    envs = metarl.make_vector_env(bench.train, slots, "shm", num_workers=workers, shm_options=shm_options)
+    shm = backend == "shm"
+    envs = metarl.make_vector_env(bench.train, slots, backend, num_workers=workers if shm else None,
+                                  shm_options=shm_options)
     try:
         envs.set_tasks(_ml10_slot_tasks(bench, slots))
         learner = metarl.make_agent("random", bench).make_learner()
@@ -275,11 +280,12 @@ def time_metarl_shm(bench: Any, workers: int, slots_per_worker: int, episodes: i
         start = time.perf_counter()
         ro = metarl.collect(envs, learner, episodes=episodes)
         seconds = time.perf_counter() - start
-        mem = memory_per_process(envs.env.worker_processes)
+        mem = memory_per_process(envs.env.worker_processes) if shm else None
     finally:
         envs.close()
-    return {"slots": slots, "steps_per_s": ro.num_steps / seconds, "rss_mb_per_slot": mem["rss_mb"] / slots_per_worker,
-            "private_mb_per_slot": mem["private_mb"] / slots_per_worker}
+    return {"slots": slots, "steps_per_s": ro.num_steps / seconds,
+            **({"rss_mb_per_slot": mem["rss_mb"] / slots_per_worker,
+                "private_mb_per_slot": mem["private_mb"] / slots_per_worker} if mem else {})}
 
 
 def _independent_process(env_fn: Any, tasks: list[Any], seed: int, seconds: float, barrier: Any, results: Any) -> None:
@@ -377,7 +383,7 @@ def vector(bench: Any, max_workers: int, steps: int, episodes: int, slots_per_wo
     measure = {"independent": lambda w: time_independent(bench, w, slots_per_worker, independent_seconds),
                "upstream_async": lambda w: time_upstream_async(bench, w, steps),
                # at least ``steps`` slot-steps, like the upstream side: a 2-slot run of 2 episodes lasts ~0.3 s
-               "metarl_shm": lambda w: time_metarl_shm(
+               "metarl_shm": lambda w: time_metarl_vector(
                    bench, w, slots_per_worker, max(episodes, -(-steps // (w * slots_per_worker * bench.train.horizon))))}
     rows = []
     for w in worker_counts or _worker_counts(max_workers):

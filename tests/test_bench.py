@@ -46,7 +46,7 @@ def test_results_name_their_commit_and_say_when_the_code_was_uncommitted(tmp_pat
     monkeypatch.delenv("METARL_GIT_COMMIT", raising=False)
 
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", *args], cwd=tmp_path, check=True,
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args], cwd=tmp_path, check=True,
                        capture_output=True)
 
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)

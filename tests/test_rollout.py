@@ -1,3 +1,4 @@
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -120,7 +121,7 @@ class _SeededEnv(ScriptedEnv):
     starts a new trial (episode count from 0)."""
 
     def reset(self, *, seed=None, options=None):
-        ScriptedEnv.__bases__[0].reset(self, seed=seed)  # gymnasium.Env: seeds self.np_random
+        gym.Env.reset(self, seed=seed)  # seeds self.np_random
         if seed is not None:
             self.episode = -1
         self.offset = float(self.np_random.uniform())

@@ -21,6 +21,7 @@ import numpy as np
 
 from metarl.learner import Learner
 from metarl.rollout import collect
+from metarl.seeding import torch_rng_seeded
 from metarl.tasks import TaskDistribution, interleave
 from metarl.types import Rollout, Task
 
@@ -72,7 +73,15 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
     worker holding one slow class would pace every step); task ``p`` of the evaluation list resets with
     seed ``seed + p`` whichever batch and slot it lands in. A final partial batch is padded by repeating
     its last task; padded slots are ignored. ``per_goal`` lists the tasks in evaluation-list order.
+    Torch's generators are seeded with ``seed`` for the evaluation and restored afterwards, so sampled
+    actions depend on the seed and the weights alone (``metarl eval RUN_DIR`` repeats training's final
+    evaluation exactly), and evaluating mid-training leaves training's random stream untouched.
     """
+    with torch_rng_seeded(seed):
+        return _evaluate(dist, learner, envs, config, seed)
+
+
+def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig, seed: int) -> EvalResult:
     tasks = _select(dist.evaluation_tasks(), config.max_tasks_per_class)
     config = replace(config, deterministic=eval_deterministic(learner, config))
     n = envs.num_envs

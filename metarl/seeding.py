@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import random
+from collections.abc import Iterator
 
 import numpy as np
 import torch
@@ -17,6 +19,19 @@ def seed_everything(seed: int) -> np.random.Generator:
     random.seed(seed)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
+
+
+@contextlib.contextmanager
+def torch_rng_seeded(seed: int) -> Iterator[None]:
+    """Run the block with torch's global generators seeded with ``seed``, then restore their state.
+
+    For side computations that draw from torch (held-out evaluation): their draws then depend on
+    ``seed`` alone, not on what ran before, and the caller's stream (training) continues as if the block
+    had not run. CUDA generators are forked where CUDA is in use (initialised)."""
+    cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
+    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+        torch.manual_seed(seed)
+        yield
 
 
 def rng_state(rng: np.random.Generator) -> dict:

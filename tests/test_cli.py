@@ -103,6 +103,16 @@ def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monke
     assert main(["eval", str(out), "--backend", "sync", "--num-workers", "2"]) == 2  # workers need shm
 
 
+def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):
+    out = tmp_path / "run"
+    # random actions while adapting: the pre-adaptation numbers hang on torch's draws
+    assert main(["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--eval-tasks", "2",
+                 "--out", str(out)]) == 0
+    assert main(["eval", str(out), "--eval-tasks", "2"]) == 0
+    final, again = (json.loads((out / name).read_text()) for name in ("eval.json", "eval-first2.json"))
+    assert final["per_goal"] == again["per_goal"] and len({g["pre_return"] for g in final["per_goal"]}) > 1
+
+
 def test_resume_takes_a_new_time_limit(tmp_path):
     out = tmp_path / "run"
     base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--out", str(out), "--no-final-eval"]

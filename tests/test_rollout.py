@@ -103,6 +103,31 @@ def test_evaluator_asks_the_learner_whether_evaluation_is_deterministic():
         assert learner.flags == [False, False, expected, expected]
 
 
+def test_evaluation_draws_depend_on_its_seed_alone_and_leave_the_callers_stream_alone():
+    import metarl
+
+    bench = metarl.make_benchmark("Toy", num_tasks=6, horizon=10, seed=0)
+    learner = metarl.make_agent("random", bench).make_learner()  # samples while adapting, from torch
+    envs = make_vector_env(bench.test, 2)
+    config = metarl.EvalConfig(adapt_episodes=2, eval_episodes=1)
+    try:
+        def pre_returns(torch_seed, seed):
+            torch.manual_seed(torch_seed)
+            result = metarl.evaluate(bench.test, learner, envs, config, seed)
+            return [g["pre_return"] for g in result.per_goal], torch.rand(4)
+
+        a, after_a = pre_returns(1, 0)
+        b, after_b = pre_returns(2, 0)  # a different torch state before: the same evaluation
+        c, _ = pre_returns(1, 1)
+        torch.manual_seed(1)
+        untouched = torch.rand(4)
+    finally:
+        envs.close()
+    assert a == b
+    assert a != c  # the draws do matter: another evaluation seed, other returns
+    assert torch.equal(after_a, untouched) and not torch.equal(after_b, untouched)  # the caller's stream continues
+
+
 def test_torch_threads_sets_and_restores_the_count_even_on_error():
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2

@@ -16,12 +16,12 @@ SMALL = {"zero-shot": {"epochs": 2, "minibatch_size": 8},
                    "learning_starts": 0, "updates_per_step": 0.1}}
 
 
-def _run(tmp_path, steps, resume_from=None, seed=3, agent="zero-shot"):
+def _run(tmp_path, steps, resume_from=None, seed=3, agent="zero-shot", eval_every=0):
     bench = metarl.make_benchmark("Toy", seed=seed, num_tasks=6, horizon=5)
     torch.manual_seed(seed)
     algo = metarl.make_agent(agent, bench, **SMALL.get(agent, {}))
     cfg = metarl.TrainerConfig(steps=steps, num_envs=2, seed=seed, final_eval=True, checkpoint_every=1,
-                               progress=False)
+                               progress=False, eval_every=eval_every)
     logger = Logger([CSVWriter(tmp_path / "progress.csv")])
     trainer = metarl.Trainer(bench, algo, cfg, run_dir=tmp_path, logger=logger)
     if resume_from is not None:
@@ -43,6 +43,16 @@ def test_same_seed_same_metrics_and_parameters(tmp_path, agent):
     b, rb = _run(tmp_path / "b", 40, agent=agent)
     strip = lambda rows: [r for r in rows if not r[1].startswith("time/")]  # noqa: E731
     assert strip(_metrics(tmp_path / "a/progress.csv")) == strip(_metrics(tmp_path / "b/progress.csv"))
+    for pa, pb in zip(state_tensors(a), state_tensors(b), strict=True):
+        assert torch.equal(pa, pb)
+    assert ra.per_goal == rb.per_goal
+
+
+def test_evaluating_during_training_does_not_change_training(tmp_path):
+    (tmp_path / "a").mkdir(), (tmp_path / "b").mkdir()
+    a, ra = _run(tmp_path / "a", 40)
+    b, rb = _run(tmp_path / "b", 40, eval_every=10)  # held-out evaluations, sampling actions, in between
+    assert any(key.startswith("eval/") and int(step) < 40 for step, key, _ in _metrics(tmp_path / "b/progress.csv"))
     for pa, pb in zip(state_tensors(a), state_tensors(b), strict=True):
         assert torch.equal(pa, pb)
     assert ra.per_goal == rb.per_goal

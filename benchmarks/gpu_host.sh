@@ -9,7 +9,8 @@
 set -uo pipefail
 OUT=${OUT:-/tmp/out}; mkdir -p "$OUT"
 REPO=$PWD
-limit() { local left=$(( ${BUDGET:-570} - SECONDS )); echo $(( left < $1 ? left : $1 )); }  # seconds for a step
+limit() { local left=$(( ${BUDGET:-570} - SECONDS )); left=$(( left < 1 ? 1 : left ))  # timeout 0 = no limit
+          echo $(( left < $1 ? left : $1 )); }  # seconds for a step
 skip() { [ "$(limit $1)" -lt 30 ] && echo "skipped (budget): $2" | tee -a "$OUT/log.txt"; }
 python3 -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target /tmp/site .whl/*.whl || exit 1
 export PYTHONPATH=/tmp/site PYTHONUNBUFFERED=1  # no MUJOCO_GL: nothing renders, and egl would need PyOpenGL

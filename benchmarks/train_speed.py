@@ -133,9 +133,12 @@ def main() -> None:
             "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version}
     rows: list[dict] = []
 
-    def write(partial: dict | None = None) -> None:
-        out.write_text(json.dumps({**head, "variants": rows + ([partial] if partial else [])}, indent=2) + "\n")
+    def write(partial: dict | None = None) -> None:  # atomic: a time limit never leaves half a file
+        tmp = out.with_name(out.name + ".tmp")
+        tmp.write_text(json.dumps({**head, "variants": rows + ([partial] if partial else [])}, indent=2) + "\n")
+        tmp.replace(out)
 
+    write()  # provenance first: a run killed in its warm-up still says what it was
     for text in args.variant:
         rows.append(run_variant(args, text, write))
         write()

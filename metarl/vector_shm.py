@@ -70,12 +70,12 @@ def _post(pipe: Any, msg: tuple) -> None:
         pipe.send(msg)
 
 
-def _cgroup_cpus(root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> int | None:
-    """Whole cores' worth of CPU time a cgroup quota grants this process (rounded up), or None without a
-    quota: cgroup v2's ``cpu.max`` (``"200000 100000"``: 2 cores; ``"max 100000"``: none), else v1's
-    ``cpu.cfs_quota_us`` / ``cpu.cfs_period_us`` (quota -1: none), in this process's own cgroup (from
-    ``self_cgroup``) or at the root (a container's view). Containers (Docker ``--cpus``, Kubernetes CPU
-    limits) set it while the affinity still lists every core of the host."""
+def _cgroup_cpus(root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cgroup") -> float | None:
+    """CPUs' worth of time the cgroup quotas grant this process (the smallest limit on its cgroup, its
+    ancestors and the root, which is a container's own view), or None without a quota. cgroup v2:
+    ``cpu.max`` (``"200000 100000"``: 2 CPUs; ``"max 100000"``: no limit); v1: ``cpu.cfs_quota_us`` /
+    ``cpu.cfs_period_us`` under ``cpu/`` (quota -1: no limit). Containers (Docker ``--cpus``, Kubernetes
+    CPU limits) and systemd's ``CPUQuota`` set it while the affinity still lists every core of the host."""
     def read(*parts: str) -> list[str] | None:
         try:
             with open(os.path.join(root, *[q.strip("/") for q in parts if q.strip("/")])) as f:
@@ -89,30 +89,32 @@ def _cgroup_cpus(root: str = "/sys/fs/cgroup", self_cgroup: str = "/proc/self/cg
             _, controllers, path = line.rstrip("\n").split(":", 2)
             for c in controllers.split(",") if controllers else [""]:
                 own[c] = path
-    try:
-        for path in dict.fromkeys([own.get("", ""), ""]):
-            if (v2 := read(path, "cpu.max")) is not None:
-                quota, period = v2[0], v2[1] if len(v2) > 1 else "100000"
-                break
-        else:
-            for path in dict.fromkeys([own.get("cpu", ""), ""]):
-                if (q := read("cpu", path, "cpu.cfs_quota_us")) is not None:
-                    quota, period = q[0], (read("cpu", path, "cpu.cfs_period_us") or ["100000"])[0]
-                    break
-            else:
-                return None
-        if quota in ("max", "-1") or int(period) <= 0 or int(quota) <= 0:
-            return None
-        return max(1, -(-int(quota) // int(period)))
-    except (IndexError, ValueError):
-        return None
+
+    def lineage(path: str) -> list[str]:  # "/a/b" -> ["/a/b", "/a", ""]
+        parts = [q for q in path.split("/") if q]
+        return ["/".join(parts[:i]) for i in range(len(parts), -1, -1)]
+
+    limits = []
+    for path in lineage(own.get("", "")):  # v2
+        if (v2 := read(path, "cpu.max")) and v2[0] != "max":
+            limits.append((v2[0], v2[1] if len(v2) > 1 else "100000"))
+    for path in lineage(own.get("cpu", "")):  # v1
+        if (q := read("cpu", path, "cpu.cfs_quota_us")) and q[0] != "-1":
+            limits.append((q[0], (read("cpu", path, "cpu.cfs_period_us") or ["100000"])[0]))
+    cpus = []
+    for quota, period in limits:
+        with contextlib.suppress(ValueError):
+            if int(quota) > 0 and int(period) > 0:
+                cpus.append(int(quota) / int(period))
+    return min(cpus) if cpus else None
 
 
 def _cores() -> int:
-    """Cores this process may run on: its affinity (cpusets), capped by a cgroup CPU quota (Linux)."""
+    """Cores this process may run on: its affinity (cpusets), capped by a cgroup CPU quota rounded down
+    (Linux; at least 1): with 1.5 CPUs of quota, two busy processes would exhaust it and be throttled."""
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = _cgroup_cpus() if sys.platform.startswith("linux") else None
-    return min(n, quota) if quota else n
+    return n if quota is None else max(1, min(n, int(quota)))
 
 
 def default_start_method() -> str:
@@ -236,7 +238,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         (``num_workers - 1`` processes; no wake-up for that block; its errors raise here, unrestarted).
         Default: on when the workers fill every core, as the parent would otherwise sit idle on a core
         a worker needs (ML10 slots on this 2-core machine, 2 workers x 2 slots: 7,993 env steps/s
-        with it vs 6,639 without, 4,334 in one process, each with the 5 ms spin;
+        with it vs 6,639 without (both with the 5 ms spin), 4,334 in one process;
         ``benchmarks/results/shm_variants-dev-2core-yield.json``).
         ``in_parent=False``: every block isolated in a worker, each restartable. ``start_method``:
         multiprocessing's, default :func:`default_start_method`; ``"fork"`` is refused."""

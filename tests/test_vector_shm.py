@@ -108,22 +108,38 @@ def test_a_spinning_wait_returns_as_soon_as_the_semaphore_is_posted(monkeypatch)
 
 
 @pytest.mark.parametrize("files, expected", [
-    ({"cpu.max": "200000 100000\n"}, 2),  # cgroup v2, the container's view: 2 cores
-    ({"cpu.max": "150000 100000\n"}, 2),  # 1.5 cores of time: 2 processes can each make progress
+    ({"cpu.max": "200000 100000\n"}, 2.0),  # cgroup v2, the container's view: 2 CPUs
+    ({"cpu.max": "150000 100000\n"}, 1.5),
     ({"cpu.max": "max 100000\n"}, None),  # no quota
-    ({"sub/job/cpu.max": "300000 100000\n", "cpu.max": "max 100000\n"}, 3),  # v2, this process's own cgroup
-    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4),  # cgroup v1
+    ({"sub/job/cpu.max": "300000 100000\n", "cpu.max": "max 100000\n"}, 3.0),  # v2, this process's own cgroup
+    ({"sub/job/cpu.max": "max 100000\n", "cpu.max": "200000 100000\n"}, 2.0),  # no limit of its own, the root's
+    ({"sub/cpu.max": "200000 100000\n", "sub/job/cpu.max": "max 100000\n"}, 2.0),  # a parent's (pod, slice)
+    ({"sub/job/cpu.max": "800000 100000\n", "cpu.max": "200000 100000\n"}, 2.0),  # the smallest limit wins
+    ({"cpu/cpu.cfs_quota_us": "400000\n", "cpu/cpu.cfs_period_us": "100000\n"}, 4.0),  # cgroup v1
     ({"cpu/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_period_us": "100000\n"}, None),
+    ({"cpu/v1job/cpu.cfs_quota_us": "-1\n", "cpu/cpu.cfs_quota_us": "200000\n"}, 2.0),  # v1, own path, root's limit
+    ({"cpu/v1job/cpu.cfs_quota_us": "50000\n", "cpu/v1job/cpu.cfs_period_us": "100000\n"}, 0.5),
     ({}, None),  # no cgroup files at all (not Linux, or not mounted)
 ])
-def test_cgroup_cpu_quota_caps_the_core_count(tmp_path, files, expected):
+def test_cgroup_cpu_quota_is_the_smallest_limit_over_the_cgroup_and_its_ancestors(tmp_path, files, expected):
     from metarl.vector_shm import _cgroup_cpus
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
         (tmp_path / name).write_text(text)
-    (tmp_path / "self").write_text("4:cpu,cpuacct:/\n0::/sub/job\n")
+    (tmp_path / "self").write_text("4:cpu,cpuacct:/v1job\n0::/sub/job\n")
     assert _cgroup_cpus(str(tmp_path), str(tmp_path / "self")) == expected
+
+
+@pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="affinity: Linux")
+@pytest.mark.parametrize("quota, expected", [(None, 8), (2.0, 2), (1.5, 1), (0.5, 1), (64.0, 8)])
+def test_a_cgroup_quota_caps_the_core_count_rounded_down(monkeypatch, quota, expected):
+    from metarl import vector_shm
+
+    monkeypatch.setattr(vector_shm.os, "sched_getaffinity", lambda pid: set(range(8)))
+    monkeypatch.setattr(vector_shm, "_cgroup_cpus", lambda: quota)
+    monkeypatch.setattr(vector_shm.sys, "platform", "linux")
+    assert vector_shm._cores() == expected
 
 
 class CrashingEnv(ScriptedEnv):

@@ -570,8 +570,9 @@ def _print_table(result: EvalResult, bench: Benchmark, seed: int) -> None:
 
     table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, seed {seed}, "
                   f"{result.eval_actions} actions after adaptation")
-    for col in ("task", "tasks", "success (post)", "success (pre)", "return (post)", "return (pre)"):
-        table.add_column(col, justify="left" if col == "task" else "right")
+    table.add_column("task", no_wrap=True, min_width=max(map(len, result.per_task), default=4))  # never cut
+    for col in ("tasks", "success (post)", "success (pre)", "return (post)", "return (pre)"):
+        table.add_column(col, justify="right")
     for name, row in result.per_task.items():
         table.add_row(name, str(row["num_tasks"]), f"{row['success_rate']:.1%}", f"{row['pre_success_rate']:.1%}",
                       f"{row['return']:.1f}", f"{row['pre_return']:.1f}")

@@ -269,3 +269,17 @@ def test_runs_are_evaluated_and_resumed_with_the_options_they_were_trained_with(
     assert agent.cfg.inner_steps == 2 and list(agent.cfg.hidden) == [8]  # explicit options win
     assert main(["train", "ToySides", "--agent", "maml", "--out", str(out), "--resume", "--steps", "400"]) == 0
     assert checkpoint.load(path)["algorithm"]["config"]["inner_steps"] == 3  # resumed as trained
+
+
+def test_result_table_never_cuts_task_names(capsys):
+    from types import SimpleNamespace
+
+    from metarl.cli import _print_table
+
+    names = ["door-close-v3", "drawer-open-v3", "peg-insert-side-v3", "pick-place-wall-v3", "sweep-into-v3"]
+    row = {"num_tasks": 40, "success_rate": 0.5, "pre_success_rate": 0.25, "return": 1234.5, "pre_return": 987.6}
+    result = SimpleNamespace(per_task=dict.fromkeys(names, row), success_rate=0.5, pre_success_rate=0.25,
+                             mean_return=1234.5, pre_return=987.6, eval_actions="mean")
+    _print_table(result, SimpleNamespace(label="ML45", reward_version="v2"), 0)  # 80 columns: not a terminal
+    out = capsys.readouterr().out
+    assert all(name in out for name in names) and "…" not in out

@@ -55,7 +55,8 @@ def git_commit(where: Path | None = None) -> str:
 
     def git(*args: str) -> str | None:
         try:
-            proc = subprocess.run(["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True, text=True, check=False)
+            proc = subprocess.run(["git", "--no-optional-locks", *args], cwd=cwd, capture_output=True, text=True,
+                                  check=False)
         except OSError:
             return None
         return proc.stdout.strip() if proc.returncode == 0 else None

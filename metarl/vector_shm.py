@@ -129,10 +129,10 @@ DEFAULT_SPIN_US = 5000.0
 
 The waits it covers are the parent's time between two steps (policy, ``collect``: ~150-200 µs measured on
 2 cores with a random policy; more with a network) and a block's step (``K`` slots x ~0.2-0.4 ms); past
-~5 ms a wake-up (tens of µs) costs under 2%. Measured on
-2 cores (ML10 slots, ``benchmarks/results/shm_variants-dev-2core-yield.json``): one worker x 2 slots
-steps 26% faster than with the 100 µs spin used before, which ran out while the worker waited for the
-parent, so every step paid a wake-up."""
+~5 ms a wake-up (tens of µs) costs under 2%. Measured on 2 cores (ML10 slots,
+``benchmarks/results/shm_variants-dev-2core-yield.json``): one worker x 2 slots steps 26% faster than
+with the 100 µs spin used before, which ran out while the worker waited for the parent, so every step
+paid a wake-up."""
 
 _yield = getattr(os, "sched_yield", None) or (lambda: time.sleep(0))
 

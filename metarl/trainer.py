@@ -120,6 +120,8 @@ class Trainer:
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any."""
         cfg = self.config
+        if cfg.eval_every:  # the next multiple of eval_every: a resumed run may have changed it (or had none)
+            self.state.next_eval = self._next_eval()
         try:
             with _progress(cfg) as bar:
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps)
@@ -133,7 +135,7 @@ class Trainer:
                     metrics["time/elapsed_s"] = self.state.elapsed
                     metrics["train/iteration"] = self.state.iteration
                     if cfg.eval_every and self.state.env_steps >= self.state.next_eval:
-                        self.state.next_eval += cfg.eval_every
+                        self.state.next_eval = self._next_eval()  # one evaluation, however far it went past
                         metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
                     self.logger.log(self.state.env_steps, metrics)
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps))
@@ -149,6 +151,9 @@ class Trainer:
             if self.run_dir is not None:
                 write_eval_json(self.run_dir / "eval.json", result, self.benchmark, cfg.seed)
         return result
+
+    def _next_eval(self) -> int:
+        return (self.state.env_steps // self.config.eval_every + 1) * self.config.eval_every
 
     def _out_of_time(self) -> bool:
         return self.config.max_seconds is not None and self.state.elapsed >= self.config.max_seconds

@@ -58,6 +58,20 @@ def test_evaluating_during_training_does_not_change_training(tmp_path):
     assert ra.per_goal == rb.per_goal
 
 
+def test_periodic_evaluation_runs_once_per_interval_crossed_even_after_a_resume():
+    from types import SimpleNamespace
+
+    bench = metarl.make_benchmark("Toy", seed=0, num_tasks=6, horizon=5)
+    algo = metarl.make_agent("zero-shot", bench, episodes=1, **SMALL["zero-shot"])  # 2 slots x 5 steps a batch
+    cfg = metarl.TrainerConfig(steps=150, num_envs=2, seed=0, final_eval=False, progress=False, eval_every=25)
+    trainer = metarl.Trainer(bench, algo, cfg)
+    trainer.state.env_steps, trainer.state.next_eval = 100, 0  # as resumed from a run trained without eval_every
+    at = []
+    trainer.evaluate = lambda config: at.append(trainer.state.env_steps) or SimpleNamespace(metrics=dict)
+    trainer.train()
+    assert at == [130, 150]  # past 125 and 150; not one evaluation per batch until a counter caught up
+
+
 @pytest.mark.parametrize("agent", ["zero-shot", "pearl"])
 def test_resume_equals_uninterrupted(tmp_path, agent):
     # PEARL: fails if the checkpoint drops the replay (checkpoint_replay=False).

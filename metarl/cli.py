@@ -77,14 +77,16 @@ def _add_vector_flags(parser: argparse.ArgumentParser, default_note: str = "") -
                              + default_note)
 
 
-def _positive(flag: str, example: int):
+def _positive(flag: str, example: int, minimum: int = 1):
+    """argparse type: a whole number >= ``minimum`` (``_`` separators allowed), else a usage error."""
     def parse(text: str) -> int:
         try:
             value = int(text.replace("_", ""))
         except ValueError:
             raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give e.g. {flag} {example}") from None
-        if value <= 0:
-            raise argparse.ArgumentTypeError(f"must be positive, got {value}: give e.g. {flag} {example}")
+        if value < minimum:
+            what = "positive" if minimum == 1 else f">= {minimum}"
+            raise argparse.ArgumentTypeError(f"must be {what}, got {value}: give e.g. {flag} {example}")
         return value
     return parse
 
@@ -106,7 +108,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     _add_vector_flags(t)
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
-    t.add_argument("--eval-every", type=int, help="held-out evaluation every N env steps (default 0: at the end)")
+    t.add_argument("--eval-every", type=_positive("--eval-every", 50000, minimum=0), help="held-out evaluation every N env steps (default 0: at the end)")
     t.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10),
                    help="final evaluation on only the first K tasks per class (default: official set)")
     t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every", 10), help="iterations (default 10)")
@@ -285,7 +287,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
         steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend or "auto",
         num_workers=args.num_workers,
         max_seconds=_max_seconds(args),
-        eval_every=max(0, args.eval_every or 0), final_eval=not args.no_final_eval,
+        eval_every=args.eval_every or 0, final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every or 10,
         progress=sys.stderr.isatty(),
     )
@@ -371,7 +373,7 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
                          f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
                          "differ: drop them, or start a new run with --force")
     new = {"steps": args.steps, "max_seconds": _max_seconds(args),
-           "eval_every": None if args.eval_every is None else max(0, args.eval_every),
+           "eval_every": args.eval_every,
            "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every,
            "num_workers": args.num_workers}
     new = {k: v for k, v in new.items() if v is not None}
@@ -388,6 +390,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl.trainer import Trainer
 
     if args.resume:
+        if args.force:
+            raise UsageError("--resume continues a run and --force replaces it: give one of them")
         if args.out is None:
             raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
         cfg = _load_run_config(args.out)
@@ -512,7 +516,10 @@ def cmd_render(args: argparse.Namespace) -> int:
         pre, post = run_trial(envs, agent.make_learner(), EvalConfig(), seed=[cfg.trainer.seed + args.task])
     finally:
         envs.close()
-    renderer(pre, post, tasks[args.task], out, title=f"{cfg.agent} on {bench.label}, held-out {tasks[args.task].id}")
+    try:
+        renderer(pre, post, tasks[args.task], out, title=f"{cfg.agent} on {bench.label}, held-out {tasks[args.task].id}")
+    except OSError as e:
+        raise UsageError(f"cannot write --out {out} ({e.strerror or e}): choose a writable path") from None
     print(f"wrote {out}")
     return 0
 

@@ -1,4 +1,5 @@
 import json
+import os
 import subprocess
 import sys
 
@@ -34,6 +35,8 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--num-workers", "2"], "add --backend shm"),
     (["train", "Toy", "--agent", "random", "--backend", "shm", "--num-workers", "0"], "must be positive"),
     (["eval", "Toy", "--agent", "random", "--num-workers", "2"], "add --backend shm"),
+    (["train", "Toy", "--agent", "random", "--eval-every", "-1"], "must be >= 0"),
+    (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
 ]
 
 
@@ -204,6 +207,9 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
     assert main(["render", str(out), "--out", str(tmp_path / "strip.txt")]) == 2
     assert "ending in .png" in capsys.readouterr().err
+    if os.path.isdir("/proc/self"):  # a folder that passes the access check but takes no new file
+        assert main(["render", str(out), "--out", "/proc/strip.png"]) == 2
+        assert "cannot write --out /proc/strip.png" in capsys.readouterr().err
     assert main(["train", "Driving", "--agent", "zero-shot", "--out", str(out), "--resume", "--env-opt", "horizon=30"]) == 2
     assert "--env-opt differ" in capsys.readouterr().err
     for clash, flag in ((["--agent", "rl2"], "--agent"), (["--seed", "5"], "--seed"), (["--num-envs", "8"], "--num-envs")):

@@ -40,7 +40,8 @@ __version__ = "0.1.0"
 
 # Names that need torch, imported on first use (PEP 562).
 _LAZY = {"EvalConfig": "metarl.evaluator", "EvalResult": "metarl.evaluator", "evaluate": "metarl.evaluator",
-         "collect": "metarl.rollout", "Trainer": "metarl.trainer", "TrainerConfig": "metarl.trainer"}
+         "collect": "metarl.rollout", "Trainer": "metarl.trainer", "TrainerConfig": "metarl.trainer",
+         "seed_everything": "metarl.seeding"}
 
 
 def __getattr__(name: str) -> Any:

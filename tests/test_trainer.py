@@ -58,6 +58,20 @@ def test_evaluating_during_training_does_not_change_training(tmp_path):
     assert ra.per_goal == rb.per_goal
 
 
+def test_python_api_seeded_as_the_readme_says_repeats_exactly():
+    runs = []
+    for _ in range(2):
+        torch.rand(3)  # whatever ran before
+        bench = metarl.make_benchmark("Toy", seed=0, num_tasks=6, horizon=5)
+        metarl.seed_everything(0)
+        agent = metarl.make_agent("zero-shot", bench, **SMALL["zero-shot"])
+        metarl.Trainer(bench, agent, metarl.TrainerConfig(steps=40, num_envs=2, seed=0, final_eval=False,
+                                                          progress=False)).train()
+        runs.append(state_tensors(agent))
+    for pa, pb in zip(*runs, strict=True):
+        assert torch.equal(pa, pb)
+
+
 def test_periodic_evaluation_runs_once_per_interval_crossed_even_after_a_resume():
     from types import SimpleNamespace
 

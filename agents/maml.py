@@ -316,8 +316,6 @@ class MAML:
         self.cfg = cfg = config_from_options(MAMLConfig, options, "maml agent")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes = self.post_episodes = cfg.episodes
-        if not (cfg.action_scale > 0 and math.isfinite(cfg.action_scale)):
-            raise UsageError(f"maml agent: action_scale must be a positive number (e.g. 10), got {cfg.action_scale!r}")
         self.policy = GaussianMLP(spec.obs_dim, spec.act_dim, cfg.hidden, cfg.init_log_std,
                                   cfg.action_scale).to(self.device)
         # Meta-SGD step sizes, aligned with policy.named_parameters(); None: the scalar inner_lr.

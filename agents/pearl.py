@@ -220,11 +220,8 @@ class PEARL:
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
         self.cfg = cfg = config_from_options(PEARLConfig, options, "pearl agent")
-        for name in ("latent", "meta_batch", "batch_size", "context_size", "buffer_per_task", "adapt_episodes"):
-            if int(getattr(cfg, name)) < 1:
-                raise UsageError(f"pearl agent: {name} must be at least 1, got {getattr(cfg, name)!r}")
-        if not (cfg.updates_per_step >= 0 and 0 < cfg.tau <= 1 and cfg.post_episodes >= 0):
-            raise UsageError("pearl agent: needs updates_per_step >= 0, 0 < tau <= 1 and post_episodes >= 0")
+        if cfg.tau == 0:  # counts and rates are checked by config_from_options; tau in [0, 1] there
+            raise UsageError("pearl agent: option tau=0 would never update the target networks: use 0 < tau <= 1")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes, self.post_episodes = cfg.adapt_episodes, cfg.post_episodes
         obs_dim, act_dim, latent = spec.obs_dim, spec.act_dim, cfg.latent

@@ -2,19 +2,74 @@
 
 from __future__ import annotations
 
-from dataclasses import asdict, fields, is_dataclass
+import math
+from dataclasses import MISSING, asdict, fields, is_dataclass
 from typing import Any, TypeVar
+
+from metarl.errors import UsageError
 
 C = TypeVar("C")
 
+# Ranges of the option names the agents share; a name not listed here has no range check.
+_POSITIVE = {"lr", "outer_lr", "clip", "epochs", "minibatch_size", "episodes", "bptt_len", "minibatch_chunks",
+             "trial_episodes", "adapt_episodes", "hidden", "encoder_hidden", "latent", "meta_batch", "batch_size", "context_size",
+             "buffer_per_task", "reward_scale", "max_kl", "cg_iters", "outer_epochs", "action_scale", "init_alpha",
+             "max_grad_norm"}
+_NON_NEGATIVE = {"ent_coef", "vf_coef", "inner_lr", "inner_steps", "learning_starts", "updates_per_step",
+                 "cg_damping", "baseline_reg", "max_backtracks", "kl_weight", "post_episodes"}
+_UNIT = {"gamma", "lam", "tau", "backtrack_ratio"}  # in [0, 1]
+
 
 def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
-    """``cls(**options)``, rejecting unknown keys with a TypeError that lists the known ones."""
-    known = {f.name for f in fields(cls)}
-    unknown = sorted(set(options) - known)
+    """``cls(**options)``: unknown keys are a TypeError that lists the known ones; a value of the wrong
+    kind for its default (text for a number, a float for a count, ...) or out of its range (a negative
+    learning rate, zero epochs, a discount above 1) is a :class:`UsageError` naming the option."""
+    known = {f.name: f for f in fields(cls)}
+    unknown = sorted(set(options) - set(known))
     if unknown:
         raise TypeError(f"{owner}: unknown options {unknown}; known: {sorted(known)}")
+    for name, value in options.items():
+        f = known[name]
+        default = f.default if f.default is not MISSING else (
+            f.default_factory() if f.default_factory is not MISSING else None)
+        _check_option(owner, name, value, default)
     return cls(**options)
+
+
+def _check_option(owner: str, name: str, value: Any, default: Any) -> None:
+    def bad(what: str) -> UsageError:
+        return UsageError(f"{owner}: option {name}={value!r} {what} (default {default!r})")
+
+    is_int = isinstance(value, int) and not isinstance(value, bool)
+    if isinstance(default, bool):
+        if not isinstance(value, bool):
+            raise bad("must be True or False")
+        return
+    if isinstance(default, int):
+        if not is_int:
+            raise bad("must be a whole number")
+        numbers = [value]
+    elif isinstance(default, float):
+        if not (is_int or isinstance(value, float)) or not math.isfinite(value):
+            raise bad("must be a finite number")
+        numbers = [value]
+    elif isinstance(default, (tuple, list)):
+        if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool)
+                                                             for v in value):
+            raise bad("must be a list of whole numbers, e.g. [128, 128]")
+        numbers = list(value)
+    elif isinstance(default, str):
+        if not isinstance(value, str):
+            raise bad("must be text")
+        return
+    else:
+        return
+    if name in _POSITIVE and not all(v > 0 for v in numbers):
+        raise bad("must be > 0")
+    if name in _NON_NEGATIVE and not all(v >= 0 for v in numbers):
+        raise bad("must be >= 0")
+    if name in _UNIT and not all(0 <= v <= 1 for v in numbers):
+        raise bad("must be between 0 and 1")
 
 
 def agent_config(agent: Any) -> dict[str, Any] | None:

@@ -36,6 +36,11 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--backend", "shm", "--num-workers", "0"], "must be positive"),
     (["eval", "Toy", "--agent", "random", "--num-workers", "2"], "add --backend shm"),
     (["train", "Toy", "--agent", "random", "--eval-every", "-1"], "must be >= 0"),
+    (["train", "Toy", "--agent", "rl2", "--agent-opt", "lr=-1"], "option lr=-1 must be > 0"),
+    (["train", "Toy", "--agent", "rl2", "--agent-opt", "trial_episodes=0"], "must be > 0"),  # crashed mid-run
+    (["train", "Toy", "--agent", "rl2", "--agent-opt", "gamma=abc"], "must be a finite number"),
+    (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=-1"], "must be >= 0"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64"], "must be a list of whole numbers"),
     (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
 ]
 

@@ -146,7 +146,7 @@ def test_pearl_learns_to_adapt_on_toy_sides():
 
 def test_pearl_rejects_bad_options():
     bench = metarl.make_benchmark("ToySides")
-    with pytest.raises(metarl.UsageError, match="latent must be at least 1"):
+    with pytest.raises(metarl.UsageError, match="option latent=0 must be > 0"):
         metarl.make_agent("pearl", bench, latent=0)
     with pytest.raises(metarl.UsageError, match="tau"):
         metarl.make_agent("pearl", bench, tau=0.0)

@@ -12,7 +12,12 @@ from metarl.vector import EnvSpec
 
 
 class RandomLearner:
-    """Uniform actions in the action box, drawn from torch's global RNG (checkpointed by the Trainer)."""
+    """Uniform actions in the action box, drawn from torch's global RNG (checkpointed by the Trainer).
+
+    Evaluation episodes sample too: a floor acts at random throughout (its mean action, the box's
+    centre, would stand still, which succeeds on some families and fails on others)."""
+
+    eval_deterministic = False
 
     def __init__(self, spec: EnvSpec) -> None:
         self.low = torch.as_tensor(spec.action_low)

@@ -133,7 +133,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_vector_flags(v, " (default for a run directory: the run's)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
-                   help="evaluation-episode actions (auto: the agent's choice; rl2 and maml sample)")
+                   help="evaluation-episode actions (auto: the agent's choice; rl2, maml and random sample)")
     v.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override an agent option for this evaluation (repeatable), e.g. inner_lr=0 (an ablation)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")

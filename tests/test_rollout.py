@@ -128,6 +128,20 @@ def test_evaluation_draws_depend_on_its_seed_alone_and_leave_the_callers_stream_
     assert torch.equal(after_a, untouched) and not torch.equal(after_b, untouched)  # the caller's stream continues
 
 
+def test_the_random_floor_acts_at_random_in_evaluation_episodes_too():
+    import metarl
+
+    bench = metarl.make_benchmark("Toy", num_tasks=4, horizon=10, seed=0)
+    envs = make_vector_env(bench.test, 2)
+    try:
+        result = metarl.evaluate(bench.test, metarl.make_agent("random", bench).make_learner(), envs,
+                                 metarl.EvalConfig(adapt_episodes=1, eval_episodes=2))
+    finally:
+        envs.close()
+    assert result.eval_actions == "sampled"
+    assert len({round(g["return"], 6) for g in result.per_goal}) == len(result.per_goal)  # no two goals alike
+
+
 def test_torch_threads_sets_and_restores_the_count_even_on_error():
     before = torch.get_num_threads()
     target = 1 if before != 1 else 2

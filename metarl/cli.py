@@ -127,7 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("target", help="a run directory, or a benchmark name")
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
-    v.add_argument("--seed", type=int, default=0, help="benchmark seed (with a benchmark name)")
+    v.add_argument("--seed", type=int, help="benchmark seed (with a benchmark name; default 0)")
     v.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots used for evaluation")
     v.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10), help="only the first K tasks per class")
     _add_vector_flags(v, " (default for a run directory: the run's)")
@@ -533,6 +533,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     if target.is_dir():  # the run's backend and workers unless given
+        given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task), ("--seed", args.seed))
+                 if value is not None]
+        if given:
+            raise UsageError(f"{', '.join(given)} apply to a benchmark name; {target} is a run directory, evaluated "
+                             "with its own agent, task and seed: drop them")
         cfg, bench, agent = _load_trained(target, args.device, options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
         threads = cfg.trainer.collect_threads
@@ -540,9 +545,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         workers = args.num_workers if args.num_workers or backend != cfg.trainer.backend else cfg.trainer.num_workers
         check_num_workers(check_backend(bench.test, backend), workers)
     else:
+        if os.sep in args.target or args.target.startswith("."):
+            raise UsageError(f"{args.target} is not a directory: pass a run directory written by `metarl train`, "
+                             "or a benchmark name with --agent")
         if args.agent is None:
             raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
                              "benchmark add --agent NAME (e.g. --agent random)")
+        args.seed = args.seed or 0
         bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed)
         backend, workers = args.backend or "auto", args.num_workers
         check_num_workers(check_backend(bench.test, backend), workers)

@@ -98,5 +98,6 @@ def agent_factory(name: str) -> Callable[..., Any]:
 
 
 def _suggest(name: str, names: list[str]) -> str:
-    close = difflib.get_close_matches(name, names, n=1)
+    folded = {n.lower(): n for n in names}
+    close = [folded[name.lower()]] if name.lower() in folded else difflib.get_close_matches(name, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

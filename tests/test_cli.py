@@ -42,6 +42,8 @@ BAD = [
     (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=-1"], "must be >= 0"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64"], "must be a list of whole numbers"),
     (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
+    (["train", "ml1", "--task", "reach-v3", "--agent", "random"], "did you mean 'ML1'"),
+    (["eval", "/nonexistent-run", "--agent", "random"], "pass a run directory"),
 ]
 
 
@@ -109,6 +111,7 @@ def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monke
         assert main(["eval", str(out), "--eval-tasks", "1", "--json", *extra]) == 0
     assert made == [("shm", 1), ("shm", 2), ("sync", None)]
     assert main(["eval", str(out), "--backend", "sync", "--num-workers", "2"]) == 2  # workers need shm
+    assert main(["eval", str(out), "--seed", "5"]) == 2  # a run is evaluated with its own seed, not silently
 
 
 def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):

@@ -136,6 +136,9 @@ def build_parser() -> argparse.ArgumentParser:
                    help="evaluation-episode actions (auto: the agent's choice; rl2, maml and random sample)")
     v.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="override an agent option for this evaluation (repeatable), e.g. inner_lr=0 (an ablation)")
+    v.add_argument("--env-opt", action="append", default=[], metavar="KEY=VALUE",
+                   help="family option (repeatable); for a run directory it overrides the saved one, e.g. "
+                        "--env-opt test=extrapolate (Driving, Highway: the other held-out split)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r = sub.add_parser("render", help="draw one held-out adaptation trial of a trained run (Driving)")
     r.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
@@ -465,13 +468,17 @@ def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, save
     return metarl.make_agent(name, bench, device=device, **pinned, **options) if pinned else agent
 
 
-def _load_trained(run_dir: Path, device: str, overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any]:
+def _load_trained(run_dir: Path, device: str, overrides: dict | None = None,
+                  env_overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any]:
     """Config, benchmark and agent (weights from the checkpoint) of a run directory; ``overrides``
-    replace saved agent options (e.g. ``inner_lr=0`` for an ablation)."""
+    replace saved agent options (e.g. ``inner_lr=0`` for an ablation), ``env_overrides`` saved family
+    options (e.g. ``test=extrapolate``: another held-out split)."""
     from metarl import checkpoint
     from metarl.seeding import resolve_device
 
     cfg = _load_run_config(run_dir)
+    if env_overrides:
+        cfg = RunConfig(**{**asdict(cfg), "trainer": cfg.trainer, "env_options": {**cfg.env_options, **env_overrides}})
     bench = cfg.make_benchmark()
     ckpt = run_dir / checkpoint.CHECKPOINT_NAME
     if not ckpt.exists():
@@ -532,13 +539,14 @@ def cmd_eval(args: argparse.Namespace) -> int:
 
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
+    env_options = parse_options(args.env_opt, "--env-opt", "test=extrapolate")
     if target.is_dir():  # the run's backend and workers unless given
         given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task), ("--seed", args.seed))
                  if value is not None]
         if given:
             raise UsageError(f"{', '.join(given)} apply to a benchmark name; {target} is a run directory, evaluated "
                              "with its own agent, task and seed: drop them")
-        cfg, bench, agent = _load_trained(target, args.device, options)
+        cfg, bench, agent = _load_trained(target, args.device, options, env_options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
         threads = cfg.trainer.collect_threads
         backend = args.backend or cfg.trainer.backend
@@ -552,7 +560,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
                              "benchmark add --agent NAME (e.g. --agent random)")
         args.seed = args.seed or 0
-        bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed)
+        bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed, **env_options)
         backend, workers = args.backend or "auto", args.num_workers
         check_num_workers(check_backend(bench.test, backend), workers)
         seed_everything(args.seed)
@@ -569,10 +577,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
         name = "eval" + ("" if args.eval_tasks is None else f"-first{args.eval_tasks}")
         name += "" if args.actions == "auto" else f"-{args.actions}"
-        name += "".join(f"-{k}={v}" for k, v in options.items())
+        name += "".join(f"-{k}={v}" for k, v in {**env_options, **options}.items())
         name = re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
         write_eval_json(target / f"{name}.json", result, bench, seed,
-                        **({"agent_overrides": options} if options else {}))
+                        **({"agent_overrides": options} if options else {}),
+                        **({"env_overrides": env_options} if env_options else {}))
     if args.json:
         print(json.dumps(eval_summary(result, bench, seed), indent=2))
     else:

@@ -215,6 +215,15 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
     assert main(["render", str(out), "--out", str(tmp_path / "strip.txt")]) == 2
     assert "ending in .png" in capsys.readouterr().err
+    # the same checkpoint on the other held-out split: a file of its own, never over eval.json
+    official = (out / "eval.json").read_text()
+    assert main(["eval", str(out), "--eval-tasks", "1", "--env-opt", "test=interpolate", "--json"]) == 0
+    other = json.loads((out / "eval-first1-test=interpolate.json").read_text())
+    assert other["env_overrides"] == {"test": "interpolate"} and (out / "eval.json").read_text() == official
+    assert main(["eval", str(out), "--eval-tasks", "1", "--json"]) == 0  # the saved split (extrapolate)
+    saved = json.loads((out / "eval-first1.json").read_text())
+    assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in saved["per_goal"]]
+    assert main(["eval", str(out), "--eval-tasks", "1", "--env-opt", "test=sideways"]) == 2
     if os.path.isdir("/proc/self"):  # a folder that passes the access check but takes no new file
         assert main(["render", str(out), "--out", "/proc/strip.png"]) == 2
         assert "cannot write --out /proc/strip.png" in capsys.readouterr().err

@@ -489,7 +489,7 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None,
     try:
         agent.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as e:
-        hint = ("drop the --agent-opt that changes the network's shape" if overrides
+        hint = ("drop the --agent-opt or --env-opt that changes the network's shape" if overrides or env_overrides
                 else "the checkpoint was written by a different agent version; retrain with --force")
         detail = str(e).strip().splitlines()
         raise UsageError(f"{ckpt} does not fit the {cfg.agent} agent built from config.json "

@@ -559,13 +559,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
         if args.agent is None:
             raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
                              "benchmark add --agent NAME (e.g. --agent random)")
-        args.seed = args.seed or 0
-        bench = metarl.make_benchmark(args.target, task=args.task, seed=args.seed, **env_options)
+        seed = 0 if args.seed is None else args.seed
+        bench = metarl.make_benchmark(args.target, task=args.task, seed=seed, **env_options)
         backend, workers = args.backend or "auto", args.num_workers
         check_num_workers(check_backend(bench.test, backend), workers)
-        seed_everything(args.seed)
+        seed_everything(seed)
         agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
-        seed, num_envs, threads = args.seed, args.num_envs or 10, TrainerConfig.collect_threads
+        num_envs, threads = args.num_envs or 10, TrainerConfig.collect_threads
     envs = make_vector_env(bench.test, num_envs, backend, workers)
     try:
         det = {"auto": None, "mean": True, "sampled": False}[args.actions]

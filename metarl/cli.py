@@ -380,8 +380,7 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
            "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every,
            "num_workers": args.num_workers}
     new = {k: v for k, v in new.items() if v is not None}
-    if args.no_final_eval:
-        new["final_eval"] = False
+    new["final_eval"] = not args.no_final_eval  # this invocation's, like the other limits (not sticky)
     device = args.device or cfg.device
     return RunConfig(**{**asdict(cfg), "device": device, "trainer": _trainer_config(**{**asdict(t), **new})})
 
@@ -426,7 +425,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         trainer.resume(out / checkpoint.CHECKPOINT_NAME)
     print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
-          f"{cfg.trainer.steps:,} env steps with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
+          f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     result = trainer.train()
     trainer.logger.close()
     print(f"learning curve: {plot_run(out)}", file=sys.stderr)

@@ -306,3 +306,12 @@ def test_result_table_never_cuts_task_names(capsys):
     _print_table(result, SimpleNamespace(label="ML45", reward_version="v2"), 0)  # 80 columns: not a terminal
     out = capsys.readouterr().out
     assert all(name in out for name in names) and "…" not in out
+
+
+def test_no_final_eval_is_each_invocations_own(tmp_path):
+    out = tmp_path / "run"
+    base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--eval-tasks", "1", "--out", str(out)]
+    assert main([*base, "--steps", "40", "--no-final-eval"]) == 0
+    assert not (out / "eval.json").exists()
+    assert main([*base, "--steps", "80", "--resume"]) == 0  # a resume without the flag ends with the evaluation
+    assert (out / "eval.json").exists()

@@ -72,12 +72,12 @@ def _add_vector_flags(parser: argparse.ArgumentParser, default_note: str = "") -
     parser.add_argument("--backend", default=None, choices=BACKENDS,
                         help="vector env backend (auto: the family's batched env if it has one, else sync)"
                              + (default_note or "; default auto"))
-    parser.add_argument("--num-workers", type=_positive("--num-workers", 8),
+    parser.add_argument("--num-workers", type=_whole("--num-workers", 8),
                         help="worker processes of --backend shm (default: one per core, at most --num-envs)"
                              + default_note)
 
 
-def _positive(flag: str, example: int, minimum: int = 1):
+def _whole(flag: str, example: int, minimum: int = 1):
     """argparse type: a whole number >= ``minimum`` (``_`` separators allowed), else a usage error."""
     def parse(text: str) -> int:
         try:
@@ -100,18 +100,18 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("benchmark", help="benchmark name, e.g. ML1, ML10, ML45, Toy")
     t.add_argument("--task", help="task class for ML1, e.g. reach-v3")
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
-    t.add_argument("--steps", type=_positive("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
+    t.add_argument("--steps", type=_whole("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
     t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
     t.add_argument("--seed", type=int, help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
-    t.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots = tasks per meta-batch")
+    t.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     _add_vector_flags(t)
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
-    t.add_argument("--eval-every", type=_positive("--eval-every", 50000, minimum=0), help="held-out evaluation every N env steps (default 0: at the end)")
-    t.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10),
+    t.add_argument("--eval-every", type=_whole("--eval-every", 50000, minimum=0), help="held-out evaluation every N env steps (default 0: at the end)")
+    t.add_argument("--eval-tasks", type=_whole("--eval-tasks", 10),
                    help="final evaluation on only the first K tasks per class (default: official set)")
-    t.add_argument("--checkpoint-every", type=_positive("--checkpoint-every", 10), help="iterations (default 10)")
+    t.add_argument("--checkpoint-every", type=_whole("--checkpoint-every", 10), help="iterations (default 10)")
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
     t.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE",
                    help="agent option, repeatable, e.g. --agent-opt hidden=128 --agent-opt first_order=True")
@@ -128,8 +128,8 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
     v.add_argument("--seed", type=int, help="benchmark seed (with a benchmark name; default 0)")
-    v.add_argument("--num-envs", type=_positive("--num-envs", 10), help="env slots used for evaluation")
-    v.add_argument("--eval-tasks", type=_positive("--eval-tasks", 10), help="only the first K tasks per class")
+    v.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots used for evaluation")
+    v.add_argument("--eval-tasks", type=_whole("--eval-tasks", 10), help="only the first K tasks per class")
     _add_vector_flags(v, " (default for a run directory: the run's)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
@@ -151,11 +151,11 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also write the report as JSON (default path: benchmarks/results/bench_envs-<host>.json "
                         "inside a metarl checkout, else ./bench_envs-<host>.json)")
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
-    b.add_argument("--max-workers", type=_positive("--max-workers", 4), help="largest worker count (default: cores)")
-    b.add_argument("--steps", type=_positive("--steps", 3000), default=3000, help="timed steps per single-env measurement")
-    b.add_argument("--repeats", type=_positive("--repeats", 2), default=2,
+    b.add_argument("--max-workers", type=_whole("--max-workers", 4), help="largest worker count (default: cores)")
+    b.add_argument("--steps", type=_whole("--steps", 3000), default=3000, help="timed steps per single-env measurement")
+    b.add_argument("--repeats", type=_whole("--repeats", 2), default=2,
                    help="alternating measurements per env (single) and per worker count (vector); the best is kept")
-    b.add_argument("--slots-per-worker", type=_positive("--slots-per-worker", 2), default=2,
+    b.add_argument("--slots-per-worker", type=_whole("--slots-per-worker", 2), default=2,
                    help="env slots per shm worker process")
     b.add_argument("--worker-counts", metavar="N,N,...",
                    help="the vector section's worker counts (default 1, 2, 4, ... up to --max-workers)")

@@ -83,7 +83,6 @@ class TrainState:
     iteration: int = 0
     env_steps: int = 0
     elapsed: float = 0.0
-    next_eval: int = 0
 
 
 class Trainer:
@@ -94,7 +93,7 @@ class Trainer:
         self.benchmark, self.algorithm, self.config, self.run_dir = benchmark, algorithm, config, run_dir
         self.logger = logger or Logger([])
         self.rng = seed_everything(config.seed)
-        self.state = TrainState(next_eval=config.eval_every)
+        self.state = TrainState()
         self._envs = self._eval_envs = None
 
     def iteration(self) -> dict[str, float]:
@@ -120,8 +119,6 @@ class Trainer:
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any."""
         cfg = self.config
-        if cfg.eval_every:  # the next multiple of eval_every: a resumed run may have changed it (or had none)
-            self.state.next_eval = self._next_eval()
         try:
             with _progress(cfg) as bar:
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps)
@@ -134,8 +131,8 @@ class Trainer:
                     metrics["time/steps_per_s"] = (self.state.env_steps - steps_before) / dt
                     metrics["time/elapsed_s"] = self.state.elapsed
                     metrics["train/iteration"] = self.state.iteration
-                    if cfg.eval_every and self.state.env_steps >= self.state.next_eval:
-                        self.state.next_eval = self._next_eval()  # one evaluation, however far it went past
+                    # once per multiple of eval_every crossed by this batch (a resumed run may have a new one)
+                    if cfg.eval_every and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every:
                         metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
                     self.logger.log(self.state.env_steps, metrics)
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps))
@@ -151,9 +148,6 @@ class Trainer:
             if self.run_dir is not None:
                 write_eval_json(self.run_dir / "eval.json", result, self.benchmark, cfg.seed)
         return result
-
-    def _next_eval(self) -> int:
-        return (self.state.env_steps // self.config.eval_every + 1) * self.config.eval_every
 
     def _out_of_time(self) -> bool:
         return self.config.max_seconds is not None and self.state.elapsed >= self.config.max_seconds
@@ -177,6 +171,7 @@ class Trainer:
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`."""
         state = checkpoint.load(path)
+        state["trainer"].pop("next_eval", None)  # checkpoints before 2026-11-28 stored the derived schedule
         self.state = TrainState(**state["trainer"])
         set_rng_state(self.rng, state["rng"])
         self.algorithm.load_state_dict(state["algorithm"])

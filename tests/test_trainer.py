@@ -79,7 +79,7 @@ def test_periodic_evaluation_runs_once_per_interval_crossed_even_after_a_resume(
     algo = metarl.make_agent("zero-shot", bench, episodes=1, **SMALL["zero-shot"])  # 2 slots x 5 steps a batch
     cfg = metarl.TrainerConfig(steps=150, num_envs=2, seed=0, final_eval=False, progress=False, eval_every=25)
     trainer = metarl.Trainer(bench, algo, cfg)
-    trainer.state.env_steps, trainer.state.next_eval = 100, 0  # as resumed from a run trained without eval_every
+    trainer.state.env_steps = 100  # as resumed from a run trained without eval_every
     at = []
     trainer.evaluate = lambda config: at.append(trainer.state.env_steps) or SimpleNamespace(metrics=dict)
     trainer.train()
@@ -123,3 +123,13 @@ def test_training_steps_respect_budget_and_log_namespaces(tmp_path):
     steps = sorted({int(s) for s, _, _ in _metrics(tmp_path / "progress.csv")})
     assert steps[0] == 10 and steps[-1] >= 30  # 2 slots x 5 steps per iteration
     assert 0.0 <= result.success_rate <= 1.0
+
+
+def test_checkpoints_that_stored_the_evaluation_schedule_still_resume(tmp_path):
+    _run(tmp_path, 20)
+    path = tmp_path / checkpoint.CHECKPOINT_NAME
+    state = checkpoint.load(path)
+    state["trainer"]["next_eval"] = 0  # written before the schedule was derived from env_steps
+    checkpoint.save(path, state)
+    _, result = _run(tmp_path, 40, resume_from=path)
+    assert result is not None

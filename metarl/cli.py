@@ -10,7 +10,6 @@ import argparse
 import ast
 import json
 import os
-import re
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields
@@ -389,7 +388,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl import checkpoint
     from metarl.logging import Logger
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import Trainer
+    from metarl.trainer import Trainer, eval_file_name
 
     if args.resume:
         if args.force:
@@ -430,6 +429,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer.logger.close()
     print(f"learning curve: {plot_run(out)}", file=sys.stderr)
     if result is not None:
+        print(f"held-out evaluation: {out / eval_file_name(cfg.trainer.final_eval_tasks_per_class)}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)
     return 0
 
@@ -534,7 +534,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from metarl.evaluator import EvalConfig, evaluate
     from metarl.rollout import torch_threads
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import TrainerConfig, eval_summary, write_eval_json
+    from metarl.trainer import TrainerConfig, eval_file_name, eval_summary, write_eval_json
 
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
@@ -574,11 +574,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
-        name = "eval" + ("" if args.eval_tasks is None else f"-first{args.eval_tasks}")
-        name += "" if args.actions == "auto" else f"-{args.actions}"
-        name += "".join(f"-{k}={v}" for k, v in {**env_options, **options}.items())
-        name = re.sub(r"[^A-Za-z0-9_.=+-]", "_", name)
-        write_eval_json(target / f"{name}.json", result, bench, seed,
+        path = target / eval_file_name(args.eval_tasks, args.actions, {**env_options, **options})
+        write_eval_json(path, result, bench, seed,
                         **({"agent_overrides": options} if options else {}),
                         **({"env_overrides": env_options} if env_options else {}))
     if args.json:
@@ -593,7 +590,8 @@ def _print_table(result: EvalResult, bench: Benchmark, seed: int) -> None:
     from rich.table import Table
 
     table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, seed {seed}, "
-                  f"{result.eval_actions} actions after adaptation")
+                  f"{result.eval_actions} actions after adaptation"
+                  + ("" if result.protocol in ("official", "") else f"; {result.protocol}, not the official protocol"))
     table.add_column("task", no_wrap=True, min_width=max(map(len, result.per_task), default=4))  # never cut
     for col in ("tasks", "success (post)", "success (pre)", "return (post)", "return (pre)"):
         table.add_column(col, justify="right")

@@ -54,6 +54,8 @@ class EvalResult:
     env_steps: int = 0
     eval_actions: str = ""
     """How evaluation episodes acted: ``"mean"`` (deterministic) or ``"sampled"``."""
+    protocol: str = ""
+    """``"official"`` (every evaluation task, 10 + 3 episodes) or what differs, e.g. ``"first 10 tasks per class"``."""
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         """Flat ``eval/*`` metrics for the logger, incl. ``eval/<task>/success_rate``."""
@@ -106,7 +108,16 @@ def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig
                         "return": float(post_r[:, i].mean())}
     result = _aggregate([goals[p] for p in range(len(tasks))], steps)
     result.eval_actions = "mean" if config.deterministic else "sampled"
+    result.protocol = protocol(config, partial=len(tasks) < len(dist.evaluation_tasks()))
     return result
+
+
+def protocol(config: EvalConfig, partial: bool) -> str:
+    """``"official"``, or how ``config`` departs from the official protocol (``partial``: a task subset)."""
+    parts = [f"first {config.max_tasks_per_class} tasks per class"] if partial else []
+    if (config.adapt_episodes, config.eval_episodes) != (EvalConfig.adapt_episodes, EvalConfig.eval_episodes):
+        parts.append(f"{config.adapt_episodes} + {config.eval_episodes} episodes")
+    return ", ".join(parts) or "official"
 
 
 def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),

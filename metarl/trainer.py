@@ -9,6 +9,7 @@ checkpoint. The x-axis of every metric is env steps.
 from __future__ import annotations
 
 import json
+import re
 import time
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -146,7 +147,8 @@ class Trainer:
         if result is not None:
             self.logger.log(self.state.env_steps, result.metrics())
             if self.run_dir is not None:
-                write_eval_json(self.run_dir / "eval.json", result, self.benchmark, cfg.seed)
+                name = eval_file_name(cfg.final_eval_tasks_per_class)
+                write_eval_json(self.run_dir / name, result, self.benchmark, cfg.seed)
         return result
 
     def _out_of_time(self) -> bool:
@@ -193,6 +195,17 @@ def _rollout_metrics(pre: Rollout, post: Rollout | None) -> dict[str, float]:
     return out
 
 
+def eval_file_name(max_tasks_per_class: int | None = None, actions: str = "auto",
+                   overrides: dict[str, Any] | None = None) -> str:
+    """A run directory's evaluation file: ``eval.json`` for the official protocol only; a partial or
+    non-default evaluation says what differs (``eval-first10.json``, ``eval-sampled.json``,
+    ``eval-inner_lr=0.json``) and so never replaces the official one."""
+    name = "eval" + ("" if max_tasks_per_class is None else f"-first{max_tasks_per_class}")
+    name += "" if actions == "auto" else f"-{actions}"
+    name += "".join(f"-{k}={v}" for k, v in (overrides or {}).items())
+    return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name) + ".json"
+
+
 def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, **extra: Any) -> dict:
     """Write (and return) the evaluation as one JSON object (``extra``: more top-level keys)."""
     obj = {**eval_summary(result, benchmark, seed), **extra}
@@ -205,7 +218,7 @@ def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
     return {"benchmark": benchmark.label, "reward_version": benchmark.reward_version, "seed": seed,
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
             "return": result.mean_return, "pre_return": result.pre_return, "env_steps": result.env_steps,
-            "eval_actions": result.eval_actions,
+            "eval_actions": result.eval_actions, "protocol": result.protocol,
             "per_task": result.per_task, "per_goal": result.per_goal}
 
 

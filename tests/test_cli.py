@@ -119,8 +119,12 @@ def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):
     # random actions while adapting: the pre-adaptation numbers hang on torch's draws
     assert main(["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--eval-tasks", "2",
                  "--out", str(out)]) == 0
+    # a partial final evaluation is named as one: eval.json is the official protocol's only
+    assert not (out / "eval.json").exists()
+    final = json.loads((out / "eval-first2.json").read_text())
+    assert final["protocol"] == "first 2 tasks per class"
     assert main(["eval", str(out), "--eval-tasks", "2"]) == 0
-    final, again = (json.loads((out / name).read_text()) for name in ("eval.json", "eval-first2.json"))
+    again = json.loads((out / "eval-first2.json").read_text())
     assert final["per_goal"] == again["per_goal"] and len({g["pre_return"] for g in final["per_goal"]}) > 1
 
 
@@ -167,11 +171,12 @@ def test_train_then_eval_run_dir_json(tmp_path, capsys):
     obj = json.loads(capsys.readouterr().out)
     assert {"success_rate", "per_task", "benchmark", "reward_version", "seed"} <= set(obj)
     assert obj["per_task"]["point-goal"]["num_tasks"] == 20
-    assert obj["eval_actions"] == "mean"  # zero-shot's default
+    assert obj["eval_actions"] == "mean" and obj["protocol"] == "official"  # zero-shot's default; all 20 tasks
     official = (out / "eval.json").read_text()
     assert main(["eval", str(out), "--json", "--actions", "sampled", "--eval-tasks", "3"]) == 0
     assert json.loads(capsys.readouterr().out)["eval_actions"] == "sampled"
-    assert json.loads((out / "eval-first3-sampled.json").read_text())["per_task"]["point-goal"]["num_tasks"] == 3
+    partial = json.loads((out / "eval-first3-sampled.json").read_text())
+    assert partial["per_task"]["point-goal"]["num_tasks"] == 3 and partial["protocol"] == "first 3 tasks per class"
     assert (out / "eval.json").read_text() == official  # never replaced by a non-default evaluation
     assert main(["eval", str(out), "--json", "--eval-tasks", "2", "--agent-opt", "hidden=(16, 16)"]) == 0
     capsys.readouterr()
@@ -215,11 +220,11 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     assert "out of range" in capsys.readouterr().err
     assert main(["render", str(out), "--out", str(tmp_path / "strip.txt")]) == 2
     assert "ending in .png" in capsys.readouterr().err
-    # the same checkpoint on the other held-out split: a file of its own, never over eval.json
-    official = (out / "eval.json").read_text()
+    # the same checkpoint on the other held-out split: a file of its own, never over the run's own
+    official = (out / "eval-first2.json").read_text()
     assert main(["eval", str(out), "--eval-tasks", "1", "--env-opt", "test=interpolate", "--json"]) == 0
     other = json.loads((out / "eval-first1-test=interpolate.json").read_text())
-    assert other["env_overrides"] == {"test": "interpolate"} and (out / "eval.json").read_text() == official
+    assert other["env_overrides"] == {"test": "interpolate"} and (out / "eval-first2.json").read_text() == official
     assert main(["eval", str(out), "--eval-tasks", "1", "--json"]) == 0  # the saved split (extrapolate)
     saved = json.loads((out / "eval-first1.json").read_text())
     assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in saved["per_goal"]]
@@ -302,7 +307,7 @@ def test_result_table_never_cuts_task_names(capsys):
     names = ["door-close-v3", "drawer-open-v3", "peg-insert-side-v3", "pick-place-wall-v3", "sweep-into-v3"]
     row = {"num_tasks": 40, "success_rate": 0.5, "pre_success_rate": 0.25, "return": 1234.5, "pre_return": 987.6}
     result = SimpleNamespace(per_task=dict.fromkeys(names, row), success_rate=0.5, pre_success_rate=0.25,
-                             mean_return=1234.5, pre_return=987.6, eval_actions="mean")
+                             mean_return=1234.5, pre_return=987.6, eval_actions="mean", protocol="official")
     _print_table(result, SimpleNamespace(label="ML45", reward_version="v2"), 0)  # 80 columns: not a terminal
     out = capsys.readouterr().out
     assert all(name in out for name in names) and "…" not in out
@@ -312,6 +317,6 @@ def test_no_final_eval_is_each_invocations_own(tmp_path):
     out = tmp_path / "run"
     base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--eval-tasks", "1", "--out", str(out)]
     assert main([*base, "--steps", "40", "--no-final-eval"]) == 0
-    assert not (out / "eval.json").exists()
+    assert not (out / "eval-first1.json").exists()
     assert main([*base, "--steps", "80", "--resume"]) == 0  # a resume without the flag ends with the evaluation
-    assert (out / "eval.json").exists()
+    assert (out / "eval-first1.json").exists()

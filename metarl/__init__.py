@@ -68,11 +68,44 @@ def make_benchmark(name: str, task: str | None = None, seed: int = 0, **options:
     factory = benchmark_factory(name)
     if task is not None:
         options["task"] = task
+    check_options(f"benchmark {name!r}", factory, options)
     try:
         bench = factory(seed=seed, **options)
     except TypeError as e:
         raise UsageError(f"benchmark {name!r} rejected its options ({e}): check `metarl envs` for its options") from e
     return validate_benchmark(name, bench)
+
+
+_FLAGS = {"task": "--task", "reward_version": "--reward-version"}  # options the CLI passes under flags of their own
+
+
+def check_options(owner: str, factory: Any, options: dict[str, Any]) -> None:
+    """Check ``options`` against ``factory``'s signature before calling it: an option it doesn't take,
+    or a value of another kind than its default (text for a number, a float for a count), is a
+    one-line :class:`UsageError` naming the option and the ones it takes. Factories taking ``**kwargs``
+    are only type-checked."""
+    import inspect
+
+    from metarl.config import check_option
+
+    try:
+        params = inspect.signature(factory).parameters
+    except (TypeError, ValueError):  # a builtin or C callable: let the factory judge
+        return
+    named = {k: p for k, p in params.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)}
+    if not any(p.kind is p.VAR_KEYWORD for p in params.values()):
+        for key in options:
+            if key in named:
+                continue
+            takes = ", ".join(k for k in named if k not in ("seed", "task")) or "none"
+            if key == "task":
+                raise UsageError(f"{owner} has a single task class: drop --task")
+            raise UsageError(f"{owner} takes no option {_FLAGS.get(key, key)} (its options: {takes}; "
+                             "`metarl envs` describes them)")
+    for key, value in options.items():
+        default = named[key].default if key in named else None
+        if isinstance(default, (bool, int, float, str)):
+            check_option(owner, key, value, default, ranges=False)
 
 
 def validate_benchmark(name: str, bench: Any) -> Benchmark:

@@ -32,11 +32,13 @@ def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
         f = known[name]
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
-        _check_option(owner, name, value, default)
+        check_option(owner, name, value, default)
     return cls(**options)
 
 
-def _check_option(owner: str, name: str, value: Any, default: Any) -> None:
+def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool = True) -> None:
+    """A :class:`UsageError` if ``value`` is not of ``default``'s kind, or (``ranges``) outside the range
+    the option name implies (learning rates > 0, discounts in [0, 1], ...)."""
     def bad(what: str) -> UsageError:
         return UsageError(f"{owner}: option {name}={value!r} {what} (default {default!r})")
 
@@ -63,6 +65,8 @@ def _check_option(owner: str, name: str, value: Any, default: Any) -> None:
             raise bad("must be text")
         return
     else:
+        return
+    if not ranges:
         return
     if name in _POSITIVE and not all(v > 0 for v in numbers):
         raise bad("must be > 0")

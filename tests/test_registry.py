@@ -77,6 +77,33 @@ def test_train_and_test_spaces_must_match():
         metarl.make_agent("random", metarl.make_benchmark("Mismatch"))
 
 
-def test_factory_rejecting_options_is_a_usage_error():
-    with pytest.raises(metarl.UsageError, match="rejected its options"):
+def test_family_options_are_checked_against_the_factory_before_it_runs():
+    with pytest.raises(metarl.UsageError, match=r"'Toy' takes no option colour \(its options: num_tasks, horizon"):
         metarl.make_benchmark("Toy", colour="red")
+    with pytest.raises(metarl.UsageError, match="takes no option --reward-version"):  # a Meta-World flag
+        metarl.make_benchmark("Toy", reward_version="v1")
+    with pytest.raises(metarl.UsageError, match=r"option horizon='abc' must be a whole number \(default 20\)"):
+        metarl.make_benchmark("Toy", horizon="abc")
+    with pytest.raises(metarl.UsageError, match="option test=3 must be text"):
+        metarl.make_benchmark("Driving", test=3)
+    calls = []
+
+    def single_class(seed=0, size=1.0):  # no task parameter: one task class
+        calls.append(size)
+        return _family()(seed)
+
+    metarl.register_benchmark("Single", single_class)
+    with pytest.raises(metarl.UsageError, match="'Single' has a single task class: drop --task"):
+        metarl.make_benchmark("Single", task="a")
+    assert metarl.make_benchmark("Single", size=2).train.task_names == ("a",) and calls == [2]  # an int for a float
+
+
+def test_factory_rejecting_options_is_a_usage_error():
+    def loose(seed=0, **options):  # takes anything: judged by its own TypeError
+        if options:
+            raise TypeError(f"unexpected {sorted(options)}")
+        return _family()(seed)
+
+    metarl.register_benchmark("Loose", loose)
+    with pytest.raises(metarl.UsageError, match="rejected its options"):
+        metarl.make_benchmark("Loose", colour="red")

@@ -14,6 +14,10 @@ from typing import Protocol
 
 from rich.console import Console
 
+STDERR = Console(stderr=True)
+"""The console for run-time output (metric lines, the progress bar): one instance, so a line printed
+while the bar is live goes above it instead of into it (a second Console bypasses rich's redirection)."""
+
 
 class Writer(Protocol):
     def write(self, step: int, metrics: dict[str, float]) -> None: ...
@@ -27,7 +31,7 @@ class ConsoleWriter:
             "meta/policy_loss", "time/steps_per_s")
 
     def __init__(self, console: Console | None = None, interval: float = 10.0) -> None:
-        self.console = console or Console(stderr=True)
+        self.console = console or STDERR
         self.interval = interval
         self._last = -math.inf
 

@@ -21,14 +21,13 @@ from rich.progress import (
     Progress,
     ProgressColumn,
     TextColumn,
-    TimeRemainingColumn,
 )
 from rich.text import Text
 
 from metarl import checkpoint
 from metarl.evaluator import EvalConfig, EvalResult, evaluate
 from metarl.learner import MetaAlgorithm
-from metarl.logging import Logger
+from metarl.logging import STDERR, Logger
 from metarl.rollout import collect, torch_threads
 from metarl.seeding import rng_state, seed_everything, set_rng_state
 from metarl.tasks import Benchmark
@@ -122,7 +121,8 @@ class Trainer:
         cfg = self.config
         try:
             with _progress(cfg) as bar:
-                task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps)
+                deadline = None if cfg.max_seconds is None else time.monotonic() + cfg.max_seconds - self.state.elapsed
+                task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=deadline)
                 while self.state.env_steps < cfg.steps and not self._out_of_time():
                     start = time.perf_counter()
                     steps_before = self.state.env_steps
@@ -230,4 +230,18 @@ class _StepsPerSecond(ProgressColumn):
 def _progress(cfg: TrainerConfig) -> Progress:
     """A progress bar with env steps, steps/s and ETA; off when disabled or not on a terminal."""
     return Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                    _StepsPerSecond(), TimeRemainingColumn(), disable=not cfg.progress, transient=True)
+                    _StepsPerSecond(), _TimeLeft(), console=STDERR, disable=not cfg.progress, transient=True)
+
+
+class _TimeLeft(ProgressColumn):
+    """Time to the step budget at the current speed, or to the --max-minutes limit if that comes first."""
+
+    def render(self, task) -> Text:
+        left = task.time_remaining
+        if task.fields.get("deadline") is not None:
+            until = max(0.0, task.fields["deadline"] - time.monotonic())
+            left = until if left is None else min(left, until)
+        if left is None:
+            return Text("-:--:--", style="progress.remaining")
+        minutes, seconds = divmod(int(left), 60)
+        return Text(f"{minutes // 60}:{minutes % 60:02d}:{seconds:02d}", style="progress.remaining")

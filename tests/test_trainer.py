@@ -133,3 +133,20 @@ def test_checkpoints_that_stored_the_evaluation_schedule_still_resume(tmp_path):
     checkpoint.save(path, state)
     _, result = _run(tmp_path, 40, resume_from=path)
     assert result is not None
+
+
+def test_progress_bar_shares_the_metric_lines_console_and_counts_down_to_the_time_limit():
+    import time
+    from types import SimpleNamespace
+
+    from metarl.logging import ConsoleWriter
+    from metarl.trainer import TrainerConfig, _progress, _TimeLeft
+
+    # one Console: a metric line printed while the bar is live goes above it (a second one wrote into it)
+    assert _progress(TrainerConfig()).console is ConsoleWriter().console
+    col = _TimeLeft()
+    steps_eta = SimpleNamespace(time_remaining=3600.0, fields={"deadline": None})
+    assert col.render(steps_eta).plain == "1:00:00"
+    limited = SimpleNamespace(time_remaining=3600.0, fields={"deadline": time.monotonic() + 90.5})
+    assert col.render(limited).plain in ("0:01:30", "0:01:29")  # --max-minutes comes first
+    assert col.render(SimpleNamespace(time_remaining=None, fields={"deadline": None})).plain == "-:--:--"

@@ -107,3 +107,19 @@ def test_factory_rejecting_options_is_a_usage_error():
     metarl.register_benchmark("Loose", loose)
     with pytest.raises(metarl.UsageError, match="rejected its options"):
         metarl.make_benchmark("Loose", colour="red")
+
+
+def test_a_num_envs_that_cannot_fit_is_refused_before_the_family_is_built(tmp_path, capsys):
+    from metarl.cli import main
+
+    built = []
+
+    def slow(seed=0):  # stands for ML45, whose construction takes ~40 s
+        built.append(seed)
+        return _family()(seed)
+
+    slow.describe = lambda: {"train": ["a", "b", "c"], "test": ["a"], "tasks_per_class": 1, "options": {}}
+    metarl.register_benchmark("Slow", slow)
+    assert main(["train", "Slow", "--agent", "random", "--num-envs", "4", "--out", str(tmp_path / "run")]) == 2
+    assert "--num-envs 4 doesn't fit Slow: use a multiple of its 3 training classes (e.g. 3)" in capsys.readouterr().err
+    assert built == [] and not (tmp_path / "run").exists()

@@ -12,8 +12,9 @@ and the layers of ``step`` (``set_xyz_action``, ``do_simulation``'s shape check)
 :func:`fast_class` derives a subclass of an upstream env class that replaces exactly those pieces and
 keeps everything else, reward formulas included, untouched:
 
-- ``touching_object``: NumPy masks over ``data.contact``; forces summed with Python's ``sum`` in
-  contact order, as upstream does, so the result is identical.
+- ``touching_object``: one pass over ``data.contact``'s geom pairs (no per-contact struct views);
+  forces summed in contact order from 0, as upstream's ``sum`` does, so the result is identical;
+  ``touching_main_object`` looks the main object's geom id up once.
 - every upstream method that uses scipy's ``Rotation`` or ``reward_utils`` (``_get_quat_objects``,
   ``compute_reward``, ``_gripper_caging_reward``, ...): upstream's own function, re-bound to globals
   where ``Rotation`` is :class:`_Rotation` (scipy's matrix-to-quaternion method, Markley's,
@@ -99,15 +100,36 @@ def _is_proper_orthogonal(a, b, c, d, e, f, g, h, i) -> bool:
 
 
 def _touching_object(self, object_geom_id: int) -> bool:
-    """Both finger pads press on the object (positive summed contact force), as upstream defines it."""
+    """Both finger pads press on the object (positive summed contact force), as upstream defines it.
+
+    A Python loop over the contacts' geom pairs: there are a handful, and NumPy masks over them cost
+    more (17.5 vs 3.1 us on pick-place-v3 with one contact). Forces are summed in contact order from
+    0, as upstream's ``sum`` does, so the result is identical.
+    """
     contact = self.data.contact
-    g1, g2 = contact.geom1, contact.geom2
-    on_obj = (g1 == object_geom_id) | (g2 == object_geom_id)
     left_id, right_id = self._metarl_pad_ids
-    force = self.data.efc_force
-    left = sum(force[contact.efc_address[on_obj & ((g1 == left_id) | (g2 == left_id))]].tolist())
-    right = sum(force[contact.efc_address[on_obj & ((g1 == right_id) | (g2 == right_id))]].tolist())
+    left = right = 0
+    force = None
+    for (g1, g2), address in zip(contact.geom.tolist(), contact.efc_address.tolist(), strict=True):
+        if g1 == object_geom_id or g2 == object_geom_id:
+            if g1 == left_id or g2 == left_id:
+                force = self.data.efc_force if force is None else force
+                left += force[address]
+            if g1 == right_id or g2 == right_id:
+                force = self.data.efc_force if force is None else force
+                right += force[address]
     return left > 0 and right > 0
+
+
+_UNSET = object()
+
+
+def _touching_main_object(self) -> bool:
+    """``touching_object`` of the main object, its id looked up once (upstream: by name at every step)."""
+    geom_id = self._metarl_main_id
+    if geom_id is _UNSET:  # a lookup that raises (a removed MuJoCo API) raises every time, as upstream's
+        geom_id = self._metarl_main_id = self._get_id_main_object()
+    return self.touching_object(geom_id)
 
 
 def _get_curr_obs_combined_no_goal(self) -> np.ndarray:
@@ -295,6 +317,7 @@ def fast_class(cls: type) -> type:
                 ns[name] = _rebind(attr, **used)
     ns.update({
         "touching_object": _touching_object,
+        "touching_main_object": property(_touching_main_object),
         "_get_curr_obs_combined_no_goal": _get_curr_obs_combined_no_goal,
         "_get_obs": _get_obs,
         "step": _step,
@@ -309,6 +332,7 @@ def fast_class(cls: type) -> type:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._metarl_site_ids: dict[str, int] = {}
         self._metarl_body_ids: dict[str, int] = {}
+        self._metarl_main_id: Any = _UNSET
         cls.__init__(self, *args, **kwargs)
         data = self.data
         self._metarl_pad_ids = (data.geom("leftpad_geom").id, data.geom("rightpad_geom").id)

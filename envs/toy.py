@@ -93,7 +93,8 @@ def toy_goal(seed: int = 0, task: str | None = None, num_tasks: int = 20, horizo
 
 toy_goal.describe = lambda: {  # type: ignore[attr-defined]
     "train": ["point-goal"], "test": ["point-goal"], "tasks_per_class": 20, "eval_tasks_per_class": 20,
-    "options": {"num_tasks": "goals per split (20)", "horizon": "episode length (20)"},
+    "options": {"num_tasks": "goals per split (20)", "horizon": "episode length (20)",
+                "terminate_on_success": "end an episode when the goal is reached (False)"},
 }
 
 

@@ -123,3 +123,12 @@ def test_a_num_envs_that_cannot_fit_is_refused_before_the_family_is_built(tmp_pa
     assert main(["train", "Slow", "--agent", "random", "--num-envs", "4", "--out", str(tmp_path / "run")]) == 2
     assert "--num-envs 4 doesn't fit Slow: use a multiple of its 3 training classes (e.g. 3)" in capsys.readouterr().err
     assert built == [] and not (tmp_path / "run").exists()
+
+
+def test_every_built_in_family_describes_exactly_the_options_its_factory_takes():
+    import inspect
+
+    for name in metarl.benchmark_names():
+        factory = registry.benchmark_factory(name)
+        params = set(inspect.signature(factory).parameters) - {"seed", "task"}
+        assert set(factory.describe()["options"]) == params, name  # `metarl envs` lists them all

@@ -3,8 +3,8 @@
 1. Parity: for every v3 task, upstream and fast envs with the same goal, seed and random actions,
    ``--episodes`` full 500-step episodes with resets: max |Δobs|, max |Δreward|, and steps where
    success / terminated / truncated / touching-the-object differ (all must be 0). Then one episode
-   per task driven by upstream's scripted policy, which grasps and presses: random actions almost
-   never make the gripper touch the object, so only this pass checks the contact-force path.
+   per task driven by upstream's scripted policy, which grasps and presses: random actions make the
+   gripper touch the object on 2 of the 50 tasks, the scripted policies on 11.
 2. Speed: single-env steps/s (random actions, resets included) of upstream and fast classes,
    measured alternately in the same run, for reach/pick-place/door-open and the 15 ML10 classes.
 
@@ -34,7 +34,7 @@ SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
 
 def parity(names: list[str], episodes: int, scripted: bool = False) -> dict[str, dict]:
     """Per task: random actions, or (``scripted``) upstream's scripted policy, which grasps and
-    presses, so the contact-force path (``touching_object``) runs where random actions rarely reach."""
+    presses, so the contact-force path (``touching_object``) runs on tasks random actions never reach."""
     rows = {}
     for name in names:
         if scripted:

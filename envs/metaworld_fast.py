@@ -121,13 +121,11 @@ def _touching_object(self, object_geom_id: int) -> bool:
     return left > 0 and right > 0
 
 
-_UNSET = object()
-
-
 def _touching_main_object(self) -> bool:
     """``touching_object`` of the main object, its id looked up once (upstream: by name at every step)."""
-    geom_id = self._metarl_main_id
-    if geom_id is _UNSET:  # a lookup that raises (a removed MuJoCo API) raises every time, as upstream's
+    try:
+        geom_id = self._metarl_main_id
+    except AttributeError:  # not looked up yet; a lookup that raises (a removed MuJoCo API) raises every time
         geom_id = self._metarl_main_id = self._get_id_main_object()
     return self.touching_object(geom_id)
 
@@ -332,7 +330,6 @@ def fast_class(cls: type) -> type:
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         self._metarl_site_ids: dict[str, int] = {}
         self._metarl_body_ids: dict[str, int] = {}
-        self._metarl_main_id: Any = _UNSET
         cls.__init__(self, *args, **kwargs)
         data = self.data
         self._metarl_pad_ids = (data.geom("leftpad_geom").id, data.geom("rightpad_geom").id)

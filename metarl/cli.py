@@ -401,7 +401,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl import checkpoint
     from metarl.logging import Logger
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import Trainer, eval_file_name
+    from metarl.trainer import Trainer, eval_file_name, evaluated_tasks_per_class
 
     if args.resume:
         if args.force:
@@ -443,7 +443,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer.logger.close()
     print(f"learning curve: {plot_run(out)}", file=sys.stderr)
     if result is not None:
-        print(f"held-out evaluation: {out / eval_file_name(cfg.trainer.final_eval_tasks_per_class)}", file=sys.stderr)
+        k = evaluated_tasks_per_class(result, cfg.trainer.final_eval_tasks_per_class)
+        print(f"held-out evaluation: {out / eval_file_name(k)}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)
     return 0
 
@@ -548,7 +549,13 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from metarl.evaluator import EvalConfig, evaluate
     from metarl.rollout import torch_threads
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import TrainerConfig, eval_file_name, eval_summary, write_eval_json
+    from metarl.trainer import (
+        TrainerConfig,
+        eval_file_name,
+        eval_summary,
+        evaluated_tasks_per_class,
+        write_eval_json,
+    )
 
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
@@ -588,7 +595,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
-        path = target / eval_file_name(args.eval_tasks, args.actions, {**env_options, **options})
+        k = evaluated_tasks_per_class(result, args.eval_tasks)
+        path = target / eval_file_name(k, args.actions, {**env_options, **options})
         write_eval_json(path, result, bench, seed,
                         **({"agent_overrides": options} if options else {}),
                         **({"env_overrides": env_options} if env_options else {}))

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import math
+import numbers
 from dataclasses import MISSING, asdict, fields, is_dataclass
 from typing import Any, TypeVar
+
+import numpy as np
 
 from metarl.errors import UsageError
 
@@ -42,24 +45,25 @@ def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool =
     def bad(what: str) -> UsageError:
         return UsageError(f"{owner}: option {name}={value!r} {what} (default {default!r})")
 
-    is_int = isinstance(value, int) and not isinstance(value, bool)
+    # NumPy scalars count (np.int64 from an np.arange sweep is a whole number); bools are not numbers
+    is_int = _is_whole(value)
     if isinstance(default, bool):
-        if not isinstance(value, bool):
+        if not isinstance(value, (bool, np.bool_)):
             raise bad("must be True or False")
         return
     if isinstance(default, int):
         if not is_int:
             raise bad("must be a whole number")
-        numbers = [value]
+        values = [value]
     elif isinstance(default, float):
-        if not (is_int or isinstance(value, float)) or not math.isfinite(value):
+        real = isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+        if not real or not math.isfinite(value):
             raise bad("must be a finite number")
-        numbers = [value]
+        values = [value]
     elif isinstance(default, (tuple, list)):
-        if not isinstance(value, (tuple, list)) or not all(isinstance(v, int) and not isinstance(v, bool)
-                                                             for v in value):
+        if not isinstance(value, (tuple, list)) or not all(_is_whole(v) for v in value):
             raise bad("must be a list of whole numbers, e.g. [128, 128]")
-        numbers = list(value)
+        values = list(value)
     elif isinstance(default, str):
         if not isinstance(value, str):
             raise bad("must be text")
@@ -68,12 +72,16 @@ def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool =
         return
     if not ranges:
         return
-    if name in _POSITIVE and not all(v > 0 for v in numbers):
+    if name in _POSITIVE and not all(v > 0 for v in values):
         raise bad("must be > 0")
-    if name in _NON_NEGATIVE and not all(v >= 0 for v in numbers):
+    if name in _NON_NEGATIVE and not all(v >= 0 for v in values):
         raise bad("must be >= 0")
-    if name in _UNIT and not all(0 <= v <= 1 for v in numbers):
+    if name in _UNIT and not all(0 <= v <= 1 for v in values):
         raise bad("must be between 0 and 1")
+
+
+def _is_whole(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, (bool, np.bool_))
 
 
 def agent_config(agent: Any) -> dict[str, Any] | None:

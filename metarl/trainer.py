@@ -60,7 +60,8 @@ class TrainerConfig:
     eval_tasks_per_class: int | None = 5
     """Tasks per class in periodic evaluations (None: the full official set)."""
     final_eval: bool = True
-    """Run the held-out evaluation at the end and write eval.json."""
+    """Run the held-out evaluation at the end and write it to the run directory (``eval.json``, or
+    ``eval-firstK.json`` with ``final_eval_tasks_per_class=K``: see :func:`eval_file_name`)."""
     final_eval_tasks_per_class: int | None = None
     """Tasks per class in the final evaluation (None: the full official set)."""
     checkpoint_every: int = 10
@@ -136,7 +137,8 @@ class Trainer:
                     if cfg.eval_every and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every:
                         metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
                     self.logger.log(self.state.env_steps, metrics)
-                    bar.update(task, completed=min(self.state.env_steps, cfg.steps))
+                    bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=None if cfg.max_seconds is None
+                               else time.monotonic() + cfg.max_seconds - self.state.elapsed)  # evals don't count
                     if self.state.iteration % cfg.checkpoint_every == 0:
                         self.save()
             self.save()
@@ -147,7 +149,7 @@ class Trainer:
         if result is not None:
             self.logger.log(self.state.env_steps, result.metrics())
             if self.run_dir is not None:
-                name = eval_file_name(cfg.final_eval_tasks_per_class)
+                name = eval_file_name(evaluated_tasks_per_class(result, cfg.final_eval_tasks_per_class))
                 write_eval_json(self.run_dir / name, result, self.benchmark, cfg.seed)
         return result
 
@@ -204,6 +206,11 @@ def eval_file_name(max_tasks_per_class: int | None = None, actions: str = "auto"
     name += "" if actions == "auto" else f"-{actions}"
     name += "".join(f"-{k}={v}" for k, v in (overrides or {}).items())
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name) + ".json"
+
+
+def evaluated_tasks_per_class(result: EvalResult, requested: int | None) -> int | None:
+    """``requested`` (``--eval-tasks K``), or None when K covered every held-out task (an official run)."""
+    return None if result.protocol == "official" else requested
 
 
 def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, **extra: Any) -> dict:

@@ -222,11 +222,10 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     assert "ending in .png" in capsys.readouterr().err
     # the same checkpoint on the other held-out split: a file of its own, never over the run's own
     official = (out / "eval-first2.json").read_text()
-    assert main(["eval", str(out), "--eval-tasks", "1", "--env-opt", "test=interpolate", "--json"]) == 0
-    other = json.loads((out / "eval-first1-test=interpolate.json").read_text())
+    assert main(["eval", str(out), "--eval-tasks", "2", "--env-opt", "test=interpolate", "--json"]) == 0
+    other = json.loads((out / "eval-first2-test=interpolate.json").read_text())
     assert other["env_overrides"] == {"test": "interpolate"} and (out / "eval-first2.json").read_text() == official
-    assert main(["eval", str(out), "--eval-tasks", "1", "--json"]) == 0  # the saved split (extrapolate)
-    saved = json.loads((out / "eval-first1.json").read_text())
+    saved = json.loads(official)  # the saved split (extrapolate), same tasks
     assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in saved["per_goal"]]
     assert main(["eval", str(out), "--eval-tasks", "1", "--env-opt", "test=sideways"]) == 2
     if os.path.isdir("/proc/self"):  # a folder that passes the access check but takes no new file
@@ -320,3 +319,11 @@ def test_no_final_eval_is_each_invocations_own(tmp_path):
     assert not (out / "eval-first1.json").exists()
     assert main([*base, "--steps", "80", "--resume"]) == 0  # a resume without the flag ends with the evaluation
     assert (out / "eval-first1.json").exists()
+
+
+def test_eval_tasks_covering_every_held_out_task_is_the_official_evaluation(tmp_path):
+    out = tmp_path / "run"  # Toy holds out 20 goals: --eval-tasks 25 evaluates all of them
+    assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--eval-tasks", "25",
+                 "--out", str(out)]) == 0
+    assert json.loads((out / "eval.json").read_text())["protocol"] == "official"
+    assert not (out / "eval-first25.json").exists()

@@ -52,7 +52,7 @@ def test_fast_env_equals_upstream_over_a_full_episode(name):
 @pytest.mark.parametrize("name", ["pick-place-v3", "stick-pull-v3", "push-v3"])
 def test_fast_env_equals_upstream_while_grasping(name):
     # upstream's scripted policy grips the object, so the contact-force path really runs (random
-    # actions touched no object on any of the 50 tasks: benchmarks/results/fast_env.json)
+    # actions touch the object on 2 of the 50 tasks only: benchmarks/results/fast_env.json)
     from metaworld.policies import ENV_POLICY_MAP
 
     policy = ENV_POLICY_MAP[name]()

@@ -96,6 +96,11 @@ def test_family_options_are_checked_against_the_factory_before_it_runs():
     with pytest.raises(metarl.UsageError, match="'Single' has a single task class: drop --task"):
         metarl.make_benchmark("Single", task="a")
     assert metarl.make_benchmark("Single", size=2).train.task_names == ("a",) and calls == [2]  # an int for a float
+    # NumPy scalars from a sweep are numbers too
+    assert len(metarl.make_benchmark("Toy", num_tasks=np.int64(5), terminate_on_success=np.True_).train.tasks) == 5
+    metarl.make_benchmark("Single", size=np.float32(0.5))
+    with pytest.raises(metarl.UsageError, match="must be a whole number"):
+        metarl.make_benchmark("Toy", num_tasks=np.float64(5.0))
 
 
 def test_factory_rejecting_options_is_a_usage_error():

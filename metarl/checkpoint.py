@@ -9,12 +9,15 @@ stored as tensors for that reason.
 from __future__ import annotations
 
 import os
+import pickle
 import tempfile
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
+
+from metarl.errors import UsageError
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -48,5 +51,12 @@ def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:
-    """Read a checkpoint written by :func:`save` (weights-only: tensors, numbers, strings, containers)."""
-    return torch.load(Path(path), map_location="cpu", weights_only=True)
+    """Read a checkpoint written by :func:`save` (weights-only: tensors, numbers, strings, containers).
+
+    A file that isn't one (truncated, another format) is a one-line :class:`UsageError`."""
+    try:
+        return torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
+        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+        raise UsageError(f"{path} is not a readable metarl checkpoint ({first}): it may be truncated; "
+                         "retrain, or restore it from a copy") from None

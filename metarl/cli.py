@@ -101,7 +101,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
     t.add_argument("--steps", type=_whole("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
     t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
-    t.add_argument("--seed", type=int, help="seed for tasks, resets and torch (default 0)")
+    t.add_argument("--seed", type=_whole("--seed", 1, minimum=0), help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
@@ -126,7 +126,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("target", help="a run directory, or a benchmark name")
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
-    v.add_argument("--seed", type=int, help="benchmark seed (with a benchmark name; default 0)")
+    v.add_argument("--seed", type=_whole("--seed", 1, minimum=0), help="benchmark seed (with a benchmark name; default 0)")
     v.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots used for evaluation")
     v.add_argument("--eval-tasks", type=_whole("--eval-tasks", 10), help="only the first K tasks per class")
     _add_vector_flags(v, " (default for a run directory: the run's)")
@@ -355,8 +355,9 @@ def _prepare_out(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to replace it")
-        if not (out / "config.json").exists():
-            raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no config.json)")
+        if not (out / "config.json").exists() or _run_config_json(out / "config.json") is None:
+            raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no config.json "
+                             "written by `metarl train`); choose another --out")
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -460,9 +461,26 @@ def _load_run_config(run_dir: Path) -> RunConfig:
     path = run_dir / "config.json"
     if not path.exists():
         raise UsageError(f"{run_dir} is not a metarl run directory (no config.json): pass one written by `metarl train`")
-    obj = json.loads(path.read_text())
+    obj = _run_config_json(path)
+    if obj is None:
+        raise UsageError(f"{path} is not a metarl run config (unreadable, or not what `metarl train` writes): "
+                         "pass a run directory written by `metarl train`")
     obj.pop("resolved", None)
-    return RunConfig.from_json(obj)
+    try:
+        return RunConfig.from_json(obj)
+    except TypeError as e:
+        raise UsageError(f"{path} doesn't fit this metarl version's run config ({e}): retrain, or use the "
+                         "metarl version that wrote it") from None
+
+
+def _run_config_json(path: Path) -> dict | None:
+    """``config.json`` as written by `metarl train`, or None if it isn't one (unparsable, other keys)."""
+    try:
+        obj = json.loads(path.read_text())
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError):
+        return None
+    ok = isinstance(obj, dict) and isinstance(obj.get("trainer"), dict) and {"benchmark", "agent"} <= set(obj)
+    return obj if ok else None
 
 
 def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, saved_state: dict) -> Any:

@@ -17,10 +17,11 @@ C = TypeVar("C")
 _POSITIVE = {"lr", "outer_lr", "clip", "epochs", "minibatch_size", "episodes", "bptt_len", "minibatch_chunks",
              "trial_episodes", "adapt_episodes", "hidden", "encoder_hidden", "latent", "meta_batch", "batch_size",
              "context_size", "buffer_per_task", "reward_scale", "max_kl", "cg_iters", "outer_epochs", "action_scale", "init_alpha",
-             "max_grad_norm"}
-_NON_NEGATIVE = {"ent_coef", "vf_coef", "inner_lr", "inner_steps", "learning_starts", "updates_per_step",
+             "max_grad_norm", "inner_steps"}
+_NON_NEGATIVE = {"ent_coef", "vf_coef", "inner_lr", "learning_starts", "updates_per_step",
                  "cg_damping", "baseline_reg", "max_backtracks", "kl_weight", "post_episodes"}
 _UNIT = {"gamma", "lam", "tau", "backtrack_ratio"}  # in [0, 1]
+_HINTS = {"inner_steps": "; for the policy without adaptation give inner_lr=0"}
 
 
 def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
@@ -43,7 +44,7 @@ def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool =
     """A :class:`UsageError` if ``value`` is not of ``default``'s kind, or (``ranges``) outside the range
     the option name implies (learning rates > 0, discounts in [0, 1], ...)."""
     def bad(what: str) -> UsageError:
-        return UsageError(f"{owner}: option {name}={value!r} {what} (default {default!r})")
+        return UsageError(f"{owner}: option {name}={value!r} {what} (default {default!r}){_HINTS.get(name, '')}")
 
     # NumPy scalars count (np.int64 from an np.arange sweep is a whole number); bools are not numbers
     is_int = _is_whole(value)

@@ -39,7 +39,8 @@ BAD = [
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "lr=-1"], "option lr=-1 must be > 0"),
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "trial_episodes=0"], "must be > 0"),  # crashed mid-run
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "gamma=abc"], "must be a finite number"),
-    (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=-1"], "must be >= 0"),
+    (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=0"], "must be > 0 (default 2); for the policy without adaptation give inner_lr=0"),
+    (["train", "Toy", "--agent", "rl2", "--seed", "-1"], "--seed: must be >= 0"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64"], "must be a list of whole numbers"),
     (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
     (["train", "ml1", "--task", "reach-v3", "--agent", "random"], "did you mean 'ML1'"),
@@ -327,3 +328,27 @@ def test_eval_tasks_covering_every_held_out_task_is_the_official_evaluation(tmp_
                  "--out", str(out)]) == 0
     assert json.loads((out / "eval.json").read_text())["protocol"] == "official"
     assert not (out / "eval-first25.json").exists()
+
+
+def test_force_and_run_dirs_need_metarls_own_files(tmp_path, capsys):
+    project = tmp_path / "project"  # someone else's folder that happens to hold a config.json
+    project.mkdir()
+    (project / "config.json").write_text('{"name": "my web app"}')
+    (project / "notes.txt").write_text("keep me")
+    assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--out", str(project), "--force"]) == 2
+    assert "--force refuses to delete" in capsys.readouterr().err and (project / "notes.txt").exists()
+
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--no-final-eval",
+                 "--out", str(out)]) == 0
+    capsys.readouterr()
+    ckpt = out / "checkpoint.pt"
+    ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
+    for argv in (["eval", str(out)], ["train", "Toy", "--agent", "random", "--steps", "80", "--out", str(out), "--resume"]):
+        assert main(argv) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and "not a readable metarl checkpoint" in err and err.count("\n") == 1
+    (out / "config.json").write_text("{not json")
+    assert main(["eval", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "is not a metarl run config" in err and err.count("\n") == 1

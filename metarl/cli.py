@@ -564,7 +564,7 @@ def cmd_render(args: argparse.Namespace) -> int:
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from metarl.evaluator import EvalConfig, evaluate
+    from metarl.evaluator import EvalConfig, eval_slots, evaluate
     from metarl.rollout import torch_threads
     from metarl.seeding import resolve_device, seed_everything
     from metarl.trainer import (
@@ -604,12 +604,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed_everything(seed)
         agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
         num_envs, threads = args.num_envs or 10, TrainerConfig.collect_threads
-    envs = make_vector_env(bench.test, num_envs, backend, workers)
+    det = {"auto": None, "mean": True, "sampled": False}[args.actions]
+    config = EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det)
+    envs = make_vector_env(bench.test, eval_slots(bench.test, config, num_envs), backend, workers)
     try:
-        det = {"auto": None, "mean": True, "sampled": False}[args.actions]
         with torch_threads(threads):
-            result = evaluate(bench.test, agent.make_learner(), envs,
-                              EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det), seed)
+            result = evaluate(bench.test, agent.make_learner(), envs, config, seed)
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one

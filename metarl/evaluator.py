@@ -99,7 +99,8 @@ def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig
         envs.set_tasks([tasks[p] for p in chunk] + [tasks[chunk[-1]]] * pad)
         pre, post = run_trial(envs, learner, config,
                               seed=[seed + p for p in chunk] + [seed + len(tasks) + j for j in range(pad)])
-        steps += pre.num_steps + post.num_steps
+        real = len(chunk)  # padded slots' steps are not the evaluation's
+        steps += int(pre.valid[:, :real].sum()) + int(post.valid[:, :real].sum())
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
         post_s, post_r = post.episode_successes(), post.episode_returns()
         for i, p in enumerate(chunk):
@@ -118,6 +119,14 @@ def protocol(config: EvalConfig, partial: bool) -> str:
     if (config.adapt_episodes, config.eval_episodes) != (EvalConfig.adapt_episodes, EvalConfig.eval_episodes):
         parts.append(f"{config.adapt_episodes} + {config.eval_episodes} episodes")
     return ", ".join(parts) or "official"
+
+
+def eval_slots(dist: TaskDistribution, config: EvalConfig, num_envs: int) -> int:
+    """Slots worth stepping for ``config`` on ``dist``: ``num_envs``, capped at the number of tasks
+    evaluated (a quick ``max_tasks_per_class=1`` check on ML1 would otherwise step 9 padded slots of 10).
+    The Trainer and ``metarl eval`` both size their vector envs with it, so a re-evaluation repeats
+    training's final one exactly."""
+    return max(1, min(num_envs, len(_select(dist.evaluation_tasks(), config.max_tasks_per_class))))
 
 
 def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),

@@ -25,7 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from metarl import checkpoint
-from metarl.evaluator import EvalConfig, EvalResult, evaluate
+from metarl.evaluator import EvalConfig, EvalResult, eval_slots, evaluate
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
 from metarl.rollout import collect, torch_threads
@@ -158,9 +158,13 @@ class Trainer:
 
     def evaluate(self, config: EvalConfig) -> EvalResult:
         """Held-out evaluation of the current algorithm on the benchmark's test split."""
+        n = eval_slots(self.benchmark.test, config, self.config.num_envs)
+        if self._eval_envs is not None and self._eval_envs.num_envs != n:
+            self._eval_envs.close()  # the final evaluation may cover more tasks than the periodic ones
+            self._eval_envs = None
         if self._eval_envs is None:
-            self._eval_envs = make_vector_env(self.benchmark.test, self.config.num_envs, self.config.backend,
-                                              self.config.num_workers)
+            self._eval_envs = make_vector_env(self.benchmark.test, n, self.config.backend,
+                                              self.config.num_workers)  # shm caps workers at slots
         with torch_threads(self.config.collect_threads):
             return evaluate(self.benchmark.test, self.algorithm.make_learner(), self._eval_envs, config,
                             self.config.seed)

@@ -352,3 +352,16 @@ def test_force_and_run_dirs_need_metarls_own_files(tmp_path, capsys):
     assert main(["eval", str(out)]) == 2
     err = capsys.readouterr().err
     assert "is not a metarl run config" in err and err.count("\n") == 1
+
+
+def test_eval_steps_no_more_slots_than_tasks_and_counts_real_steps_only(monkeypatch, capsys):
+    import metarl.cli as cli
+
+    made = []
+    real = cli.make_vector_env
+    monkeypatch.setattr(cli, "make_vector_env", lambda dist, n, *a: made.append(n) or real(dist, n, *a))
+    # Toy: 20 steps per episode, 13 per trial; 3 tasks in 2 slots = a second batch with one padded slot
+    for argv, slots in ((["--eval-tasks", "1"], 1), (["--eval-tasks", "3", "--num-envs", "2"], 2)):
+        assert main(["eval", "Toy", "--agent", "random", "--json", *argv]) == 0
+        tasks = int(argv[1])
+        assert made[-1] == slots and json.loads(capsys.readouterr().out)["env_steps"] == tasks * 13 * 20

@@ -107,7 +107,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     _add_vector_flags(t)
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
-    t.add_argument("--eval-every", type=_whole("--eval-every", 50000, minimum=0), help="held-out evaluation every N env steps (default 0: at the end)")
+    t.add_argument("--eval-every", type=_whole("--eval-every", 50000, minimum=0), help="also a quick held-out evaluation (5 tasks per class) every N env steps (default 0: only the final one)")
     t.add_argument("--eval-tasks", type=_whole("--eval-tasks", 10),
                    help="final evaluation on only the first K tasks per class (default: official set)")
     t.add_argument("--checkpoint-every", type=_whole("--checkpoint-every", 10), help="iterations (default 10)")
@@ -438,6 +438,11 @@ def cmd_train(args: argparse.Namespace) -> int:
     trainer = Trainer(bench, agent, cfg.trainer, run_dir=out, logger=Logger.for_run(out))
     if args.resume:
         trainer.resume(out / checkpoint.CHECKPOINT_NAME)
+        trainer.logger.rewind(trainer.state.env_steps)  # rows logged after the checkpoint are logged again
+        if trainer.state.env_steps >= cfg.trainer.steps:
+            print(f"{out} has trained {trainer.state.env_steps:,} env steps, at or past --steps "
+                  f"{cfg.trainer.steps:,}: nothing to train" + ("; running the final evaluation"
+                                                                 if cfg.trainer.final_eval else ""), file=sys.stderr)
     print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
           f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     result = trainer.train()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import math
+import os
 import time
 from pathlib import Path
 from typing import Protocol
@@ -53,6 +54,7 @@ class CSVWriter:
 
     def __init__(self, path: Path) -> None:
         new = not path.exists()
+        self.path = path
         self._f = path.open("a", newline="")
         self._w = csv.writer(self._f)
         if new:
@@ -62,6 +64,20 @@ class CSVWriter:
         for k in sorted(metrics):
             self._w.writerow([step, k, metrics[k]])
         self._f.flush()
+
+    def rewind(self, step: int) -> None:
+        """Drop rows after ``step`` (a resumed run logs the iterations after its checkpoint again)."""
+        self._f.close()
+        with self.path.open(newline="") as f:
+            rows = list(csv.reader(f))
+        keep = rows[:1] + [r for r in rows[1:] if r and float(r[0]) <= step]
+        if len(keep) < len(rows):
+            tmp = self.path.with_name(self.path.name + ".tmp")
+            with tmp.open("w", newline="") as f:
+                csv.writer(f).writerows(keep)
+            os.replace(tmp, self.path)
+        self._f = self.path.open("a", newline="")
+        self._w = csv.writer(self._f)
 
     def close(self) -> None:
         self._f.close()
@@ -102,6 +118,12 @@ class Logger:
     def log(self, step: int, metrics: dict[str, float]) -> None:
         for w in self.writers:
             w.write(step, metrics)
+
+    def rewind(self, step: int) -> None:
+        """Forget what writers that can (the CSV) logged after ``step``; TensorBoard keeps both copies."""
+        for w in self.writers:
+            if hasattr(w, "rewind"):
+                w.rewind(step)
 
     def close(self) -> None:
         for w in self.writers:

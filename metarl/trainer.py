@@ -133,8 +133,11 @@ class Trainer:
                     metrics["time/steps_per_s"] = (self.state.env_steps - steps_before) / dt
                     metrics["time/elapsed_s"] = self.state.elapsed
                     metrics["train/iteration"] = self.state.iteration
-                    # once per multiple of eval_every crossed by this batch (a resumed run may have a new one)
-                    if cfg.eval_every and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every:
+                    # once per multiple of eval_every crossed by this batch (a resumed run may have a new one),
+                    # except on the last batch when the final evaluation follows at the same step
+                    last = self.state.env_steps >= cfg.steps and cfg.final_eval
+                    if (cfg.eval_every and not last
+                            and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
                         metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
                     self.logger.log(self.state.env_steps, metrics)
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=None if cfg.max_seconds is None

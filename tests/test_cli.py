@@ -365,3 +365,21 @@ def test_eval_steps_no_more_slots_than_tasks_and_counts_real_steps_only(monkeypa
         assert main(["eval", "Toy", "--agent", "random", "--json", *argv]) == 0
         tasks = int(argv[1])
         assert made[-1] == slots and json.loads(capsys.readouterr().out)["env_steps"] == tasks * 13 * 20
+
+
+def test_resume_rewinds_progress_rows_logged_after_the_checkpoint(tmp_path, capsys):
+    import csv
+
+    out = tmp_path / "run"
+    base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--no-final-eval", "--out", str(out)]
+    assert main([*base, "--steps", "80"]) == 0
+    with (out / "progress.csv").open("a", newline="") as f:  # an interrupted run logged past its checkpoint
+        csv.writer(f).writerows([[120, "train/return", 1.0], [160, "train/return", 2.0]])
+    assert main([*base, "--steps", "160", "--resume"]) == 0
+    rows = list(csv.reader((out / "progress.csv").open()))[1:]
+    keys = [(int(r[0]), r[1]) for r in rows]
+    assert len(keys) == len(set(keys)) and (120, "train/return") in keys  # once each, the resumed values
+    assert [float(r[2]) for r in rows if r[:2] == ["120", "train/return"]] != [1.0]
+    capsys.readouterr()
+    assert main([*base, "--steps", "100", "--resume"]) == 0  # nothing left to train: said so
+    assert "nothing to train" in capsys.readouterr().err

@@ -84,6 +84,13 @@ def test_periodic_evaluation_runs_once_per_interval_crossed_even_after_a_resume(
     trainer.evaluate = lambda config: at.append(trainer.state.env_steps) or SimpleNamespace(metrics=dict)
     trainer.train()
     assert at == [130, 150]  # past 125 and 150; not one evaluation per batch until a counter caught up
+    # with the final evaluation on, the last batch's quick one is skipped: one set of eval/* rows per step
+    trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(**{**vars(cfg), "final_eval": True}))
+    trainer.state.env_steps = 100
+    at, final = [], SimpleNamespace(metrics=dict)
+    trainer.evaluate = lambda config: at.append((trainer.state.env_steps, config.max_tasks_per_class)) or final
+    trainer.train()
+    assert at == [(130, 5), (150, None)]
 
 
 @pytest.mark.parametrize("agent", ["zero-shot", "pearl"])

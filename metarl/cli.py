@@ -127,6 +127,7 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
     v.add_argument("--seed", type=_whole("--seed", 1, minimum=0), help="benchmark seed (with a benchmark name; default 0)")
+    v.add_argument("--reward-version", help="Meta-World reward function (with a benchmark name): v2 (default) or v1")
     v.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots used for evaluation")
     v.add_argument("--eval-tasks", type=_whole("--eval-tasks", 10), help="only the first K tasks per class")
     _add_vector_flags(v, " (default for a run directory: the run's)")
@@ -387,7 +388,8 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
     if conflicts:
         raise UsageError(f"--resume continues {args.out} as saved in its config.json ({cfg.benchmark}"
                          f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
-                         "differ: drop them, or start a new run with --force")
+                         f"differ{'s' if len(conflicts) == 1 else ''} from it: give the saved values (or leave the "
+                         "flags out), or start a new run with --force")
     new = {"steps": args.steps, "max_seconds": _max_seconds(args),
            "eval_every": args.eval_every,
            "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every,
@@ -584,11 +586,12 @@ def cmd_eval(args: argparse.Namespace) -> int:
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     env_options = parse_options(args.env_opt, "--env-opt", "test=extrapolate")
     if target.is_dir():  # the run's backend and workers unless given
-        given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task), ("--seed", args.seed))
-                 if value is not None]
+        given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task), ("--seed", args.seed),
+                                          ("--reward-version", args.reward_version)) if value is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} apply to a benchmark name; {target} is a run directory, evaluated "
-                             "with its own agent, task and seed: drop them")
+            raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to a benchmark name; "
+                             f"{target} is a run directory, evaluated with its own agent, task, seed and rewards: "
+                             f"drop {'it' if len(given) == 1 else 'them'}")
         cfg, bench, agent = _load_trained(target, args.device, options, env_options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
         threads = cfg.trainer.collect_threads
@@ -603,7 +606,8 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
                              "benchmark add --agent NAME (e.g. --agent random)")
         seed = 0 if args.seed is None else args.seed
-        bench = metarl.make_benchmark(args.target, task=args.task, seed=seed, **env_options)
+        rewards = {} if args.reward_version is None else {"reward_version": args.reward_version}
+        bench = metarl.make_benchmark(args.target, task=args.task, seed=seed, **env_options, **rewards)
         backend, workers = args.backend or "auto", args.num_workers
         check_num_workers(check_backend(bench.test, backend), workers)
         seed_everything(seed)

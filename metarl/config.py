@@ -31,7 +31,8 @@ def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
     known = {f.name: f for f in fields(cls)}
     unknown = sorted(set(options) - set(known))
     if unknown:
-        raise TypeError(f"{owner}: unknown options {unknown}; known: {sorted(known)}")
+        raise UsageError(f"{owner}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
+                         f"it takes: {', '.join(sorted(known))}")
     for name, value in options.items():
         f = known[name]
         default = f.default if f.default is not MISSING else (

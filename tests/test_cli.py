@@ -18,7 +18,7 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--num-envs", "0"], "must be positive"),
     (["train", "Toy", "--agent", "random", "--device", "tpu"], "unknown device"),
     (["train", "Toy", "--agent", "random", "--max-minutes", "0"], "must be positive"),
-    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "nosuch=1"], "unknown options"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "nosuch=1"], "unknown option nosuch"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "lr"], "not KEY=VALUE"),
     (["eval", "Toy"], "add --agent"),
     (["train", "Toy", "--agent", "random", "--env-opt", "horizon"], "not KEY=VALUE"),
@@ -113,6 +113,7 @@ def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monke
     assert made == [("shm", 1), ("shm", 2), ("sync", None)]
     assert main(["eval", str(out), "--backend", "sync", "--num-workers", "2"]) == 2  # workers need shm
     assert main(["eval", str(out), "--seed", "5"]) == 2  # a run is evaluated with its own seed, not silently
+    assert main(["eval", str(out), "--reward-version", "v1"]) == 2  # and its own rewards
 
 
 def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):

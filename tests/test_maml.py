@@ -230,7 +230,7 @@ def test_acting_with_per_slot_parameters_is_each_slots_functional_policy():
 
 
 def test_maml_rejects_unknown_options():
-    with pytest.raises(metarl.UsageError, match="unknown options"):
+    with pytest.raises(metarl.UsageError, match="unknown option"):
         metarl.make_agent("maml", metarl.make_benchmark("ToySides"), inner_rl=0.1)
     with pytest.raises(metarl.UsageError, match="option action_scale=0 must be > 0"):
         metarl.make_agent("maml", metarl.make_benchmark("ToySides"), action_scale=0)

@@ -126,6 +126,9 @@ def test_cli_eval_ml1_json(capsys):
     assert obj["benchmark"] == "ML1/reach-v3" and obj["reward_version"] == "v2" and obj["seed"] == 0
     assert obj["per_task"]["reach-v3"]["num_tasks"] == 2 and len(obj["per_goal"]) == 2
     assert obj["env_steps"] == 2 * 13 * 500
+    assert main(["eval", "ML1", "--task", "reach-v3", "--agent", "random", "--eval-tasks", "1", "--json",
+                 "--reward-version", "v1"]) == 0
+    assert json.loads(capsys.readouterr().out)["reward_version"] == "v1"
 
 
 def _episode(env, task, seed, actions):

@@ -130,7 +130,7 @@ def test_update_replays_the_acted_log_probs(device, monkeypatch):
 
 
 def test_rl2_rejects_unknown_options():
-    with pytest.raises(metarl.UsageError, match="unknown options"):
+    with pytest.raises(metarl.UsageError, match="unknown option"):
         metarl.make_agent("rl2", scripted_benchmark([(2, False, -1)]), hiden=8)
 
 

@@ -25,6 +25,7 @@ from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3, ML45_V3
 
 from metarl.envs.metaworld_fast import fast_class
 from metarl.errors import UsageError
+from metarl.registry import did_you_mean
 from metarl.tasks import Benchmark, TaskSet
 from metarl.types import Task
 
@@ -177,7 +178,8 @@ def ml1(seed: int = 0, task: str | None = None, reward_version: str = "v2", hori
     if task is None:
         raise UsageError("ML1 needs a task class: add --task NAME (e.g. reach-v3); `metarl envs` lists all 50")
     if task not in ALL_V3_ENVIRONMENTS:
-        raise UsageError(f"unknown Meta-World task {task!r}: `metarl envs` lists the 50 v3 task names")
+        raise UsageError(f"unknown Meta-World task {task!r}{did_you_mean(task, list(ALL_V3_ENVIRONMENTS))}: "
+                         "`metarl envs` lists the 50 v3 task names")
     _check_options(reward_version, horizon)
     return _benchmark("ML1", metaworld.ML1(task, seed=seed), seed, reward_version, horizon, task, None, fast)
 

@@ -91,7 +91,7 @@ def _whole(flag: str, example: int, minimum: int = 1):
 
 
 def build_parser() -> argparse.ArgumentParser:
-    p = _Parser(prog="metarl", description=__doc__.splitlines()[0])
+    p = _Parser(prog="metarl", description=__doc__.splitlines()[0].replace("``", ""))
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
     e = sub.add_parser("envs", help="list benchmarks, task classes, splits and agents")
     e.add_argument("--json", action="store_true", help="print one JSON object")
@@ -327,6 +327,8 @@ def parse_options(pairs: list[str], flag: str, example: str) -> dict:
         key, sep, text = pair.partition("=")
         if not sep or not key:
             raise UsageError(f"{flag} {pair!r} is not KEY=VALUE: give e.g. {flag} {example}")
+        if key in out:
+            raise UsageError(f"{flag} {key}= is given twice ({out[key]!r}, then {text!r}): give it once")
         if key in _RESERVED.get(flag, {}):
             raise UsageError(f"{flag} {key}=... is not a family/agent option: use {_RESERVED[flag][key]}")
         try:
@@ -460,6 +462,16 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_plot(args: argparse.Namespace) -> int:
     if not (args.run_dir / "progress.csv").exists():
         raise UsageError(f"{args.run_dir} has no progress.csv: pass a run directory written by `metarl train`")
+    from metarl.plot import CURVES, read_progress
+
+    path = args.run_dir / "progress.csv"
+    try:
+        series = read_progress(path)
+    except (KeyError, ValueError, TypeError, UnicodeDecodeError):
+        raise UsageError(f"{path} is not a metarl progress.csv (step,key,value rows): pass a run directory "
+                         "written by `metarl train`") from None
+    if not any(key in series for _, keys in CURVES for key in keys):
+        raise UsageError(f"{path} has no training or evaluation metrics yet: plot after the first iteration")
     print(plot_run(args.run_dir))
     return 0
 

@@ -64,7 +64,7 @@ def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool =
         values = [value]
     elif isinstance(default, (tuple, list)):
         if not isinstance(value, (tuple, list)) or not all(_is_whole(v) for v in value):
-            raise bad("must be a list of whole numbers, e.g. [128, 128]")
+            raise bad(f"must be a list of whole numbers, e.g. {name}=128,128 (one layer: {name}=128,)")
         values = list(value)
     elif isinstance(default, str):
         if not isinstance(value, str):

@@ -85,7 +85,7 @@ def benchmark_factory(name: str) -> Callable[..., Any]:
     """The factory registered as ``name``; a :class:`UsageError` listing the choices if unknown."""
     names = benchmark_names()
     if name not in _BENCHMARKS:
-        raise UsageError(f"unknown benchmark {name!r}{_suggest(name, names)}; choose one of: {', '.join(names)}")
+        raise UsageError(f"unknown benchmark {name!r}{did_you_mean(name, names)}; choose one of: {', '.join(names)}")
     return _resolve(_BENCHMARKS[name])
 
 
@@ -93,11 +93,12 @@ def agent_factory(name: str) -> Callable[..., Any]:
     """The agent factory registered as ``name``; a :class:`UsageError` listing the choices if unknown."""
     names = agent_names()
     if name not in _AGENTS:
-        raise UsageError(f"unknown agent {name!r}{_suggest(name, names)}; choose one of: {', '.join(names)}")
+        raise UsageError(f"unknown agent {name!r}{did_you_mean(name, names)}; choose one of: {', '.join(names)}")
     return _resolve(_AGENTS[name])
 
 
-def _suggest(name: str, names: list[str]) -> str:
+def did_you_mean(name: str, names: list[str]) -> str:
+    """' (did you mean 'X'?)' for the closest of ``names`` (case-insensitive match first), or ''."""
     folded = {n.lower(): n for n in names}
     close = [folded[name.lower()]] if name.lower() in folded else difflib.get_close_matches(name, names, n=1)
     return f" (did you mean {close[0]!r}?)" if close else ""

@@ -27,6 +27,7 @@ from __future__ import annotations
 import contextlib
 import multiprocessing as mp
 import os
+import signal
 import sys
 import threading
 import time
@@ -192,6 +193,7 @@ def _exit_with_parent(lifeline: Any) -> None:
 
 def _worker(pipe, go, done, shm_name: str, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
             spin_s: float, lifeline: Any) -> None:
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes the workers
     threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
     shm = SharedMemory(name=shm_name)
     arrays = block = None
@@ -325,7 +327,9 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         if self.restarts > self.max_restarts:
             self.close()
             raise WorkerError(f"env worker for slots {lo}..{hi - 1} failed ({problem}) after {self.max_restarts} "
-                              "restarts: fix the env (run it with backend='sync' to see the traceback)")
+                              "restarts: fix the env (run it with backend='sync' to see the traceback); from a "
+                              "script, the code that trains must sit under `if __name__ == \"__main__\":` (workers "
+                              "start by forkserver/spawn and re-import it)")
         warnings.warn(f"env worker for slots {lo}..{hi - 1} failed ({problem}); restarted", RuntimeWarning, stacklevel=3)
         self._start(w)
         if all(t is not None for t in self._tasks[lo:hi]):

@@ -45,6 +45,10 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
     (["train", "ml1", "--task", "reach-v3", "--agent", "random"], "did you mean 'ML1'"),
     (["eval", "/nonexistent-run", "--agent", "random"], "pass a run directory"),
+    (["train", "ML1", "--task", "Reach-V3", "--agent", "random"], "did you mean 'reach-v3'"),
+    (["train", "ML1", "--task", "reach-v2", "--agent", "random"], "did you mean 'reach-v3'"),
+    (["train", "Toy", "--agent", "random", "--env-opt", "horizon=5", "--env-opt", "horizon=6"], "given twice"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64"], "e.g. hidden=128,128 (one layer: hidden=128,)"),
 ]
 
 
@@ -384,3 +388,13 @@ def test_resume_rewinds_progress_rows_logged_after_the_checkpoint(tmp_path, caps
     capsys.readouterr()
     assert main([*base, "--steps", "100", "--resume"]) == 0  # nothing left to train: said so
     assert "nothing to train" in capsys.readouterr().err
+
+
+def test_plot_of_a_run_without_metrics_is_a_usage_error(tmp_path, capsys):
+    (tmp_path / "progress.csv").write_text("step,key,value\n")
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "no training or evaluation metrics yet" in capsys.readouterr().err
+    (tmp_path / "progress.csv").write_text("garbage\nx\n")
+    assert main(["plot", str(tmp_path)]) == 2
+    assert "is not a metarl progress.csv" in capsys.readouterr().err
+    assert not (tmp_path / "learning_curve.png").exists()

@@ -122,8 +122,7 @@ class Trainer:
         cfg = self.config
         try:
             with _progress(cfg) as bar:
-                deadline = None if cfg.max_seconds is None else time.monotonic() + cfg.max_seconds - self.state.elapsed
-                task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=deadline)
+                task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
                 while self.state.env_steps < cfg.steps and not self._out_of_time():
                     start = time.perf_counter()
                     steps_before = self.state.env_steps
@@ -140,8 +139,7 @@ class Trainer:
                             and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
                         metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
                     self.logger.log(self.state.env_steps, metrics)
-                    bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=None if cfg.max_seconds is None
-                               else time.monotonic() + cfg.max_seconds - self.state.elapsed)  # evals don't count
+                    bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=self._deadline())
                     if self.state.iteration % cfg.checkpoint_every == 0:
                         self.save()
             self.save()
@@ -155,6 +153,11 @@ class Trainer:
                 name = eval_file_name(evaluated_tasks_per_class(result, cfg.final_eval_tasks_per_class))
                 write_eval_json(self.run_dir / name, result, self.benchmark, cfg.seed)
         return result
+
+    def _deadline(self) -> float | None:
+        """When --max-minutes runs out on ``time.monotonic()``'s clock (only training time counts)."""
+        limit = self.config.max_seconds
+        return None if limit is None else time.monotonic() + limit - self.state.elapsed
 
     def _out_of_time(self) -> bool:
         return self.config.max_seconds is not None and self.state.elapsed >= self.config.max_seconds

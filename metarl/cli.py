@@ -12,7 +12,7 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -406,7 +406,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl import checkpoint
     from metarl.logging import Logger
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import Trainer, eval_file_name, evaluated_tasks_per_class
+    from metarl.trainer import Trainer
 
     if args.resume:
         if args.force:
@@ -444,19 +444,30 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.resume(out / checkpoint.CHECKPOINT_NAME)
         trainer.logger.rewind(trainer.state.env_steps)  # rows logged after the checkpoint are logged again
         if trainer.state.env_steps >= cfg.trainer.steps:
+            done = _already_evaluated(trainer.final_eval_path(), trainer.state.env_steps)
+            if done:  # the same weights: evaluating again would repeat it and log it twice
+                trainer.config = replace(trainer.config, final_eval=False)
+            note = (f"; {trainer.final_eval_path()} already evaluates these weights (`metarl eval {out}` repeats it)"
+                    if done else "; running the final evaluation" if cfg.trainer.final_eval else "")
             print(f"{out} has trained {trainer.state.env_steps:,} env steps, at or past --steps "
-                  f"{cfg.trainer.steps:,}: nothing to train" + ("; running the final evaluation"
-                                                                 if cfg.trainer.final_eval else ""), file=sys.stderr)
+                  f"{cfg.trainer.steps:,}: nothing to train{note}", file=sys.stderr)
     print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
           f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     result = trainer.train()
     trainer.logger.close()
     print(f"learning curve: {plot_run(out)}", file=sys.stderr)
     if result is not None:
-        k = evaluated_tasks_per_class(result, cfg.trainer.final_eval_tasks_per_class)
-        print(f"held-out evaluation: {out / eval_file_name(k)}", file=sys.stderr)
+        print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)
     return 0
+
+
+def _already_evaluated(path: Path, env_steps: int) -> bool:
+    """``path`` holds a final evaluation written after ``env_steps`` of training."""
+    try:
+        return json.loads(path.read_text()).get("trained_env_steps") == env_steps
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def cmd_plot(args: argparse.Namespace) -> int:
@@ -634,7 +645,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
-        k = evaluated_tasks_per_class(result, args.eval_tasks)
+        k = evaluated_tasks_per_class(bench.test, args.eval_tasks)
         path = target / eval_file_name(k, args.actions, {**env_options, **options})
         write_eval_json(path, result, bench, seed,
                         **({"agent_overrides": options} if options else {}),

@@ -109,8 +109,14 @@ def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig
                         "return": float(post_r[:, i].mean())}
     result = _aggregate([goals[p] for p in range(len(tasks))], steps)
     result.eval_actions = "mean" if config.deterministic else "sampled"
-    result.protocol = protocol(config, partial=len(tasks) < len(dist.evaluation_tasks()))
+    result.protocol = protocol(config, partial=is_partial(dist, config.max_tasks_per_class))
     return result
+
+
+def is_partial(dist: TaskDistribution, max_tasks_per_class: int | None) -> bool:
+    """Whether ``max_tasks_per_class`` leaves out some of ``dist``'s evaluation tasks."""
+    every = dist.evaluation_tasks()
+    return len(_select(every, max_tasks_per_class)) < len(every)
 
 
 def protocol(config: EvalConfig, partial: bool) -> str:

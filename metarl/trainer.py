@@ -25,12 +25,12 @@ from rich.progress import (
 from rich.text import Text
 
 from metarl import checkpoint
-from metarl.evaluator import EvalConfig, EvalResult, eval_slots, evaluate
+from metarl.evaluator import EvalConfig, EvalResult, eval_slots, evaluate, is_partial
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
 from metarl.rollout import collect, torch_threads
 from metarl.seeding import rng_state, seed_everything, set_rng_state
-from metarl.tasks import Benchmark
+from metarl.tasks import Benchmark, TaskDistribution
 from metarl.types import MetaBatch, Rollout
 from metarl.vector import make_vector_env
 
@@ -150,9 +150,15 @@ class Trainer:
         if result is not None:
             self.logger.log(self.state.env_steps, result.metrics())
             if self.run_dir is not None:
-                name = eval_file_name(evaluated_tasks_per_class(result, cfg.final_eval_tasks_per_class))
-                write_eval_json(self.run_dir / name, result, self.benchmark, cfg.seed)
+                write_eval_json(self.final_eval_path(), result, self.benchmark, cfg.seed,
+                                trained_env_steps=self.state.env_steps)
         return result
+
+    def final_eval_path(self) -> Path:
+        """Where :meth:`train` writes the final evaluation (``eval.json`` or ``eval-firstK.json``)."""
+        assert self.run_dir is not None
+        k = evaluated_tasks_per_class(self.benchmark.test, self.config.final_eval_tasks_per_class)
+        return self.run_dir / eval_file_name(k)
 
     def _deadline(self) -> float | None:
         """When --max-minutes runs out on ``time.monotonic()``'s clock (only training time counts)."""
@@ -218,9 +224,9 @@ def eval_file_name(max_tasks_per_class: int | None = None, actions: str = "auto"
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name) + ".json"
 
 
-def evaluated_tasks_per_class(result: EvalResult, requested: int | None) -> int | None:
-    """``requested`` (``--eval-tasks K``), or None when K covered every held-out task (an official run)."""
-    return None if result.protocol == "official" else requested
+def evaluated_tasks_per_class(dist: TaskDistribution, requested: int | None) -> int | None:
+    """``requested`` (``--eval-tasks K``), or None when K covers every held-out task of ``dist`` (official)."""
+    return requested if is_partial(dist, requested) else None
 
 
 def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, **extra: Any) -> dict:

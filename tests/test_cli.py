@@ -388,6 +388,15 @@ def test_resume_rewinds_progress_rows_logged_after_the_checkpoint(tmp_path, caps
     capsys.readouterr()
     assert main([*base, "--steps", "100", "--resume"]) == 0  # nothing left to train: said so
     assert "nothing to train" in capsys.readouterr().err
+    # with the final evaluation: once; a no-op resume doesn't run and log it again
+    final = [a for a in base if a != "--no-final-eval"] + ["--eval-tasks", "1", "--steps", "200"]
+    assert main([*final, "--resume"]) == 0
+    assert json.loads((out / "eval-first1.json").read_text())["trained_env_steps"] == 200
+    rows = (out / "progress.csv").read_text()
+    capsys.readouterr()
+    assert main([*final, "--resume"]) == 0
+    assert "already evaluates these weights" in capsys.readouterr().err
+    assert (out / "progress.csv").read_text() == rows
 
 
 def test_plot_of_a_run_without_metrics_is_a_usage_error(tmp_path, capsys):

@@ -20,9 +20,11 @@ import argparse
 import json
 import statistics
 import sys
+import warnings
 from pathlib import Path
 
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3
+from metaworld.policies import ENV_POLICY_MAP
 
 from metarl.envs.bench import provenance, single_env
 from metarl.envs.metaworld_fast import parity_check
@@ -37,16 +39,10 @@ def parity(names: list[str], episodes: int, scripted: bool = False) -> dict[str,
     presses, so the contact-force path (``touching_object``) runs on tasks random actions never reach."""
     rows = {}
     for name in names:
-        if scripted:
-            import warnings
-
-            from metaworld.policies import ENV_POLICY_MAP
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore")  # the policies' "Constant(s) may be too high" warnings
-                rows[name] = parity_check(name, episodes=episodes, seed=0, policy=ENV_POLICY_MAP[name]().get_action)
-        else:
-            rows[name] = parity_check(name, episodes=episodes, seed=0)
+        policy = ENV_POLICY_MAP[name]().get_action if scripted else None
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # the scripted policies' "Constant(s) may be too high" warnings
+            rows[name] = parity_check(name, episodes=episodes, seed=0, policy=policy)
         d = rows[name]
         ok = d["obs"] == 0 and d["reward"] == 0 and d["flags"] == 0
         print(f"{name:32s} steps {d['steps']:5d}  max|Δobs| {d['obs']:.1e}  max|Δr| {d['reward']:.1e}  "

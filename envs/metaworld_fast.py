@@ -107,16 +107,17 @@ def _touching_object(self, object_geom_id: int) -> bool:
     0, as upstream's ``sum`` does, so the result is identical.
     """
     contact = self.data.contact
+    pairs = contact.geom.tolist()
+    if not pairs:
+        return False
     left_id, right_id = self._metarl_pad_ids
+    force = self.data.efc_force
     left = right = 0
-    force = None
-    for (g1, g2), address in zip(contact.geom.tolist(), contact.efc_address.tolist(), strict=True):
+    for (g1, g2), address in zip(pairs, contact.efc_address.tolist(), strict=True):
         if g1 == object_geom_id or g2 == object_geom_id:
             if g1 == left_id or g2 == left_id:
-                force = self.data.efc_force if force is None else force
                 left += force[address]
             if g1 == right_id or g2 == right_id:
-                force = self.data.efc_force if force is None else force
                 right += force[address]
     return left > 0 and right > 0
 

@@ -358,7 +358,7 @@ def _prepare_out(out: Path, force: bool) -> None:
     if out.is_dir() and any(out.iterdir()):
         if not force:
             raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to replace it")
-        if not (out / "config.json").exists() or _run_config_json(out / "config.json") is None:
+        if _run_config_json(out / "config.json") is None:  # missing, unreadable or someone else's
             raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no config.json "
                              "written by `metarl train`); choose another --out")
         shutil.rmtree(out)
@@ -597,13 +597,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     from metarl.evaluator import EvalConfig, eval_slots, evaluate
     from metarl.rollout import torch_threads
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import (
-        TrainerConfig,
-        eval_file_name,
-        eval_summary,
-        evaluated_tasks_per_class,
-        write_eval_json,
-    )
+    from metarl.trainer import TrainerConfig, eval_file_name, eval_summary, write_eval_json
 
     target = Path(args.target)
     options = parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
@@ -645,8 +639,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
-        k = evaluated_tasks_per_class(bench.test, args.eval_tasks)
-        path = target / eval_file_name(k, args.actions, {**env_options, **options})
+        path = target / eval_file_name(bench.test, args.eval_tasks, args.actions, {**env_options, **options})
         write_eval_json(path, result, bench, seed,
                         **({"agent_overrides": options} if options else {}),
                         **({"env_overrides": env_options} if env_options else {}))

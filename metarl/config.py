@@ -25,7 +25,7 @@ _HINTS = {"inner_steps": "; for the policy without adaptation give inner_lr=0"}
 
 
 def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
-    """``cls(**options)``: unknown keys are a TypeError that lists the known ones; a value of the wrong
+    """``cls(**options)``: an unknown key is a :class:`UsageError` listing the known ones; a value of the wrong
     kind for its default (text for a number, a float for a count, ...) or out of its range (a negative
     learning rate, zero epochs, a discount above 1) is a :class:`UsageError` naming the option."""
     known = {f.name: f for f in fields(cls)}

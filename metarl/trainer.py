@@ -157,8 +157,7 @@ class Trainer:
     def final_eval_path(self) -> Path:
         """Where :meth:`train` writes the final evaluation (``eval.json`` or ``eval-firstK.json``)."""
         assert self.run_dir is not None
-        k = evaluated_tasks_per_class(self.benchmark.test, self.config.final_eval_tasks_per_class)
-        return self.run_dir / eval_file_name(k)
+        return self.run_dir / eval_file_name(self.benchmark.test, self.config.final_eval_tasks_per_class)
 
     def _deadline(self) -> float | None:
         """When --max-minutes runs out on ``time.monotonic()``'s clock (only training time counts)."""
@@ -213,20 +212,17 @@ def _rollout_metrics(pre: Rollout, post: Rollout | None) -> dict[str, float]:
     return out
 
 
-def eval_file_name(max_tasks_per_class: int | None = None, actions: str = "auto",
+def eval_file_name(dist: TaskDistribution, max_tasks_per_class: int | None = None, actions: str = "auto",
                    overrides: dict[str, Any] | None = None) -> str:
     """A run directory's evaluation file: ``eval.json`` for the official protocol only; a partial or
     non-default evaluation says what differs (``eval-first10.json``, ``eval-sampled.json``,
-    ``eval-inner_lr=0.json``) and so never replaces the official one."""
-    name = "eval" + ("" if max_tasks_per_class is None else f"-first{max_tasks_per_class}")
+    ``eval-inner_lr=0.json``) and so never replaces the official one. A ``max_tasks_per_class`` that
+    covers every evaluation task of ``dist`` is the official set."""
+    partial = is_partial(dist, max_tasks_per_class)
+    name = "eval" + (f"-first{max_tasks_per_class}" if partial else "")
     name += "" if actions == "auto" else f"-{actions}"
     name += "".join(f"-{k}={v}" for k, v in (overrides or {}).items())
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name) + ".json"
-
-
-def evaluated_tasks_per_class(dist: TaskDistribution, requested: int | None) -> int | None:
-    """``requested`` (``--eval-tasks K``), or None when K covers every held-out task of ``dist`` (official)."""
-    return requested if is_partial(dist, requested) else None
 
 
 def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, **extra: Any) -> dict:

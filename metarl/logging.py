@@ -89,6 +89,7 @@ class TensorBoardWriter:
     def __init__(self, path: Path) -> None:
         from torch.utils.tensorboard import SummaryWriter
 
+        self.path = path
         self._w = SummaryWriter(str(path))
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
@@ -96,6 +97,17 @@ class TensorBoardWriter:
             if isinstance(v, (int, float)) and math.isfinite(v):
                 self._w.add_scalar(k, v, step)
         self._w.flush()
+
+    def rewind(self, step: int) -> None:
+        """Hide what was logged after ``step`` (a resumed run logs those iterations again).
+
+        Event files are append-only: a new writer records a restart at ``step + 1`` (TensorBoard's
+        ``purge_step``), and TensorBoard drops the older events at or after it when it reads the run.
+        """
+        from torch.utils.tensorboard import SummaryWriter
+
+        self._w.close()
+        self._w = SummaryWriter(str(self.path), purge_step=step + 1)
 
     def close(self) -> None:
         self._w.close()
@@ -120,7 +132,7 @@ class Logger:
             w.write(step, metrics)
 
     def rewind(self, step: int) -> None:
-        """Forget what writers that can (the CSV) logged after ``step``; TensorBoard keeps both copies."""
+        """Forget what every writer logged after ``step`` (the CSV's rows; TensorBoard's events)."""
         for w in self.writers:
             if hasattr(w, "rewind"):
                 w.rewind(step)

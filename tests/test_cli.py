@@ -375,16 +375,29 @@ def test_eval_steps_no_more_slots_than_tasks_and_counts_real_steps_only(monkeypa
 def test_resume_rewinds_progress_rows_logged_after_the_checkpoint(tmp_path, capsys):
     import csv
 
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from metarl.logging import TensorBoardWriter
+
     out = tmp_path / "run"
     base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--no-final-eval", "--out", str(out)]
     assert main([*base, "--steps", "80"]) == 0
     with (out / "progress.csv").open("a", newline="") as f:  # an interrupted run logged past its checkpoint
         csv.writer(f).writerows([[120, "train/return", 1.0], [160, "train/return", 2.0]])
+    tb = TensorBoardWriter(out / "tb")
+    tb.write(120, {"train/return": 1.0})
+    tb.write(160, {"train/return": 2.0})
+    tb.close()
     assert main([*base, "--steps", "160", "--resume"]) == 0
     rows = list(csv.reader((out / "progress.csv").open()))[1:]
     keys = [(int(r[0]), r[1]) for r in rows]
     assert len(keys) == len(set(keys)) and (120, "train/return") in keys  # once each, the resumed values
     assert [float(r[2]) for r in rows if r[:2] == ["120", "train/return"]] != [1.0]
+    events = EventAccumulator(str(out / "tb"))  # TensorBoard's reader: the same rows, once each
+    events.Reload()
+    scalars = {e.step: e.value for e in events.Scalars("train/return")}
+    assert len(events.Scalars("train/return")) == len(scalars)
+    assert scalars == {int(r[0]): pytest.approx(float(r[2])) for r in rows if r[1] == "train/return"}
     capsys.readouterr()
     assert main([*base, "--steps", "100", "--resume"]) == 0  # nothing left to train: said so
     assert "nothing to train" in capsys.readouterr().err

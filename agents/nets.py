@@ -25,6 +25,19 @@ def _init(layer: nn.Linear, gain: float) -> nn.Linear:
     return layer
 
 
+def rescale_output(head: nn.Module, factor: float) -> None:
+    """Multiply what ``head`` outputs by ``factor``, for every input: its last ``nn.Linear``'s weight and bias.
+
+    Reward normalisation trains the value function on returns in units of the running return std
+    ``sigma``; when ``sigma`` moves from ``old`` to ``new``, ``rescale_output(value_head, old / new)``
+    keeps its predictions in the new units (PopArt's "preserving outputs", van Hasselt et al. 2016).
+    """
+    last = head if isinstance(head, nn.Linear) else [m for m in head.modules() if isinstance(m, nn.Linear)][-1]
+    with torch.no_grad():
+        last.weight.mul_(factor)
+        last.bias.mul_(factor)
+
+
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 

@@ -23,7 +23,7 @@ from metarl.returns import RunningMeanStd, discounted_returns, gae
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
-from .nets import GaussianActorCritic, gaussian_act
+from .nets import GaussianActorCritic, gaussian_act, rescale_output
 
 
 @dataclass(frozen=True)
@@ -131,13 +131,19 @@ class ZeroShotPPO:
 
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
         ro = batch.pre
-        rewards = ro.rewards
-        if self.cfg.normalize_rewards:
-            self.ret_rms.update(discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
-            rewards = rewards / np.sqrt(self.ret_rms.var + 1e-8).astype(np.float32)
+        rewards, values = ro.rewards, ro.extras["value"]
         with torch.no_grad():
             next_values = self.net.value(torch.as_tensor(ro.next_obs, device=self.device)).cpu().numpy()  # [T, N]
-        adv, ret = gae(rewards, ro.extras["value"], next_values, ro.terminated, ro.dones, self.cfg.gamma, self.cfg.lam)
+        if self.cfg.normalize_rewards:
+            old_std = self.ret_rms.std
+            self.ret_rms.update(discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
+            rewards = rewards / np.float32(self.ret_rms.std)
+            # The value net predicts returns in units of the previous std: convert its predictions, and
+            # the net itself, to the new units (else TD errors gain a bias proportional to the rewards).
+            scale = np.float32(old_std / self.ret_rms.std)
+            values, next_values = values * scale, next_values * scale
+            rescale_output(self.net.v, float(scale))
+        adv, ret = gae(rewards, values, next_values, ro.terminated, ro.dones, self.cfg.gamma, self.cfg.lam)
         v = ro.valid  # flatten valid steps only: [B, ...]
         flat = {k: torch.as_tensor(a[v], device=self.device) for k, a in
                 {"obs": ro.obs, "act": ro.actions, "log_prob": ro.extras["log_prob"], "adv": adv, "ret": ret}.items()}

@@ -43,7 +43,7 @@ from metarl.returns import RunningMeanStd, discounted_returns, gae
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
-from .nets import gaussian_act
+from .nets import gaussian_act, rescale_output
 from .ppo import PPOConfig, ppo_epochs
 
 REWARD_CLIP = 10.0
@@ -292,11 +292,15 @@ class RL2:
         ro, cfg = batch.pre, self.cfg
         if np.any(ro.extras["hidden"][0] != 0):
             raise ValueError("rl2: a meta-batch rollout must start a trial (Learner.reset right before collect)")
-        rewards = ro.rewards * cfg.reward_scale  # [T, N]
+        rewards, values = ro.rewards * cfg.reward_scale, ro.extras["value"]  # [T, N]
         if cfg.normalize_rewards:
+            old_std = self.ret_rms.std
             self.ret_rms.update(discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
-            rewards = rewards / np.float32(math.sqrt(self.ret_rms.var + 1e-8))
-        adv, ret = trial_gae(rewards, ro.extras["value"], ro.valid, cfg.gamma, cfg.lam)
+            rewards = rewards / np.float32(self.ret_rms.std)
+            scale = np.float32(old_std / self.ret_rms.std)  # values to the new std's units, as in zero-shot
+            values = values * scale
+            rescale_output(self.net.v, float(scale))
+        adv, ret = trial_gae(rewards, values, ro.valid, cfg.gamma, cfg.lam)
         data = self.replay_batch(ro, {"adv": adv, "ret": ret, "log_prob": ro.extras["log_prob"]})
         flat = {k: _ValidSteps(data[k], data["mask"]) for k in ("adv", "ret", "log_prob")}
         cache: dict[str, Any] = {}

@@ -7,6 +7,8 @@ value is bootstrapped from the true final observation (``next_values``).
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -71,6 +73,11 @@ class RunningMeanStd:
         self.mean = self.mean + delta * b / tot
         self.var = (self.var * self.count + b_var * b + delta**2 * self.count * b / tot) / tot
         self.count = tot
+
+    @property
+    def std(self) -> float:
+        """``sqrt(var + 1e-8)`` (scalar statistics only)."""
+        return math.sqrt(float(self.var) + 1e-8)
 
     def state_dict(self) -> dict:
         return {"mean": self.mean.copy(), "var": self.var.copy(), "count": self.count}

@@ -69,3 +69,35 @@ def test_gaussian_act_matches_torch_distributions_and_rejects_a_diverged_policy(
         gaussian_act(mean.index_fill(0, torch.tensor([2]), float("nan")), log_std)
     with pytest.raises(ValueError, match="diverged"):
         gaussian_act(mean, torch.full((3,), -float("inf")))
+
+
+def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch):
+    # Rewards are divided by the running return std; when an update moves it, the value net's outputs
+    # are rescaled with it and GAE sees values in the new units (a stale scale biases every TD error by
+    # a multiple of the reward).
+    from metarl.agents import ppo as ppo_module
+    from metarl.rollout import collect
+    from metarl.types import MetaBatch
+    from metarl.vector import make_vector_env
+
+    torch.manual_seed(0)
+    bench = metarl.make_benchmark("Toy", seed=0)
+    algo = metarl.make_agent("zero-shot", bench)
+    algo.ret_rms.update(np.array([0.5, -0.5, 1.0]))  # a std far from this batch's
+    envs = make_vector_env(bench.train, 2, "sync")
+    envs.set_tasks(list(bench.train.tasks[:2]))
+    learner = algo.make_learner()
+    learner.reset(2)
+    ro = collect(envs, learner, 1, seed=[0, 1])
+    obs = torch.as_tensor(ro.obs[ro.valid])
+    with torch.no_grad():
+        before = algo.net.value(obs)
+    std_before, seen = algo.ret_rms.std, {}
+    monkeypatch.setattr(ppo_module, "ppo_epochs", lambda net, opt, batch, *a: seen.update(batch) or {})
+    algo.meta_update(MetaBatch(list(envs.tasks), ro))
+    envs.close()
+    scale = std_before / algo.ret_rms.std
+    assert scale < 0.5
+    with torch.no_grad():
+        torch.testing.assert_close(algo.net.value(obs), before * scale)
+    torch.testing.assert_close(seen["ret"] - seen["adv"], before * scale)  # GAE's values, new units

@@ -53,7 +53,8 @@ class PPOConfig:
     episodes: int = 1
     """Episodes per slot per iteration."""
     normalize_rewards: bool = True
-    """Divide rewards by the running std of discounted returns (SB3 VecNormalize-style)."""
+    """Divide rewards by the running std of discounted returns (SB3 VecNormalize-style); the value head
+    is rescaled whenever that std moves, so its predictions stay in the rewards' units."""
 
 
 class PPOLearner:

@@ -84,7 +84,8 @@ class RL2Config:
     the GRU was trained on, and they trailed the first episode (Driving: 92% after vs 94% before;
     trained on 13: 98% vs 90%; ``benchmarks/results/Driving-rl2*.json``). Set 10 to match garage."""
     normalize_rewards: bool = True
-    """Divide the reward input by a running reward std and the PPO rewards by a running return std."""
+    """Divide the reward input by a running reward std and the PPO rewards by a running return std (the
+    value head is rescaled whenever that std moves, so its predictions stay in the rewards' units)."""
     reward_scale: float = 1.0
     """Fixed factor applied to raw rewards before any normalisation."""
     init_log_std: float = -0.5

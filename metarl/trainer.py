@@ -107,15 +107,19 @@ class Trainer:
         learner = algo.make_learner()
         learner.reset(n)
         seeds = [int(s) for s in self.rng.integers(2**31 - 1, size=n)]
+        start = time.perf_counter()
         with torch_threads(self.config.collect_threads):
             pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
             learner.observe(pre)
             learner.adapt()
             post = collect(self._envs, learner, algo.post_episodes) if algo.post_episodes else None
+        collected = time.perf_counter()
         metrics = algo.meta_update(MetaBatch(tasks, pre, post))
         self.state.iteration += 1
         self.state.env_steps += pre.num_steps + (post.num_steps if post else 0)
-        return {**metrics, **_rollout_metrics(pre, post)}
+        # where an iteration's time goes: env-bound (more workers help) or update-bound (a GPU helps)
+        timing = {"time/collect_s": collected - start, "time/update_s": time.perf_counter() - collected}
+        return {**metrics, **_rollout_metrics(pre, post), **timing}
 
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any."""

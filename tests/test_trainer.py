@@ -127,6 +127,11 @@ def test_training_steps_respect_budget_and_log_namespaces(tmp_path):
     _, result = _run(tmp_path, 30, agent="random")
     keys = {k for _, k, _ in _metrics(tmp_path / "progress.csv")}
     assert {"train/return", "train/success_rate", "time/steps_per_s", "eval/success_rate"} <= keys
+    rows = _metrics(tmp_path / "progress.csv")
+    timing = {k: [float(v) for _, key, v in rows if key == k] for k in ("time/collect_s", "time/update_s")}
+    elapsed = max(float(v) for _, k, v in rows if k == "time/elapsed_s")
+    assert all(t and min(t) > 0 for t in timing.values())
+    assert sum(map(sum, timing.values())) <= elapsed  # parts of the iterations' time
     steps = sorted({int(s) for s, _, _ in _metrics(tmp_path / "progress.csv")})
     assert steps[0] == 10 and steps[-1] >= 30  # 2 slots x 5 steps per iteration
     assert 0.0 <= result.success_rate <= 1.0

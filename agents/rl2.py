@@ -129,9 +129,10 @@ class RL2Learner:
     ``observe`` and ``adapt`` are no-ops: everything learned about the tasks is in the hidden state,
     which persists across episodes and ``collect`` calls until :meth:`reset` starts a new trial.
 
-    Steps a slot takes after its last episode (invalid steps, when episodes end at different times)
-    still pass through its hidden state; the evaluator's second ``collect`` continues the trial with
-    the last reward of the first (``collect(prev_reward=...)``).
+    Steps a slot takes after its last episode (inactive, invalid steps, when episodes end at different
+    times) leave its hidden state and previous action as they were, so the evaluator's second
+    ``collect`` continues the trial from the slot's last real step, with that step's reward
+    (``collect(prev_reward=...)``): the same inputs as one contiguous trial in training.
     """
 
     eval_deterministic = False
@@ -169,7 +170,12 @@ class RL2Learner:
         action, log_prob = gaussian_act(mean, net.log_std, deterministic)  # [N, act_dim], [N]
         extras = {"log_prob": log_prob.cpu().numpy(), "value": value.cpu().numpy(),
                   "hidden": self.h.cpu().numpy()}
-        self.h, self.prev_action = h, action
+        if step.active is None or step.active.all():
+            self.h, self.prev_action = h, action
+        else:  # padding steps of finished slots don't enter their memory
+            active = torch.as_tensor(step.active, device=h.device).unsqueeze(-1)  # [N, 1]
+            self.h = torch.where(active, h, self.h)
+            self.prev_action = torch.where(active, action, self.prev_action)
         return ActOutput(action.cpu().numpy(), extras)
 
     def observe(self, rollout: Rollout) -> None:

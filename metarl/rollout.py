@@ -51,7 +51,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
                                              "truncated", "first", "success", "episode")}
     extras: dict[str, list] = {}
     while (finished < episodes).any():
-        out = learner.act(StepInput(obs, prev_reward, first), deterministic)
+        out = learner.act(StepInput(obs, prev_reward, first, finished < episodes), deterministic)
         actions = np.asarray(out.actions, dtype=np.float32).reshape(n, -1)
         next_obs, reward, terminated, truncated, info = envs.step(np.clip(actions, low, high).reshape(
             (n, *envs.single_action_space.shape)))

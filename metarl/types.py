@@ -41,11 +41,16 @@ class StepInput(NamedTuple):
         obs: ``[N, obs_dim]`` float32 observation.
         prev_reward: ``[N]`` float32 reward of the step that led to ``obs`` (0 after a reset).
         first: ``[N]`` bool, True where ``obs`` is the first observation of an episode.
+        active: ``[N]`` bool, False where the slot has finished its episodes and only steps because
+            slower slots haven't (padding: its step is discarded; a Learner with memory should leave
+            that slot's state as it is, so a later ``collect`` continues the trial from its last
+            real step); None: every slot is active.
     """
 
     obs: np.ndarray
     prev_reward: np.ndarray
     first: np.ndarray
+    active: np.ndarray | None = None
 
 
 class ActOutput(NamedTuple):

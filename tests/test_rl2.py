@@ -182,3 +182,37 @@ def test_rl2_learns_to_adapt_where_a_memoryless_policy_cannot():
     assert rl2.success_rate >= 0.8 and rl2.success_rate > flat.success_rate + 0.3, (rl2.success_rate, flat.success_rate)
     assert rl2.mean_return > flat.mean_return + 3.0, (rl2.mean_return, flat.mean_return)
     assert rl2.mean_return > rl2.pre_return + 1.0  # it improved with experience of the task
+
+
+def test_an_evaluation_trial_split_into_two_collects_matches_one_contiguous_trial():
+    # The evaluator runs a trial as two collects (10 adaptation, then 3 evaluation episodes); training
+    # runs it as one. A slot that finishes early pads while slower slots run: those steps must not
+    # enter its GRU state, or its evaluation episodes start from a state training never produced.
+    # Slot 0's goal is at the start (1-step episodes, terminated on success); slot 1's is out of reach.
+    import functools
+
+    from metarl.envs.toy import PointGoalEnv
+    from metarl.tasks import Benchmark, TaskSet
+    from metarl.types import Task
+
+    factory = functools.partial(PointGoalEnv, horizon=20, terminate_on_success=True)
+    tasks = (Task("p", 0, "train", (0.0, 0.0)), Task("p", 1, "train", (5.0, 0.0)))
+    dist = TaskSet("train", tasks, factory, 20)
+    torch.manual_seed(0)
+    algo = metarl.make_agent("rl2", Benchmark("T", dist, dist, seed=0), hidden=16)
+    envs = make_vector_env(dist, 2)
+    envs.set_tasks(list(tasks))
+    learner = algo.make_learner()
+    learner.reset(2)
+    whole = collect(envs, learner, 13, deterministic=True, seed=0)
+    learner.reset(2)
+    pre = collect(envs, learner, 10, deterministic=True, seed=0)
+    post = collect(envs, learner, 3, deterministic=True, prev_reward=pre.last_rewards())
+    envs.close()
+    assert pre.valid[:, 0].sum() == 10 and not pre.valid[:, 0].all()  # slot 0 padded in the first collect
+    for slot in range(2):
+        tail = whole.valid[:, slot] & (whole.episode[:, slot] >= 10)  # episodes 11-13 of the whole trial
+        ours = post.valid[:, slot]
+        assert tail.sum() == ours.sum() > 0
+        np.testing.assert_allclose(post.extras["hidden"][ours, slot], whole.extras["hidden"][tail, slot], atol=1e-6)
+        np.testing.assert_allclose(post.actions[ours, slot], whole.actions[tail, slot], atol=1e-6)

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from metarl.config import config_from_options
-from metarl.returns import RunningMeanStd, discounted_returns, gae
+from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
@@ -136,14 +136,10 @@ class ZeroShotPPO:
         with torch.no_grad():
             next_values = self.net.value(torch.as_tensor(ro.next_obs, device=self.device)).cpu().numpy()  # [T, N]
         if self.cfg.normalize_rewards:
-            old_std = self.ret_rms.std
-            self.ret_rms.update(discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
-            rewards = rewards / np.float32(self.ret_rms.std)
-            # The value net predicts returns in units of the previous std: convert its predictions, and
-            # the net itself, to the new units (else TD errors gain a bias proportional to the rewards).
-            scale = np.float32(old_std / self.ret_rms.std)
-            values, next_values = values * scale, next_values * scale
-            rescale_output(self.net.v, float(scale))
+            div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
+            rewards = rewards / np.float32(div)
+            values, next_values = values * np.float32(scale), next_values * np.float32(scale)  # the new std's units
+            rescale_output(self.net.v, scale)
         adv, ret = gae(rewards, values, next_values, ro.terminated, ro.dones, self.cfg.gamma, self.cfg.lam)
         v = ro.valid  # flatten valid steps only: [B, ...]
         flat = {k: torch.as_tensor(a[v], device=self.device) for k, a in

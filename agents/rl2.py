@@ -39,7 +39,7 @@ import torch
 from torch import nn
 
 from metarl.config import config_from_options
-from metarl.returns import RunningMeanStd, discounted_returns, gae
+from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
@@ -245,7 +245,7 @@ class RL2:
         """Raw rewards ``[...]`` -> the GRU's reward input ``[...]`` (scaled, normalised, clipped)."""
         r = rewards.float() * self.cfg.reward_scale
         if self.cfg.normalize_rewards:
-            r = (r / math.sqrt(self.rew_rms.var + 1e-8)).clamp(-REWARD_CLIP, REWARD_CLIP)
+            r = (r / self.rew_rms.std).clamp(-REWARD_CLIP, REWARD_CLIP)
         return r
 
     def features(self, obs: torch.Tensor, prev_action: torch.Tensor, prev_reward: torch.Tensor,
@@ -301,12 +301,10 @@ class RL2:
             raise ValueError("rl2: a meta-batch rollout must start a trial (Learner.reset right before collect)")
         rewards, values = ro.rewards * cfg.reward_scale, ro.extras["value"]  # [T, N]
         if cfg.normalize_rewards:
-            old_std = self.ret_rms.std
-            self.ret_rms.update(discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
-            rewards = rewards / np.float32(self.ret_rms.std)
-            scale = np.float32(old_std / self.ret_rms.std)  # values to the new std's units, as in zero-shot
-            values = values * scale
-            rescale_output(self.net.v, float(scale))
+            div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
+            rewards = rewards / np.float32(div)
+            values = values * np.float32(scale)  # the new std's units
+            rescale_output(self.net.v, scale)
         adv, ret = trial_gae(rewards, values, ro.valid, cfg.gamma, cfg.lam)
         data = self.replay_batch(ro, {"adv": adv, "ret": ret, "log_prob": ro.extras["log_prob"]})
         flat = {k: _ValidSteps(data[k], data["mask"]) for k in ("adv", "ret", "log_prob")}

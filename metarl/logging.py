@@ -101,8 +101,10 @@ class TensorBoardWriter:
     def rewind(self, step: int) -> None:
         """Hide what was logged after ``step`` (a resumed run logs those iterations again).
 
-        Event files are append-only: a new writer records a restart at ``step + 1`` (TensorBoard's
-        ``purge_step``), and TensorBoard drops the older events at or after it when it reads the run.
+        Event files are append-only: a new writer records a restart at ``step + 1`` (``purge_step``).
+        TensorBoard's Python event reader (``EventAccumulator``; ``tensorboard --load_fast=false``)
+        drops the older events at or after it; the default fast loader (``tensorboard_data_server``)
+        doesn't read the marker, so view a resumed run with ``--load_fast=false``.
         """
         from torch.utils.tensorboard import SummaryWriter
 
@@ -132,7 +134,8 @@ class Logger:
             w.write(step, metrics)
 
     def rewind(self, step: int) -> None:
-        """Forget what every writer logged after ``step`` (the CSV's rows; TensorBoard's events)."""
+        """Forget what every writer logged after ``step``: the CSV's rows; TensorBoard's events as its
+        Python reader sees them (see :meth:`TensorBoardWriter.rewind`)."""
         for w in self.writers:
             if hasattr(w, "rewind"):
                 w.rewind(step)

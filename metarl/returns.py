@@ -58,6 +58,20 @@ def discounted_returns(rewards: np.ndarray, ends: np.ndarray, gamma: float) -> n
     return out.astype(np.float32)
 
 
+def normalise_returns(rms: RunningMeanStd, returns: np.ndarray) -> tuple[float, float]:
+    """Fold ``returns`` ``[B]`` into ``rms``; return ``(divisor, value_scale)``.
+
+    Rewards are divided by ``divisor`` (the updated std). A value function trained on returns in the
+    previous std's units moves to the new ones when its outputs are multiplied by ``value_scale``
+    (old std / new std; PopArt's output preservation, van Hasselt et al. 2016); without it, every
+    TD error gains a bias proportional to its reward while the std moves. ``value_scale`` is 1 on the
+    first update: before it ``rms`` holds only its prior, and the value function has no units yet.
+    """
+    prior, old = rms.count < 1, rms.std
+    rms.update(returns)
+    return rms.std, 1.0 if prior else old / rms.std
+
+
 class RunningMeanStd:
     """Streaming mean and variance (Chan et al. parallel algorithm) of ``shape``-d samples."""
 

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metarl.returns import RunningMeanStd, discounted_returns, gae
+from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
 
 
 def test_gae_matches_hand_computation_constant_value():
@@ -55,3 +55,19 @@ def test_running_mean_std_matches_numpy():
         rms.update(chunk)
     assert rms.mean == pytest.approx(x.mean(), rel=1e-3)
     assert rms.var == pytest.approx(x.var(), rel=1e-2)
+
+
+def test_normalise_returns_scales_values_from_the_old_std_to_the_new():
+    rms = RunningMeanStd()
+    first = np.array([1.0, 3.0, 5.0, 7.0])
+    div, scale = normalise_returns(rms, first)
+    assert div == pytest.approx(np.std(first), rel=1e-4) and scale == 1.0  # the prior had no units to convert from
+    second = np.array([10.0, -10.0, 30.0, -30.0])
+    div2, scale2 = normalise_returns(rms, second)
+    both = np.concatenate([first, second])
+    assert div2 == pytest.approx(np.std(both), rel=1e-4)
+    assert scale2 == pytest.approx(div / div2)
+    # all-zero returns (a sparse family before its first success) don't inflate the value head
+    zeros = RunningMeanStd()
+    product = np.prod([normalise_returns(zeros, np.zeros(2000))[1] for _ in range(50)])
+    assert 1.0 <= product < 3.0, product

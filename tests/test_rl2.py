@@ -100,6 +100,7 @@ def test_update_replays_the_acted_log_probs(device, monkeypatch):
     torch.manual_seed(0)
     algo, envs = _setup([(3, True, -1), (5, False, -1)], device=device, bptt_len=4, epochs=1)
     algo.rew_rms.update(np.array([3.0, -7.0, 12.0]))  # a non-trivial reward normaliser while acting
+    algo.ret_rms.update(np.array([30.0, -70.0, 120.0]))  # and a return std this batch will move
     learner = algo.make_learner()
     learner.reset(2)
     ro = collect(envs, learner, 3, seed=[0, 1])
@@ -178,7 +179,7 @@ def test_rl2_learns_to_adapt_where_a_memoryless_policy_cannot():
         flat = _train_and_evaluate(bench, "zero-shot", 30_000, 16, lr=3e-3, minibatch_size=256, episodes=10)
     finally:
         torch.set_num_threads(threads)
-    # Seed 0, one thread: RL² 1.0 success / return -1.8; zero-shot 0.5 / -7.5 (it bets on one side).
+    # Seed 0, one thread: RL² 1.0 success / return -1.7; zero-shot 0.5 / -7.9 (it bets on one side).
     assert rl2.success_rate >= 0.8 and rl2.success_rate > flat.success_rate + 0.3, (rl2.success_rate, flat.success_rate)
     assert rl2.mean_return > flat.mean_return + 3.0, (rl2.mean_return, flat.mean_return)
     assert rl2.mean_return > rl2.pre_return + 1.0  # it improved with experience of the task

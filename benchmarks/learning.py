@@ -110,13 +110,14 @@ def main() -> None:
     args = p.parse_args()
     args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
     args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
+    head = provenance(["python", *sys.argv])  # the commit the runs start from (it may move while they train)
     rows = [run_seed(args, s) for s in args.seeds]
     label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
     out = args.out or HERE / "results" / f"{label}-{args.agent}{args.tag}.json"
     mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
     summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
     out.write_text(json.dumps({
-        **provenance(["python", *sys.argv]),
+        **head, "started_utc": head["date_utc"], "date_utc": provenance()["date_utc"],
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
         "summary": summary, "seeds": rows}, indent=2) + "\n")
     print(json.dumps(summary, indent=2))

@@ -81,9 +81,9 @@ class RL2Config:
     trial_episodes: int = 13
     """Episodes per trial in meta-training: the official meta-test trial's 10 adaptation + 3 evaluation
     episodes, all under one hidden state. Garage trains on 10; then episodes 11-13 are outside what
-    the GRU was trained on (Driving, both before the padding fix of d71875b: trained on 10, 92% after
-    vs 94% before; on 13, 98% vs 90%; after it, on 13: 96.7% vs 64%;
-    ``benchmarks/results/Driving-rl2*.json``). Set 10 to match garage."""
+    the GRU was trained on (Driving: trained on 10, 92% after vs 94% before; on 13, 98% vs 90%, and
+    96.7% vs 64% in a later run with the value-head rescale; ``benchmarks/results/Driving-rl2*.json``).
+    Set 10 to match garage."""
     normalize_rewards: bool = True
     """Divide the reward input by a running reward std and the PPO rewards by a running return std (the
     value head is rescaled whenever that std moves, so its predictions stay in the rewards' units)."""

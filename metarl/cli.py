@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import ast
 import json
+import math
 import os
 import shutil
 import sys
@@ -665,4 +666,7 @@ def _print_table(result: EvalResult, bench: Benchmark, seed: int) -> None:
                       f"{row['return']:.1f}", f"{row['pre_return']:.1f}")
     table.add_row("[bold]mean[/bold]", "", f"[bold]{result.success_rate:.1%}[/bold]", f"{result.pre_success_rate:.1%}",
                   f"{result.mean_return:.1f}", f"{result.pre_return:.1f}")
+    if math.isfinite(result.success_rate_se):
+        table.caption = (f"standard error over tasks: ±{result.success_rate_se:.1%} (post), "
+                         f"±{result.pre_success_rate_se:.1%} (pre)")
     Console().print(table)

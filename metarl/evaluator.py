@@ -56,6 +56,12 @@ class EvalResult:
     """How evaluation episodes acted: ``"mean"`` (deterministic) or ``"sampled"``."""
     protocol: str = ""
     """``"official"`` (every evaluation task, 10 + 3 episodes) or what differs, e.g. ``"first 10 tasks per class"``."""
+    success_rate_se: float = float("nan")
+    """Standard error of ``success_rate`` over the evaluated tasks (classes weighted as in the mean:
+    ``sqrt(sum_c var_c / n_c) / C``, ``var_c`` the sample variance of class ``c``'s per-task success):
+    how far a re-evaluation with other random streams is likely to land. NaN with one task per class."""
+    pre_success_rate_se: float = float("nan")
+    """The same for ``pre_success_rate``."""
 
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         """Flat ``eval/*`` metrics for the logger, incl. ``eval/<task>/success_rate``."""
@@ -184,5 +190,16 @@ def _aggregate(goals: list[dict], steps: int) -> EvalResult:
     def mean(key: str) -> float:
         return float(np.mean([row[key] for row in per_task.values()]))
 
-    return EvalResult(mean("success_rate"), mean("pre_success_rate"), mean("return"), mean("pre_return"),
-                      per_task, goals, steps)
+    result = EvalResult(mean("success_rate"), mean("pre_success_rate"), mean("return"), mean("pre_return"),
+                        per_task, goals, steps)
+    result.success_rate_se = standard_error([[g["success"] for g in goals if g["task"] == c] for c in per_task])
+    result.pre_success_rate_se = standard_error([[g["pre_success"] for g in goals if g["task"] == c] for c in per_task])
+    return result
+
+
+def standard_error(groups: list[list[float]]) -> float:
+    """Standard error of the mean of group means (``groups``: per-task values per class), or NaN
+    when a group has a single value (no variance to estimate)."""
+    if not groups or min(map(len, groups)) < 2:
+        return float("nan")
+    return float(np.sqrt(sum(np.var(g, ddof=1) / len(g) for g in groups)) / len(groups))

@@ -312,10 +312,12 @@ def test_result_table_never_cuts_task_names(capsys):
     names = ["door-close-v3", "drawer-open-v3", "peg-insert-side-v3", "pick-place-wall-v3", "sweep-into-v3"]
     row = {"num_tasks": 40, "success_rate": 0.5, "pre_success_rate": 0.25, "return": 1234.5, "pre_return": 987.6}
     result = SimpleNamespace(per_task=dict.fromkeys(names, row), success_rate=0.5, pre_success_rate=0.25,
-                             mean_return=1234.5, pre_return=987.6, eval_actions="mean", protocol="official")
+                             mean_return=1234.5, pre_return=987.6, eval_actions="mean", protocol="official",
+                             success_rate_se=0.031, pre_success_rate_se=0.024)
     _print_table(result, SimpleNamespace(label="ML45", reward_version="v2"), 0)  # 80 columns: not a terminal
     out = capsys.readouterr().out
     assert all(name in out for name in names) and "…" not in out
+    assert "±3.1% (post), ±2.4% (pre)" in " ".join(out.split())  # the caption: the standard errors
 
 
 def test_no_final_eval_is_each_invocations_own(tmp_path):

@@ -194,3 +194,16 @@ def test_evaluation_batches_take_classes_in_turn_and_each_task_keeps_its_seed():
     assert len({g["pre_return"] for g in per_goal[1]}) == len(tasks)  # every task drew from its own seed
     for n in (2, 3, 4):  # ... the same one whichever batch and slot it ran in
         assert per_goal[n] == per_goal[1], n
+
+
+def test_evaluation_standard_error_by_hand():
+    from metarl.evaluator import _aggregate, standard_error
+
+    # class a: per-task success 1, 0, 1, 0 (var 1/3); class b: 1, 1, 1/3 (var 4/27)
+    goals = [{"task": t, "success": s, "pre_success": 0.0, "return": 0.0, "pre_return": 0.0}
+             for t, s in (("a", 1.0), ("a", 0.0), ("a", 1.0), ("a", 0.0), ("b", 1.0), ("b", 1.0), ("b", 1 / 3))]
+    result = _aggregate(goals, steps=0)
+    assert result.success_rate == pytest.approx((0.5 + 7 / 9) / 2)
+    assert result.success_rate_se == pytest.approx(np.sqrt((1 / 3) / 4 + (4 / 27) / 3) / 2)
+    assert result.pre_success_rate_se == 0.0
+    assert np.isnan(standard_error([[1.0], [0.0, 1.0]]))  # one task in a class: no variance to estimate

@@ -15,6 +15,7 @@ returns; success rates are identical (the parity test checks this against
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -67,6 +68,9 @@ class EvalResult:
         """Flat ``eval/*`` metrics for the logger, incl. ``eval/<task>/success_rate``."""
         out = {f"{prefix}/success_rate": self.success_rate, f"{prefix}/pre_success_rate": self.pre_success_rate,
                f"{prefix}/return": self.mean_return, f"{prefix}/pre_return": self.pre_return}
+        for key in ("success_rate_se", "pre_success_rate_se"):
+            if math.isfinite(getattr(self, key)):
+                out[f"{prefix}/{key}"] = getattr(self, key)
         for name, row in self.per_task.items():
             out[f"{prefix}/{name}/success_rate"] = row["success_rate"]
         return out

@@ -32,8 +32,13 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         for key in keys:
             if key in series:
                 xs, ys = zip(*series[key], strict=True)
-                ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, markersize=3,
-                        label=key.replace("eval/", "held-out ").replace("train/", "train ").replace("_", " "))
+                line, = ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, markersize=3,
+                                label=key.replace("eval/", "held-out ").replace("train/", "train ").replace("_", " "))
+                se = dict(series.get(f"{key}_se", []))  # evaluations' standard error over tasks: a band
+                if se:
+                    pts = [(x, y, se[x]) for x, y in zip(xs, ys, strict=True) if x in se]
+                    ax.fill_between([x for x, _, _ in pts], [y - e for _, y, e in pts], [y + e for _, y, e in pts],
+                                    color=line.get_color(), alpha=0.15, linewidth=0)
         ax.set_xlabel("env steps")
         ax.set_title(title)
         ax.grid(alpha=0.3)

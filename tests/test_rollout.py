@@ -206,4 +206,5 @@ def test_evaluation_standard_error_by_hand():
     assert result.success_rate == pytest.approx((0.5 + 7 / 9) / 2)
     assert result.success_rate_se == pytest.approx(np.sqrt((1 / 3) / 4 + (4 / 27) / 3) / 2)
     assert result.pre_success_rate_se == 0.0
+    assert result.metrics()["eval/success_rate_se"] == result.success_rate_se  # logged: the plot draws a band
     assert np.isnan(standard_error([[1.0], [0.0, 1.0]]))  # one task in a class: no variance to estimate

@@ -84,7 +84,7 @@ def _row(seed, device, run_dir, steps, elapsed, bench, result, **extra) -> dict:
     return {"seed": seed, "device": device, "run_dir": str(run_dir), "env_steps": steps, "train_seconds": elapsed,
             "train_steps_per_s": steps / max(elapsed, 1e-9), **extra, "reward_version": bench.reward_version,
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
-            "success_rate_se": result.success_rate_se, "pre_success_rate_se": result.pre_success_rate_se,
+            **result.standard_errors(),
             "return": result.mean_return, "pre_return": result.pre_return, "per_task": result.per_task,
             "eval_tasks": sum(r["num_tasks"] for r in result.per_task.values())}
 

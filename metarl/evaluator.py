@@ -64,13 +64,16 @@ class EvalResult:
     pre_success_rate_se: float = float("nan")
     """The same for ``pre_success_rate``."""
 
+    def standard_errors(self) -> dict[str, float | None]:
+        """``success_rate_se`` and ``pre_success_rate_se`` for a JSON file (None where undefined: JSON has no NaN)."""
+        return {k: v if math.isfinite(v) else None for k, v in
+                (("success_rate_se", self.success_rate_se), ("pre_success_rate_se", self.pre_success_rate_se))}
+
     def metrics(self, prefix: str = "eval") -> dict[str, float]:
         """Flat ``eval/*`` metrics for the logger, incl. ``eval/<task>/success_rate``."""
         out = {f"{prefix}/success_rate": self.success_rate, f"{prefix}/pre_success_rate": self.pre_success_rate,
                f"{prefix}/return": self.mean_return, f"{prefix}/pre_return": self.pre_return}
-        for key in ("success_rate_se", "pre_success_rate_se"):
-            if math.isfinite(getattr(self, key)):
-                out[f"{prefix}/{key}"] = getattr(self, key)
+        out.update({f"{prefix}/{k}": v for k, v in self.standard_errors().items() if v is not None})
         for name, row in self.per_task.items():
             out[f"{prefix}/{name}/success_rate"] = row["success_rate"]
         return out

@@ -240,7 +240,7 @@ def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
     """The JSON shape of ``metarl eval --json``."""
     return {"benchmark": benchmark.label, "reward_version": benchmark.reward_version, "seed": seed,
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
-            "success_rate_se": result.success_rate_se, "pre_success_rate_se": result.pre_success_rate_se,
+            **result.standard_errors(),
             "return": result.mean_return, "pre_return": result.pre_return, "env_steps": result.env_steps,
             "eval_actions": result.eval_actions, "protocol": result.protocol,
             "per_task": result.per_task, "per_goal": result.per_goal}

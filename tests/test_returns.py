@@ -61,7 +61,8 @@ def test_normalise_returns_scales_values_from_the_old_std_to_the_new():
     rms = RunningMeanStd()
     first = np.array([1.0, 3.0, 5.0, 7.0])
     div, scale = normalise_returns(rms, first)
-    assert div == pytest.approx(np.std(first), rel=1e-4) and scale == 1.0  # the prior had no units to convert from
+    assert div == pytest.approx(np.std(first), rel=1e-4)
+    assert scale == pytest.approx(1 / div)  # the prior (std 1) had no units: the random head shrinks with the targets
     second = np.array([10.0, -10.0, 30.0, -30.0])
     div2, scale2 = normalise_returns(rms, second)
     both = np.concatenate([first, second])

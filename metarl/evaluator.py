@@ -183,9 +183,9 @@ def _select(tasks: list[Task], k: int | None) -> list[Task]:
 
 
 def _aggregate(goals: list[dict], steps: int) -> EvalResult:
+    by_class = {name: [g for g in goals if g["task"] == name] for name in sorted({g["task"] for g in goals})}
     per_task: dict[str, dict[str, float]] = {}
-    for name in sorted({g["task"] for g in goals}):
-        rows = [g for g in goals if g["task"] == name]
+    for name, rows in by_class.items():
         per_task[name] = {
             "success_rate": float(np.mean([g["success"] for g in rows])),
             "pre_success_rate": float(np.mean([g["pre_success"] for g in rows])),
@@ -197,11 +197,11 @@ def _aggregate(goals: list[dict], steps: int) -> EvalResult:
     def mean(key: str) -> float:
         return float(np.mean([row[key] for row in per_task.values()]))
 
-    result = EvalResult(mean("success_rate"), mean("pre_success_rate"), mean("return"), mean("pre_return"),
-                        per_task, goals, steps)
-    result.success_rate_se = standard_error([[g["success"] for g in goals if g["task"] == c] for c in per_task])
-    result.pre_success_rate_se = standard_error([[g["pre_success"] for g in goals if g["task"] == c] for c in per_task])
-    return result
+    def se(key: str) -> float:
+        return standard_error([[g[key] for g in rows] for rows in by_class.values()])
+
+    return EvalResult(mean("success_rate"), mean("pre_success_rate"), mean("return"), mean("pre_return"),
+                      per_task, goals, steps, success_rate_se=se("success"), pre_success_rate_se=se("pre_success"))
 
 
 def standard_error(groups: list[list[float]]) -> float:

@@ -7,6 +7,8 @@ import math
 import torch
 from torch import nn
 
+from metarl.seeding import SlotNoise
+
 
 def mlp(in_dim: int, out_dim: int, hidden: tuple[int, ...], act: type[nn.Module] = nn.Tanh,
         out_gain: float = 1.0) -> nn.Sequential:
@@ -41,10 +43,12 @@ def rescale_output(head: nn.Module, factor: float) -> None:
 _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
-def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False
-                 ) -> tuple[torch.Tensor, torch.Tensor]:
+def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False,
+                 noise: SlotNoise | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Act with a diagonal Gaussian: ``mean [N, act_dim]``, ``log_std`` broadcastable to it ->
     ``(action [N, act_dim], log_prob [N])`` (log-density summed over action dimensions, nats).
+    ``noise``: per-slot streams (``StepInput.noise``) to draw row ``i``'s noise from; None: torch's
+    global generator.
 
     The same numbers as ``Normal(mean, log_std.exp())``'s ``sample()`` (or ``mean`` when
     ``deterministic``) and ``log_prob(action).sum(-1)``, same RNG draws, without building a
@@ -56,7 +60,12 @@ def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool 
     if not bool((torch.isfinite(mean).all() & (scale > 0).all()).item()):
         raise ValueError("the policy's action distribution is invalid (non-finite mean or zero scale): "
                          "training diverged; lower the learning rate or resume from an earlier checkpoint")
-    action = mean if deterministic else torch.normal(mean, scale)
+    if deterministic:
+        action = mean
+    elif noise is None:
+        action = torch.normal(mean, scale)
+    else:
+        action = mean + scale * noise.normal(mean.shape[-1], device=mean.device)
     log_prob = -((action - mean) ** 2) / (2 * scale**2) - scale.log() - _LOG_SQRT_2PI
     return action, log_prob.sum(-1)
 

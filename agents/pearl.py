@@ -39,6 +39,7 @@ from torch.nn import functional as F
 
 from metarl.config import config_from_options
 from metarl.errors import UsageError
+from metarl.seeding import SlotNoise
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
@@ -103,11 +104,17 @@ class TanhGaussianPolicy(nn.Module):
         super().__init__()
         self.net = mlp(in_dim, 2 * act_dim, hidden, act=nn.ReLU, out_gain=0.01)
 
-    def forward(self, x: torch.Tensor, deterministic: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
-        """``x [B, in_dim]`` -> ``(action [B, act_dim] in [-1, 1], log_prob [B])``."""
+    def forward(self, x: torch.Tensor, deterministic: bool = False, noise: SlotNoise | None = None,
+                ) -> tuple[torch.Tensor, torch.Tensor]:
+        """``x [B, in_dim]`` -> ``(action [B, act_dim] in [-1, 1], log_prob [B])``; ``noise``: per-slot
+        streams for row ``i``'s draw (``B`` = slots; None: torch's global generator)."""
         mean, log_std = self.net(x).chunk(2, dim=-1)
         std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
-        u = mean if deterministic else mean + std * torch.randn_like(mean)
+        if deterministic:
+            u = mean
+        else:
+            eps = torch.randn_like(mean) if noise is None else noise.normal(mean.shape[-1], device=mean.device)
+            u = mean + std * eps
         log_prob = (-0.5 * ((u - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)  # log(1 - tanh(u)^2), stable
         return torch.tanh(u), log_prob
@@ -151,11 +158,13 @@ class PEARLLearner:
         self.z = torch.zeros(num_slots, latent, device=dev)
         self.prev_obs: torch.Tensor | None = None  # [N, obs_dim] of the previous step (None: trial start)
         self.prev_action = torch.zeros(num_slots, self.algo.spec.act_dim, device=dev)
-        self._z_fresh = False  # adapt() drew z: keep it for the next episode start
+        self._z_pending = False  # adapt() was called: the next act() draws every slot's z
 
-    def _sample_z(self, rows: torch.Tensor) -> None:
+    def _sample_z(self, rows: torch.Tensor, noise: SlotNoise | None) -> None:
+        """Draw ``z`` of the slots ``rows`` (``[N]`` bool) from their posteriors."""
         mean, var = posterior(self.prec[rows], self.prec_mean[rows])
-        self.z[rows] = mean + var.sqrt() * torch.randn_like(mean)
+        eps = torch.randn_like(mean) if noise is None else noise.normal(mean.shape[-1], rows, device=mean.device)
+        self.z[rows] = mean + var.sqrt() * eps
 
     @torch.no_grad()
     def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
@@ -170,11 +179,12 @@ class PEARLLearner:
             self.prec += prec
             self.prec_mean += prec_mean
         first = torch.as_tensor(step.first, device=dev)
-        if self._z_fresh:
-            self._z_fresh = False
+        if self._z_pending:  # adapt() asked for a draw from every slot's full posterior
+            self._z_pending = False
+            self._sample_z(torch.ones_like(first), step.noise)
         elif first.any():
-            self._sample_z(first)
-        action, _ = algo.policy(torch.cat([obs, self.z], dim=-1), deterministic)  # [N, act_dim] in [-1, 1]
+            self._sample_z(first, step.noise)
+        action, _ = algo.policy(torch.cat([obs, self.z], dim=-1), deterministic, step.noise)  # [N, act_dim] in [-1, 1]
         self.prev_obs, self.prev_action = obs, action
         return ActOutput(algo.to_env_action(action).cpu().numpy(), {})
 
@@ -191,10 +201,10 @@ class PEARLLearner:
         self.prev_obs = None  # every transition is in; the next act() must not add the last one again
 
     def adapt(self) -> None:
-        """Draw ``z`` from each slot's posterior; the next episode starts with it."""
-        with torch.no_grad():
-            self._sample_z(torch.ones(self.num_slots, dtype=torch.bool, device=self.algo.device))
-        self._z_fresh = True
+        """Have the next :meth:`act` draw every slot's ``z`` from its posterior (the one :meth:`observe`
+        built), whether or not an episode starts there; later episode starts redraw as usual. The draw
+        waits for ``act`` to use its ``StepInput.noise``."""
+        self._z_pending = True
 
 
 class _TaskBuffer:

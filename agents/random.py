@@ -30,7 +30,8 @@ class RandomLearner:
         n = step.obs.shape[0]
         if deterministic:
             return ActOutput(np.tile(((self.low + self.high) / 2).numpy(), (n, 1)), {})
-        u = torch.rand(n, self.low.shape[0])
+        d = self.low.shape[0]
+        u = torch.rand(n, d) if step.noise is None else step.noise.uniform(d)
         return ActOutput((self.low + u * (self.high - self.low)).numpy(), {})
 
     def observe(self, rollout: Rollout) -> None:

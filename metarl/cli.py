@@ -130,6 +130,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("--seed", type=_whole("--seed", 1, minimum=0), help="benchmark seed (with a benchmark name; default 0)")
     v.add_argument("--reward-version", help="Meta-World reward function (with a benchmark name): v2 (default) or v1")
     v.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots used for evaluation")
+    v.add_argument("--eval-seed", type=_whole("--eval-seed", 1, minimum=0),
+                   help="seed of the evaluation's env resets and sampled actions (default: the run's or --seed); "
+                        "the held-out tasks stay the same: re-evaluate with a few to see how much a number "
+                        "moves with the draws alone")
     v.add_argument("--eval-tasks", type=_whole("--eval-tasks", 10), help="only the first K tasks per class")
     _add_vector_flags(v, " (default for a run directory: the run's)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
@@ -562,7 +566,7 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None,
 
 def cmd_render(args: argparse.Namespace) -> int:
     from metarl.evaluator import EvalConfig, run_trial
-    from metarl.seeding import seed_everything
+    from metarl.seeding import SlotNoise, seed_everything
 
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory: pass a run directory written by `metarl train`")
@@ -583,7 +587,9 @@ def cmd_render(args: argparse.Namespace) -> int:
     envs = make_vector_env(bench.test, 1)
     try:
         envs.set_tasks([tasks[args.task]])
-        pre, post = run_trial(envs, agent.make_learner(), EvalConfig(), seed=[cfg.trainer.seed + args.task])
+        # the reset seed and noise stream the evaluation gives this task: the trial it scored
+        pre, post = run_trial(envs, agent.make_learner(), EvalConfig(), seed=[cfg.trainer.seed + args.task],
+                              noise=SlotNoise([(cfg.trainer.seed, args.task)]))
     finally:
         envs.close()
     try:
@@ -633,29 +639,33 @@ def cmd_eval(args: argparse.Namespace) -> int:
         num_envs, threads = args.num_envs or 10, TrainerConfig.collect_threads
     det = {"auto": None, "mean": True, "sampled": False}[args.actions]
     config = EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det)
+    eval_seed = seed if args.eval_seed is None else args.eval_seed
     envs = make_vector_env(bench.test, eval_slots(bench.test, config, num_envs), backend, workers)
     try:
         with torch_threads(threads):
-            result = evaluate(bench.test, agent.make_learner(), envs, config, seed)
+            result = evaluate(bench.test, agent.make_learner(), envs, config, eval_seed)
     finally:
         envs.close()
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
-        path = target / eval_file_name(bench.test, args.eval_tasks, args.actions, {**env_options, **options})
-        write_eval_json(path, result, bench, seed,
+        other_seed = {} if eval_seed == seed else {"eval_seed": eval_seed}
+        path = target / eval_file_name(bench.test, args.eval_tasks, args.actions,
+                                       {**env_options, **options, **other_seed})
+        write_eval_json(path, result, bench, seed, eval_seed,
                         **({"agent_overrides": options} if options else {}),
                         **({"env_overrides": env_options} if env_options else {}))
     if args.json:
-        print(json.dumps(eval_summary(result, bench, seed), indent=2))
+        print(json.dumps(eval_summary(result, bench, seed, eval_seed), indent=2))
     else:
-        _print_table(result, bench, seed)
+        _print_table(result, bench, seed, eval_seed)
     return 0
 
 
-def _print_table(result: EvalResult, bench: Benchmark, seed: int) -> None:
+def _print_table(result: EvalResult, bench: Benchmark, seed: int, eval_seed: int | None = None) -> None:
     from rich.console import Console
     from rich.table import Table
 
-    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, seed {seed}, "
+    seeds = f"seed {seed}" + ("" if eval_seed in (None, seed) else f" (evaluation seed {eval_seed})")
+    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, {seeds}, "
                   f"{result.eval_actions} actions after adaptation"
                   + ("" if result.protocol in ("official", "") else f"; {result.protocol}, not the official protocol"))
     table.add_column("task", no_wrap=True, min_width=max(map(len, result.per_task), default=4))  # never cut

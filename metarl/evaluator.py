@@ -22,7 +22,7 @@ import numpy as np
 
 from metarl.learner import Learner
 from metarl.rollout import collect
-from metarl.seeding import torch_rng_seeded
+from metarl.seeding import SlotNoise, slot_noise, torch_rng_seeded
 from metarl.tasks import TaskDistribution, interleave
 from metarl.types import Rollout, Task
 
@@ -88,9 +88,13 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
     worker holding one slow class would pace every step); task ``p`` of the evaluation list resets with
     seed ``seed + p`` whichever batch and slot it lands in. A final partial batch is padded by repeating
     its last task; padded slots are ignored. ``per_goal`` lists the tasks in evaluation-list order.
-    Torch's generators are seeded with ``seed`` for the evaluation and restored afterwards, so sampled
-    actions depend on the seed and the weights alone (``metarl eval RUN_DIR`` repeats training's final
-    evaluation exactly), and evaluating mid-training leaves training's random stream untouched.
+    Task ``p``'s random draws (sampled actions, latent samples) come from its own stream, seeded with
+    ``(seed, p)`` (:class:`metarl.seeding.SlotNoise`), so its result depends on the seed and the
+    weights alone, not on the slot count or the batch it lands in (``metarl eval RUN_DIR`` repeats
+    training's final evaluation exactly; with another ``--num-envs``, up to the last bits of batched
+    matrix products, which an env's dynamics can grow; two checkpoints meet the same noise per task). Torch's global generators are seeded with ``seed`` for the evaluation and restored
+    afterwards (for Learners that ignore the streams), so evaluating mid-training leaves training's
+    random stream untouched.
     """
     with torch_rng_seeded(seed):
         return _evaluate(dist, learner, envs, config, seed)
@@ -110,8 +114,9 @@ def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig
         chunk = order[start:start + n]
         pad = n - len(chunk)
         envs.set_tasks([tasks[p] for p in chunk] + [tasks[chunk[-1]]] * pad)
-        pre, post = run_trial(envs, learner, config,
-                              seed=[seed + p for p in chunk] + [seed + len(tasks) + j for j in range(pad)])
+        positions = chunk + [len(tasks) + j for j in range(pad)]
+        pre, post = run_trial(envs, learner, config, seed=[seed + p for p in positions],
+                              noise=SlotNoise([(seed, p) for p in positions]))
         real = len(chunk)  # padded slots' steps are not the evaluation's
         steps += int(pre.valid[:, :real].sum()) + int(post.valid[:, :real].sum())
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
@@ -149,16 +154,22 @@ def eval_slots(dist: TaskDistribution, config: EvalConfig, num_envs: int) -> int
 
 
 def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
-              seed: list[int] | int | None = None) -> tuple[Rollout, Rollout]:
+              seed: list[int] | int | None = None, noise: SlotNoise | None = None) -> tuple[Rollout, Rollout]:
     """One meta-test trial on the tasks already set in ``envs``: a fresh Learner state,
     ``adapt_episodes`` episodes, ``observe`` + ``adapt``, then ``eval_episodes`` episodes that continue
-    the trial. Returns the adaptation and evaluation rollouts (``[T, N, ...]`` each)."""
+    the trial. Returns the adaptation and evaluation rollouts (``[T, N, ...]`` each).
+
+    The Learner draws from the per-slot streams ``noise`` (:class:`metarl.seeding.SlotNoise`), by
+    default seeded with each slot's reset seed (``seed``: one per slot, or ``s`` for ``s + i``),
+    continued across both collects: a slot's trial depends on its task, its seeds and the weights, not on
+    the other slots. Without either, it draws from torch's global generator."""
     learner.reset(envs.num_envs)
-    pre = collect(envs, learner, config.adapt_episodes, seed=seed)
+    noise = slot_noise(seed, envs.num_envs) if noise is None else noise
+    pre = collect(envs, learner, config.adapt_episodes, seed=seed, noise=noise)
     learner.observe(pre)
     learner.adapt()
     post = collect(envs, learner, config.eval_episodes, deterministic=eval_deterministic(learner, config),
-                   prev_reward=pre.last_rewards())
+                   prev_reward=pre.last_rewards(), noise=noise)
     return pre, post
 
 

@@ -24,7 +24,11 @@ class Learner(Protocol):
         ...
 
     def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
-        """Actions ``[N, act_dim]`` for the observations in ``step`` (one batched forward pass)."""
+        """Actions ``[N, act_dim]`` for the observations in ``step`` (one batched forward pass).
+
+        Random draws (action noise, latent samples) should come from ``step.noise`` when it is given
+        (``step.noise.normal(size)`` -> ``[N, size]``): the evaluator passes per-task streams so a
+        task's result doesn't depend on the other slots; without them, from torch's global generator."""
         ...
 
     def observe(self, rollout: Rollout) -> None:

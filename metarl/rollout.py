@@ -16,11 +16,13 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 from metarl.learner import Learner
+from metarl.seeding import SlotNoise
 from metarl.types import Rollout, StepInput
 
 
 def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = False,
-            seed: list[int] | int | None = None, prev_reward: np.ndarray | None = None) -> Rollout:
+            seed: list[int] | int | None = None, prev_reward: np.ndarray | None = None,
+            noise: SlotNoise | None = None) -> Rollout:
     """Reset every slot, then step until each slot has finished ``episodes`` episodes.
 
     Args:
@@ -32,6 +34,8 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
         seed: reset seed(s) for the first reset (None: continue the envs' RNG streams).
         prev_reward: ``[N]`` reward shown with the first observation (default 0); pass the last
             reward of a previous rollout when this one continues the same trial (the evaluator does).
+        noise: per-slot random streams handed to ``learner.act`` (``StepInput.noise``; None: the
+            Learner draws from torch's global generator).
 
     Returns:
         A :class:`Rollout` with ``T`` = steps until the slowest slot finished.
@@ -51,7 +55,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
                                              "truncated", "first", "success", "episode")}
     extras: dict[str, list] = {}
     while (finished < episodes).any():
-        out = learner.act(StepInput(obs, prev_reward, first, finished < episodes), deterministic)
+        out = learner.act(StepInput(obs, prev_reward, first, finished < episodes, noise), deterministic)
         actions = np.asarray(out.actions, dtype=np.float32).reshape(n, -1)
         next_obs, reward, terminated, truncated, info = envs.step(np.clip(actions, low, high).reshape(
             (n, *envs.single_action_space.shape)))

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import random
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 
 import numpy as np
 import torch
@@ -32,6 +32,82 @@ def torch_rng_seeded(seed: int) -> Iterator[None]:
     with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
         torch.manual_seed(seed)
         yield
+
+
+NOISE_STREAM_TAG = 0x6E6F6973
+"""Mixed into a slot's seed for its noise stream, so it differs from the env RNG seeded with the same number."""
+
+
+class SlotNoise:
+    """One random stream per vector-env slot, for a Learner's draws (action noise, latent samples).
+
+    Slot ``i``'s draws depend on ``seeds[i]`` (an int or a tuple of ints, mixed by NumPy's
+    ``SeedSequence``) and on the draws that slot made before, not on the other slots nor on how many
+    there are. The evaluator gives task ``p`` the seed ``(seed, p)``, so a task's trial is the same
+    whichever batch and slot it lands in and whatever the slot count (up to the last bits of batched
+    matrix products, which can differ between batch sizes and then grow in an env's dynamics), and two
+    checkpoints evaluated with one seed act on the same noise (common random numbers: their per-task
+    differences are the policies', not the draws').
+
+    Each slot's stream is read in blocks of ``block`` numbers drawn on the CPU (one generator call per
+    slot per block, not per step: a step's draw for 50 slots is one gather), then moved to the requested
+    device. A draw that doesn't fit in what is left of a slot's block starts its next block.
+    """
+
+    def __init__(self, seeds: Sequence[int | tuple[int, ...]], block: int = 1024) -> None:
+        self.seeds = [tuple(int(x) for x in s) if isinstance(s, tuple) else int(s) for s in seeds]
+        self.block = block
+        self.generators = [torch.Generator().manual_seed(int(np.random.SeedSequence(
+            [*(s if isinstance(s, tuple) else (s,)), NOISE_STREAM_TAG]).generate_state(1, np.uint64)[0]))
+            for s in self.seeds]
+        n = len(self.seeds)
+        # per kind: [N, block] numbers and [N] read positions (a full position: the block must be drawn)
+        self._blocks = {kind: np.empty((n, block), np.float32) for kind in ("normal", "uniform")}
+        self._pos = {kind: np.full(n, block) for kind in ("normal", "uniform")}
+        self._steps = np.arange(block)
+
+    def __len__(self) -> int:
+        return len(self.generators)
+
+    def _draw(self, kind: str, size: int, rows: torch.Tensor | None, device: torch.device | str) -> torch.Tensor:
+        if not 0 < size <= self.block:
+            raise ValueError(f"SlotNoise: draws of {size} numbers per slot; a block holds {self.block}")
+        if rows is None:
+            idx = np.arange(len(self))
+        else:
+            rows = rows.cpu().numpy()
+            idx = rows.nonzero()[0] if rows.dtype == bool else rows.astype(np.int64)
+        blocks, pos = self._blocks[kind], self._pos[kind]
+        for i in idx[pos[idx] + size > self.block]:
+            fill = torch.randn if kind == "normal" else torch.rand
+            blocks[i] = fill(self.block, generator=self.generators[i]).numpy()
+            pos[i] = 0
+        out = blocks[idx[:, None], pos[idx][:, None] + self._steps[:size]]  # [n, size]
+        pos[idx] += size
+        return torch.from_numpy(out).to(device)
+
+    def normal(self, size: int, rows: torch.Tensor | None = None, device: torch.device | str = "cpu",
+               ) -> torch.Tensor:
+        """Standard normal draws ``[n, size]`` float32: one row per slot in ``rows`` (a ``[N]`` bool mask
+        or slot indices; None: every slot), in slot order."""
+        return self._draw("normal", size, rows, device)
+
+    def uniform(self, size: int, rows: torch.Tensor | None = None, device: torch.device | str = "cpu",
+                ) -> torch.Tensor:
+        """Uniform draws in ``[0, 1)``, ``[n, size]`` float32, rows as in :meth:`normal`."""
+        return self._draw("uniform", size, rows, device)
+
+
+def slot_noise(seed: Sequence[int] | int | None, num_slots: int) -> SlotNoise | None:
+    """Noise streams matching a vector reset's ``seed``: a list gives one seed per slot, an int ``s``
+    seeds slot ``i`` with ``s + i`` (as gymnasium's vector ``reset(seed=s)`` does); None: no streams
+    (Learners draw from torch's global generator)."""
+    if seed is None:
+        return None
+    seeds = [seed + i for i in range(num_slots)] if isinstance(seed, int) else list(seed)
+    if len(seeds) != num_slots:
+        raise ValueError(f"{len(seeds)} seeds for {num_slots} slots")
+    return SlotNoise(seeds)
 
 
 def rng_state(rng: np.random.Generator) -> dict:

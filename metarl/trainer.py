@@ -229,16 +229,19 @@ def eval_file_name(dist: TaskDistribution, max_tasks_per_class: int | None = Non
     return re.sub(r"[^A-Za-z0-9_.=+-]", "_", name) + ".json"
 
 
-def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, **extra: Any) -> dict:
+def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: int, eval_seed: int | None = None,
+                    **extra: Any) -> dict:
     """Write (and return) the evaluation as one JSON object (``extra``: more top-level keys)."""
-    obj = {**eval_summary(result, benchmark, seed), **extra}
+    obj = {**eval_summary(result, benchmark, seed, eval_seed), **extra}
     path.write_text(json.dumps(obj, indent=2) + "\n")
     return obj
 
 
-def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int) -> dict:
-    """The JSON shape of ``metarl eval --json``."""
+def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int, eval_seed: int | None = None) -> dict:
+    """The JSON shape of ``metarl eval --json``: ``seed`` made the benchmark (its tasks), ``eval_seed``
+    (default ``seed``) the evaluation's resets and draws."""
     return {"benchmark": benchmark.label, "reward_version": benchmark.reward_version, "seed": seed,
+            "eval_seed": seed if eval_seed is None else eval_seed,
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
             **result.standard_errors(),
             "return": result.mean_return, "pre_return": result.pre_return, "env_steps": result.env_steps,

@@ -45,12 +45,17 @@ class StepInput(NamedTuple):
             slower slots haven't (padding: its step is discarded; a Learner with memory should leave
             that slot's state as it is, so a later ``collect`` continues the trial from its last
             real step); None: every slot is active.
+        noise: per-slot random streams (:class:`metarl.seeding.SlotNoise`, one per slot) that a Learner
+            should draw its random numbers from when given (action noise, latent samples), so a slot's
+            draws don't depend on the other slots; None: draw from torch's global generator. The
+            evaluator passes them; training doesn't.
     """
 
     obs: np.ndarray
     prev_reward: np.ndarray
     first: np.ndarray
     active: np.ndarray | None = None
+    noise: Any = None
 
 
 class ActOutput(NamedTuple):
@@ -117,10 +122,13 @@ class Rollout:
         return int(self.valid.sum())
 
     def episode_returns(self) -> np.ndarray:
-        """``[k, N]`` undiscounted return of each episode."""
+        """``[k, N]`` undiscounted return of each episode, summed in float64 slot by slot (a slot's
+        sums don't depend on the other slots: summing ``[T, N]`` along T would round differently
+        for one slot than for several)."""
         out = np.zeros((self.episodes, self.rewards.shape[1]), dtype=np.float64)
         for k in range(self.episodes):
-            out[k] = np.where(self.episode == k, self.rewards, 0.0).sum(axis=0)
+            per_slot = np.where(self.episode == k, self.rewards, 0.0).T.astype(np.float64, order="C")  # [N, T]
+            out[k] = per_slot.sum(axis=1)
         return out
 
     def episode_successes(self) -> np.ndarray:

@@ -132,6 +132,18 @@ def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):
     assert main(["eval", str(out), "--eval-tasks", "2"]) == 0
     again = json.loads((out / "eval-first2.json").read_text())
     assert final["per_goal"] == again["per_goal"] and len({g["pre_return"] for g in final["per_goal"]}) > 1
+    assert final["seed"] == final["eval_seed"] == 0
+    # each task draws from its own stream: one slot instead of two gives the same evaluation
+    assert main(["eval", str(out), "--eval-tasks", "2", "--num-envs", "1"]) == 0
+    assert json.loads((out / "eval-first2.json").read_text())["per_goal"] == final["per_goal"]
+    # another evaluation seed: the same tasks, other draws, in a file of its own
+    assert main(["eval", str(out), "--eval-tasks", "2", "--eval-seed", "5"]) == 0
+    other = json.loads((out / "eval-first2-eval_seed=5.json").read_text())
+    assert (other["seed"], other["eval_seed"]) == (0, 5)
+    assert [(g["task"], g["index"]) for g in other["per_goal"]] == [(g["task"], g["index"]) for g in final["per_goal"]]
+    assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in final["per_goal"]]
+    assert json.loads((out / "eval-first2.json").read_text())["per_goal"] == final["per_goal"]
+    assert main(["eval", str(out), "--eval-seed", "-1"]) == 2
 
 
 def test_resume_takes_a_new_time_limit(tmp_path):

@@ -8,6 +8,7 @@ import torch
 import metarl
 from metarl.agents.pearl import posterior
 from metarl.rollout import collect
+from metarl.seeding import SlotNoise
 from metarl.types import MetaBatch, StepInput
 from metarl.vector import make_vector_env
 
@@ -90,11 +91,17 @@ def test_adaptation_draws_z_from_the_context_and_changes_actions():
     before = fresh.act(step, deterministic=True).actions  # z from the prior
     learner.observe(ro)
     learner.adapt()
-    z = learner.z.clone()
-    after = learner.act(step, deterministic=True).actions  # the first step after adapt() keeps its z
-    assert torch.equal(learner.z, z)
+    noise = SlotNoise([4, 5, 6])
+    after = learner.act(step._replace(noise=noise), deterministic=True).actions
+    # the first step after adapt() drew z once per slot from the posterior, with the slot's stream
+    mean, var = posterior(learner.prec, learner.prec_mean)
+    eps = SlotNoise([4, 5, 6]).normal(algo.cfg.latent)
+    assert torch.allclose(learner.z, mean + var.sqrt() * eps)
     assert np.abs(before - after).max() > 1e-6
     assert (learner.prec > 0).all()  # the posterior is narrower than the prior
+    z = learner.z.clone()
+    learner.act(step._replace(first=np.zeros(3, bool), noise=noise), deterministic=True)
+    assert torch.equal(learner.z, z)  # no episode start, no new draw
 
 
 def test_meta_update_keeps_replay_per_task_and_stores_termination_not_truncation():

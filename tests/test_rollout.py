@@ -196,6 +196,57 @@ def test_evaluation_batches_take_classes_in_turn_and_each_task_keeps_its_seed():
         assert per_goal[n] == per_goal[1], n
 
 
+@pytest.mark.parametrize("agent, options", [("random", {}), ("zero-shot", {}), ("rl2", {"hidden": 16}),
+                                            ("maml", {}), ("pearl", {})])
+def test_a_tasks_sampled_evaluation_is_the_same_with_any_slot_count(agent, options, one_torch_thread):
+    """Each task draws its noise (actions, PEARL's z) from its own stream: 1, 2 or 4 slots (4: a padded
+    batch) give it the same trial, which sampling from torch's one global stream would not."""
+    import metarl
+
+    bench = metarl.make_benchmark("Toy", num_tasks=5, horizon=8, seed=0)
+    algo = metarl.make_agent(agent, bench, **options)
+    config = metarl.EvalConfig(adapt_episodes=2, eval_episodes=2, deterministic=False)
+    per_goal = {}
+    for n in (1, 2, 4):
+        envs = make_vector_env(bench.test, n)
+        try:
+            per_goal[n] = metarl.evaluate(bench.test, algo.make_learner(), envs, config, seed=3).per_goal
+        finally:
+            envs.close()
+    assert len({round(g["return"], 6) for g in per_goal[1]}) == len(per_goal[1])  # the goals' trials differ
+    for n in (2, 4):
+        for ours, one in zip(per_goal[n], per_goal[1], strict=True):
+            assert (ours["task"], ours["index"], ours["success"], ours["pre_success"]) == \
+                (one["task"], one["index"], one["success"], one["pre_success"])
+            # equal up to the last bits of batched matrix products (batch sizes 1, 2, 4 may round differently)
+            assert (ours["return"], ours["pre_return"]) == pytest.approx((one["return"], one["pre_return"]), rel=1e-5)
+
+
+def test_slot_noise_draws_of_a_slot_depend_on_its_seed_alone():
+    from metarl.seeding import SlotNoise, slot_noise
+
+    three, one = SlotNoise([5, 7, 9]), SlotNoise([7])
+    assert torch.equal(three.normal(4)[1], one.normal(4)[0])
+    assert torch.equal(three.normal(4, torch.tensor([False, True, False]))[0], one.normal(4)[0])  # a mask
+    assert torch.equal(three.uniform(3, torch.tensor([1]))[0], one.uniform(3)[0])  # indices; uniform draws
+    assert three.normal(2, torch.zeros(3, dtype=torch.bool)).shape == (0, 2)
+    u = SlotNoise(range(50)).uniform(100)
+    assert u.shape == (50, 100) and float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    assert len({round(float(x), 6) for x in SlotNoise(range(20)).normal(1).flatten()}) == 20  # streams differ
+    # not torch.manual_seed(s)'s stream, which the env-side or other code could share
+    assert not torch.equal(SlotNoise([7]).normal(4)[0], torch.randn(4, generator=torch.Generator().manual_seed(7)))
+    # across block ends, with another slot drawing more in between, slot 1 reads the same stream
+    two, alone = SlotNoise([5, 7], block=8), SlotNoise([7], block=8)
+    for size in (3, 3, 2, 7):
+        two.normal(5, torch.tensor([0]))
+        assert torch.equal(two.normal(size)[1], alone.normal(size)[0])
+    with pytest.raises(ValueError, match="draws of 9 numbers"):
+        alone.normal(9)
+    assert slot_noise(3, 2).seeds == [3, 4] and slot_noise([8, 1], 2).seeds == [8, 1] and slot_noise(None, 2) is None
+    with pytest.raises(ValueError, match="3 seeds for 2 slots"):
+        slot_noise([1, 2, 3], 2)
+
+
 def test_evaluation_standard_error_by_hand():
     from metarl.evaluator import _aggregate, standard_error
 

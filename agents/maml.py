@@ -293,7 +293,7 @@ class MAMLLearner:
             mean, log_std = self.algo.policy(obs)  # [N, act_dim], [act_dim]
         else:
             mean, log_std = self.algo.policy.forward_per_slot(self.adapted, obs)  # [N, act_dim], [N, act_dim]
-        action, log_prob = gaussian_act(mean, log_std, deterministic, step.noise)  # [N, act_dim], [N]
+        action, log_prob = gaussian_act(mean, log_std, deterministic, step.noise, step.active)  # [N, act_dim], [N]
         return ActOutput(action.cpu().numpy(), {"log_prob": log_prob.cpu().numpy()})
 
     def observe(self, rollout: Rollout) -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 
+import numpy as np
 import torch
 from torch import nn
 
@@ -44,11 +45,12 @@ _LOG_SQRT_2PI = math.log(math.sqrt(2 * math.pi))
 
 
 def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool = False,
-                 noise: SlotNoise | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+                 noise: SlotNoise | None = None, active: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
     """Act with a diagonal Gaussian: ``mean [N, act_dim]``, ``log_std`` broadcastable to it ->
     ``(action [N, act_dim], log_prob [N])`` (log-density summed over action dimensions, nats).
-    ``noise``: per-slot streams (``StepInput.noise``) to draw row ``i``'s noise from; None: torch's
-    global generator.
+    ``noise``: per-slot streams (``StepInput.noise``) to draw row ``i``'s noise from, only for the
+    ``active`` rows (``StepInput.active``; the others act with their mean: padding, discarded); None:
+    torch's global generator.
 
     The same numbers as ``Normal(mean, log_std.exp())``'s ``sample()`` (or ``mean`` when
     ``deterministic``) and ``log_prob(action).sum(-1)``, same RNG draws, without building a
@@ -65,7 +67,7 @@ def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool 
     elif noise is None:
         action = torch.normal(mean, scale)
     else:
-        action = mean + scale * noise.normal(mean.shape[-1], device=mean.device)
+        action = mean + scale * noise.normal(mean.shape[-1], device=mean.device, active=active)
     log_prob = -((action - mean) ** 2) / (2 * scale**2) - scale.log() - _LOG_SQRT_2PI
     return action, log_prob.sum(-1)
 

@@ -10,7 +10,7 @@ of every episode, and the posterior takes in each transition as it happens.
 * **Learner** (:class:`PEARLLearner`): ``act`` adds the previous transition of every slot to that
   slot's posterior (sums of precisions and precision-weighted means, so each step costs one encoder
   pass) and draws ``z`` where an episode starts; ``observe(rollout)`` rebuilds each slot's posterior
-  exactly from the rollout's valid steps and ``adapt()`` draws ``z`` from it.
+  exactly from the rollout's valid steps and the first step after ``adapt()`` draws ``z`` from it.
 * **Meta-update** (:meth:`PEARL.meta_update`): the meta-batch's valid transitions go to per-task
   replay buffers kept inside the agent (keyed by ``Task.id``); the pre-adaptation rollout of a task
   replaces that task's context buffer (PEARL keeps the context on-policy-ish: recent data from the
@@ -105,15 +105,17 @@ class TanhGaussianPolicy(nn.Module):
         self.net = mlp(in_dim, 2 * act_dim, hidden, act=nn.ReLU, out_gain=0.01)
 
     def forward(self, x: torch.Tensor, deterministic: bool = False, noise: SlotNoise | None = None,
-                ) -> tuple[torch.Tensor, torch.Tensor]:
+                active: np.ndarray | None = None) -> tuple[torch.Tensor, torch.Tensor]:
         """``x [B, in_dim]`` -> ``(action [B, act_dim] in [-1, 1], log_prob [B])``; ``noise``: per-slot
-        streams for row ``i``'s draw (``B`` = slots; None: torch's global generator)."""
+        streams for row ``i``'s draw (``B`` = slots; None: torch's global generator), drawn for the
+        ``active`` rows only (the others take the mean: padding)."""
         mean, log_std = self.net(x).chunk(2, dim=-1)
         std = log_std.clamp(LOG_STD_MIN, LOG_STD_MAX).exp()
         if deterministic:
             u = mean
         else:
-            eps = torch.randn_like(mean) if noise is None else noise.normal(mean.shape[-1], device=mean.device)
+            eps = torch.randn_like(mean) if noise is None else noise.normal(mean.shape[-1], device=mean.device,
+                                                                            active=active)
             u = mean + std * eps
         log_prob = (-0.5 * ((u - mean) / std) ** 2 - std.log() - 0.5 * math.log(2 * math.pi)).sum(-1)
         log_prob = log_prob - (2 * (math.log(2) - u - F.softplus(-2 * u))).sum(-1)  # log(1 - tanh(u)^2), stable
@@ -160,10 +162,12 @@ class PEARLLearner:
         self.prev_action = torch.zeros(num_slots, self.algo.spec.act_dim, device=dev)
         self._z_pending = False  # adapt() was called: the next act() draws every slot's z
 
-    def _sample_z(self, rows: torch.Tensor, noise: SlotNoise | None) -> None:
-        """Draw ``z`` of the slots ``rows`` (``[N]`` bool) from their posteriors."""
+    def _sample_z(self, rows: torch.Tensor, noise: SlotNoise | None, active: np.ndarray | None = None) -> None:
+        """Draw ``z`` of the slots ``rows`` (``[N]`` bool) from their posteriors (with ``noise``: only
+        for ``active`` slots; the others, padding, take the posterior mean)."""
         mean, var = posterior(self.prec[rows], self.prec_mean[rows])
-        eps = torch.randn_like(mean) if noise is None else noise.normal(mean.shape[-1], rows, device=mean.device)
+        eps = torch.randn_like(mean) if noise is None else noise.normal(mean.shape[-1], rows, device=mean.device,
+                                                                        active=active)
         self.z[rows] = mean + var.sqrt() * eps
 
     @torch.no_grad()
@@ -181,10 +185,10 @@ class PEARLLearner:
         first = torch.as_tensor(step.first, device=dev)
         if self._z_pending:  # adapt() asked for a draw from every slot's full posterior
             self._z_pending = False
-            self._sample_z(torch.ones_like(first), step.noise)
+            self._sample_z(torch.ones_like(first), step.noise, step.active)
         elif first.any():
-            self._sample_z(first, step.noise)
-        action, _ = algo.policy(torch.cat([obs, self.z], dim=-1), deterministic, step.noise)  # [N, act_dim] in [-1, 1]
+            self._sample_z(first, step.noise, step.active)
+        action, _ = algo.policy(torch.cat([obs, self.z], dim=-1), deterministic, step.noise, step.active)  # [N, act_dim] in [-1, 1]
         self.prev_obs, self.prev_action = obs, action
         return ActOutput(algo.to_env_action(action).cpu().numpy(), {})
 

@@ -69,7 +69,8 @@ class PPOLearner:
     @torch.no_grad()
     def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
         obs = torch.as_tensor(step.obs, device=self.device)  # [N, obs_dim]
-        action, log_prob = gaussian_act(self.net.pi(obs), self.net.log_std, deterministic, step.noise)  # [N, act_dim], [N]
+        action, log_prob = gaussian_act(self.net.pi(obs), self.net.log_std, deterministic, step.noise,
+                                        step.active)  # [N, act_dim], [N]
         extras = {"log_prob": log_prob.cpu().numpy(), "value": self.net.value(obs).cpu().numpy()}
         return ActOutput(action.cpu().numpy(), extras)
 

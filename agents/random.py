@@ -31,7 +31,7 @@ class RandomLearner:
         if deterministic:
             return ActOutput(np.tile(((self.low + self.high) / 2).numpy(), (n, 1)), {})
         d = self.low.shape[0]
-        u = torch.rand(n, d) if step.noise is None else step.noise.uniform(d)
+        u = torch.rand(n, d) if step.noise is None else step.noise.uniform(d, active=step.active)
         return ActOutput((self.low + u * (self.high - self.low)).numpy(), {})
 
     def observe(self, rollout: Rollout) -> None:

@@ -168,7 +168,7 @@ class RL2Learner:
         """
         net = self.algo.net
         mean, value, h = net.step(self._inputs(step), self.h)  # [N, act_dim], [N], [N, hidden]
-        action, log_prob = gaussian_act(mean, net.log_std, deterministic, step.noise)  # [N, act_dim], [N]
+        action, log_prob = gaussian_act(mean, net.log_std, deterministic, step.noise, step.active)  # [N, act_dim], [N]
         extras = {"log_prob": log_prob.cpu().numpy(), "value": value.cpu().numpy(),
                   "hidden": self.h.cpu().numpy()}
         if step.active is None or step.active.all():

@@ -77,8 +77,13 @@ def _add_vector_flags(parser: argparse.ArgumentParser, default_note: str = "") -
                              + default_note)
 
 
-def _whole(flag: str, example: int, minimum: int = 1):
-    """argparse type: a whole number >= ``minimum`` (``_`` separators allowed), else a usage error."""
+SEED_MAX = 2**32 - 1
+"""Largest seed the CLI takes (torch, NumPy and gymnasium all accept it; far larger ones overflow torch)."""
+
+
+def _whole(flag: str, example: int, minimum: int = 1, maximum: int | None = None):
+    """argparse type: a whole number >= ``minimum`` and <= ``maximum`` (``_`` separators allowed), else a
+    usage error."""
     def parse(text: str) -> int:
         try:
             value = int(text.replace("_", ""))
@@ -87,6 +92,8 @@ def _whole(flag: str, example: int, minimum: int = 1):
         if value < minimum:
             what = "positive" if minimum == 1 else f">= {minimum}"
             raise argparse.ArgumentTypeError(f"must be {what}, got {value}: give e.g. {flag} {example}")
+        if maximum is not None and value > maximum:
+            raise argparse.ArgumentTypeError(f"must be <= {maximum}, got {value}: give e.g. {flag} {example}")
         return value
     return parse
 
@@ -102,7 +109,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
     t.add_argument("--steps", type=_whole("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
     t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
-    t.add_argument("--seed", type=_whole("--seed", 1, minimum=0), help="seed for tasks, resets and torch (default 0)")
+    t.add_argument("--seed", type=_whole("--seed", 1, minimum=0, maximum=SEED_MAX), help="seed for tasks, resets and torch (default 0)")
     t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
@@ -127,10 +134,10 @@ def build_parser() -> argparse.ArgumentParser:
     v.add_argument("target", help="a run directory, or a benchmark name")
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
-    v.add_argument("--seed", type=_whole("--seed", 1, minimum=0), help="benchmark seed (with a benchmark name; default 0)")
+    v.add_argument("--seed", type=_whole("--seed", 1, minimum=0, maximum=SEED_MAX), help="benchmark seed (with a benchmark name; default 0)")
     v.add_argument("--reward-version", help="Meta-World reward function (with a benchmark name): v2 (default) or v1")
     v.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots used for evaluation")
-    v.add_argument("--eval-seed", type=_whole("--eval-seed", 1, minimum=0),
+    v.add_argument("--eval-seed", type=_whole("--eval-seed", 1, minimum=0, maximum=SEED_MAX),
                    help="seed of the evaluation's env resets and sampled actions (default: the run's or --seed); "
                         "the held-out tasks stay the same: re-evaluate with a few to see how much a number "
                         "moves with the draws alone")

@@ -45,6 +45,8 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     if episodes < 1:
         raise ValueError(f"episodes must be >= 1, got {episodes}")
     n = envs.num_envs
+    if noise is not None and len(noise) != n:
+        raise ValueError(f"collect(): {len(noise)} noise streams for {n} slots")
     low, high = envs.single_action_space.low, envs.single_action_space.high
     obs, _ = envs.reset(seed=seed)
     obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)

@@ -69,7 +69,8 @@ class SlotNoise:
     def __len__(self) -> int:
         return len(self.generators)
 
-    def _draw(self, kind: str, size: int, rows: torch.Tensor | None, device: torch.device | str) -> torch.Tensor:
+    def _draw(self, kind: str, size: int, rows: torch.Tensor | None, device: torch.device | str,
+              active: np.ndarray | None) -> torch.Tensor:
         if not 0 < size <= self.block:
             raise ValueError(f"SlotNoise: draws of {size} numbers per slot; a block holds {self.block}")
         if rows is None:
@@ -77,25 +78,31 @@ class SlotNoise:
         else:
             rows = rows.cpu().numpy()
             idx = rows.nonzero()[0] if rows.dtype == bool else rows.astype(np.int64)
+        out = np.zeros((len(idx), size), np.float32)
+        draw = np.ones(len(idx), bool) if active is None else np.asarray(active, bool)[idx]
+        idx = idx[draw]
         blocks, pos = self._blocks[kind], self._pos[kind]
         for i in idx[pos[idx] + size > self.block]:
             fill = torch.randn if kind == "normal" else torch.rand
             blocks[i] = fill(self.block, generator=self.generators[i]).numpy()
             pos[i] = 0
-        out = blocks[idx[:, None], pos[idx][:, None] + self._steps[:size]]  # [n, size]
+        out[draw] = blocks[idx[:, None], pos[idx][:, None] + self._steps[:size]]  # [n drawing, size]
         pos[idx] += size
         return torch.from_numpy(out).to(device)
 
-    def normal(self, size: int, rows: torch.Tensor | None = None, device: torch.device | str = "cpu",
-               ) -> torch.Tensor:
+    def normal(self, size: int, rows: torch.Tensor | None = None, device: torch.device | str = "cpu", *,
+               active: np.ndarray | None = None) -> torch.Tensor:
         """Standard normal draws ``[n, size]`` float32: one row per slot in ``rows`` (a ``[N]`` bool mask
-        or slot indices; None: every slot), in slot order."""
-        return self._draw("normal", size, rows, device)
+        or slot indices; None: every slot), in slot order. ``active`` (``[N]`` bool, ``StepInput.active``):
+        slots outside it get zeros and don't advance their streams, so the padding steps a finished slot
+        takes while slower ones run don't shift its later draws."""
+        return self._draw("normal", size, rows, device, active)
 
-    def uniform(self, size: int, rows: torch.Tensor | None = None, device: torch.device | str = "cpu",
-                ) -> torch.Tensor:
-        """Uniform draws in ``[0, 1)``, ``[n, size]`` float32, rows as in :meth:`normal`."""
-        return self._draw("uniform", size, rows, device)
+    def uniform(self, size: int, rows: torch.Tensor | None = None, device: torch.device | str = "cpu", *,
+                active: np.ndarray | None = None) -> torch.Tensor:
+        """Uniform draws in ``[0, 1)``, ``[n, size]`` float32, ``rows`` and ``active`` as in :meth:`normal`
+        (inactive rows: zeros)."""
+        return self._draw("uniform", size, rows, device, active)
 
 
 def slot_noise(seed: Sequence[int] | int | None, num_slots: int) -> SlotNoise | None:

@@ -144,6 +144,7 @@ def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):
     assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in final["per_goal"]]
     assert json.loads((out / "eval-first2.json").read_text())["per_goal"] == final["per_goal"]
     assert main(["eval", str(out), "--eval-seed", "-1"]) == 2
+    assert main(["eval", str(out), "--eval-seed", str(2**64)]) == 2  # too large for torch: one line, not a traceback
 
 
 def test_resume_takes_a_new_time_limit(tmp_path):

@@ -200,10 +200,11 @@ def test_evaluation_batches_take_classes_in_turn_and_each_task_keeps_its_seed():
                                             ("maml", {}), ("pearl", {})])
 def test_a_tasks_sampled_evaluation_is_the_same_with_any_slot_count(agent, options, one_torch_thread):
     """Each task draws its noise (actions, PEARL's z) from its own stream: 1, 2 or 4 slots (4: a padded
-    batch) give it the same trial, which sampling from torch's one global stream would not."""
+    batch) give it the same trial, which sampling from torch's one global stream would not. Episodes end
+    at success, so slots that finish early wait for others; their padding steps must not draw."""
     import metarl
 
-    bench = metarl.make_benchmark("Toy", num_tasks=5, horizon=8, seed=0)
+    bench = metarl.make_benchmark("Toy", num_tasks=8, horizon=25, seed=0, terminate_on_success=True)
     algo = metarl.make_agent(agent, bench, **options)
     config = metarl.EvalConfig(adapt_episodes=2, eval_episodes=2, deterministic=False)
     per_goal = {}
@@ -214,6 +215,8 @@ def test_a_tasks_sampled_evaluation_is_the_same_with_any_slot_count(agent, optio
         finally:
             envs.close()
     assert len({round(g["return"], 6) for g in per_goal[1]}) == len(per_goal[1])  # the goals' trials differ
+    successes = [g[k] for g in per_goal[1] for k in ("pre_success", "success")]
+    assert 0 < sum(s > 0 for s in successes) < len(successes)  # episodes of different lengths: slots wait
     for n in (2, 4):
         for ours, one in zip(per_goal[n], per_goal[1], strict=True):
             assert (ours["task"], ours["index"], ours["success"], ours["pre_success"]) == \
@@ -242,6 +245,11 @@ def test_slot_noise_draws_of_a_slot_depend_on_its_seed_alone():
         assert torch.equal(two.normal(size)[1], alone.normal(size)[0])
     with pytest.raises(ValueError, match="draws of 9 numbers"):
         alone.normal(9)
+    # inactive slots get zeros and keep their place in the stream
+    pair, solo = SlotNoise([1, 2]), SlotNoise([2])
+    skipped = pair.normal(3, active=np.array([True, False]))
+    assert torch.equal(skipped[1], torch.zeros(3)) and torch.equal(pair.normal(3)[1], solo.normal(3)[0])
+    assert torch.equal(pair.uniform(2, torch.tensor([1]), active=np.array([False, False])), torch.zeros(1, 2))
     assert slot_noise(3, 2).seeds == [3, 4] and slot_noise([8, 1], 2).seeds == [8, 1] and slot_noise(None, 2) is None
     with pytest.raises(ValueError, match="3 seeds for 2 slots"):
         slot_noise([1, 2, 3], 2)

@@ -278,11 +278,13 @@ class PEARL:
             if ro is None:
                 continue
             new_steps += ro.num_steps
+            if is_context:  # a task's context is its latest pre-adaptation data, from every slot it ran in
+                for task in batch.tasks:
+                    self.context[task.id] = _TaskBuffer(self.cfg.buffer_per_task)
             for n, task in enumerate(batch.tasks):
                 rows = _valid_rows(ro, n)
                 self.replay.setdefault(task.id, _TaskBuffer(self.cfg.buffer_per_task)).add(rows)
-                if is_context:  # a task's context is its latest pre-adaptation data
-                    self.context[task.id] = _TaskBuffer(self.cfg.buffer_per_task)
+                if is_context:
                     self.context[task.id].add(rows)
         self.env_steps += new_steps
         if self.env_steps < self.cfg.learning_starts:

@@ -26,7 +26,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
-from metarl.vector_shm import SharedMemoryVectorEnv, default_start_method
+from metarl.vector_shm import SharedMemoryVectorEnv, check_main_guard, default_start_method
 
 BACKENDS = ("auto", "native", "sync", "async", "shm")
 
@@ -92,6 +92,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         elif backend == "sync":
             env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
         elif backend == "async":
+            check_main_guard("async", default_start_method())
             env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=default_start_method())
         else:
             env = SharedMemoryVectorEnv(dist.make_env, num_envs, num_workers, **(shm_options or {}))

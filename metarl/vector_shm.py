@@ -24,6 +24,7 @@ Autoreset is disabled, as for every metarl vector env.
 
 from __future__ import annotations
 
+import ast
 import contextlib
 import multiprocessing as mp
 import os
@@ -39,6 +40,8 @@ from typing import Any
 import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
+
+from metarl.errors import UsageError
 
 _FIELDS = (("obs", np.float64, "obs"), ("act", np.float32, "act"), ("rew", np.float64, None),
            ("term", np.bool_, None), ("trunc", np.bool_, None), ("succ", np.float64, None),
@@ -116,6 +119,46 @@ def _cores() -> int:
     n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
     quota = _cgroup_cpus() if sys.platform.startswith("linux") else None
     return n if quota is None else max(1, min(n, int(quota)))
+
+
+def unguarded_main_call() -> tuple[str, int] | None:
+    """``(file, line)`` where the main script, at its top level and outside any ``if`` that tests
+    ``__name__``, led to this call; None when it didn't (a guarded script, a function called from a
+    guard, an interactive session, ``python -c``, a file that can't be read).
+
+    Workers started by forkserver or spawn import the main script again (as ``__mp_main__``): an
+    unguarded top-level line that builds workers runs again in each of them and fails there, and the
+    parent would only see workers that never answer."""
+    main = sys.modules.get("__main__")
+    path = getattr(main, "__file__", None)
+    if main is None or not path:
+        return None
+    frame = sys._getframe(1)
+    while frame is not None and not (frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>"):
+        frame = frame.f_back
+    if frame is None:
+        return None
+    line = frame.f_lineno
+    try:
+        with open(path, encoding="utf-8") as f:
+            tree = ast.parse(f.read())
+    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
+        return None
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.If) and node.lineno <= line <= (node.end_lineno or node.lineno)
+                and any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(node.test))):
+            return None
+    return path, line
+
+
+def check_main_guard(backend: str, start_method: str) -> None:
+    """Raise a :class:`UsageError` naming the line when the main script starts ``backend``'s worker
+    processes from its top level, outside ``if __name__ == "__main__":`` (see :func:`unguarded_main_call`)."""
+    if start_method != "fork" and (where := unguarded_main_call()) is not None:
+        raise UsageError(f"{where[0]}:{where[1]} starts {backend} env workers from the script's top level; the "
+                         f"workers start by {start_method} and import the script again, which would start "
+                         "workers again: put the code that trains under `if __name__ == \"__main__\":` "
+                         "(or use backend='sync')")
 
 
 def default_start_method() -> str:
@@ -260,6 +303,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         workers = min(num_envs, num_workers or _cores())
         if in_parent is None:
             in_parent = workers >= _cores()
+        if workers > int(in_parent):
+            check_main_guard("shm", start_method)
         if spin_us is None:  # processes: the workers, plus this one unless it is one of them
             spin_us = DEFAULT_SPIN_US if workers + (not in_parent) <= _cores() else 0.0
         if spin_us < 0:

@@ -297,6 +297,28 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     assert not any(alive(p) for p in pids), "orphaned env workers kept running"
 
 
+def test_an_unguarded_script_gets_one_clear_error_before_any_worker_starts(tmp_path):
+    import subprocess
+    import sys
+
+    for backend in ("shm", "async"):
+        body = ("    bench = metarl.make_benchmark('Toy', num_tasks=2, horizon=5, seed=0)\n"
+                f"    envs = metarl.make_vector_env(bench.train, 2, backend='{backend}', num_workers=2)\n"
+                "    envs.close()\n"
+                "    print('closed')\n").replace(", num_workers=2" if backend == "async" else "@", "")
+        unguarded = tmp_path / f"unguarded_{backend}.py"
+        unguarded.write_text("import metarl\nif True:\n" + body)
+        guarded = tmp_path / f"guarded_{backend}.py"
+        guarded.write_text("import metarl\n\ndef main():\n" + body + "\nif __name__ == '__main__':\n    main()\n")
+        bad = subprocess.run([sys.executable, str(unguarded)], capture_output=True, text=True, timeout=120)
+        assert bad.returncode == 1 and "closed" not in bad.stdout
+        last = bad.stderr.strip().splitlines()[-1]
+        assert f"{unguarded}:4 starts {backend} env workers" in last and 'if __name__ == "__main__":' in last
+        assert "bootstrapping" not in bad.stderr and "restart" not in bad.stderr  # no worker ever started
+        good = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=120)
+        assert good.returncode == 0 and good.stdout.strip() == "closed", good.stderr
+
+
 class HangingEnv(ScriptedEnv):
     """Blocks forever on the step named by ``task.params[3]``."""
 

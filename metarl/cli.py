@@ -152,6 +152,10 @@ def build_parser() -> argparse.ArgumentParser:
                    help="family option (repeatable); for a run directory it overrides the saved one, e.g. "
                         "--env-opt test=extrapolate (Driving, Highway: the other held-out split)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    c = sub.add_parser("compare", help="paired comparison of two evaluations of the same held-out tasks")
+    c.add_argument("a", type=Path, help="an evaluation JSON (eval*.json), or a run directory (its eval.json)")
+    c.add_argument("b", type=Path, help="the same for the other evaluation; differences are B - A")
+    c.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
     r = sub.add_parser("render", help="draw one held-out adaptation trial of a trained run (Driving)")
     r.add_argument("run_dir", type=Path, help="a run directory written by `metarl train`")
     r.add_argument("--task", type=int, default=0, help="index into the held-out evaluation tasks (default 0)")
@@ -182,7 +186,7 @@ def main(argv: list[str] | None = None) -> int:
     def run() -> int:
         args = build_parser().parse_args(argv)
         return {"envs": cmd_envs, "train": cmd_train, "eval": cmd_eval, "plot": cmd_plot,
-                "bench": cmd_bench, "render": cmd_render}[args.command](args)
+                "bench": cmd_bench, "render": cmd_render, "compare": cmd_compare}[args.command](args)
 
     return exit_code(run)
 
@@ -604,6 +608,68 @@ def cmd_render(args: argparse.Namespace) -> int:
     except OSError as e:
         raise UsageError(f"cannot write --out {out} ({e.strerror or e}): choose a writable path") from None
     print(f"wrote {out}")
+    return 0
+
+
+def _read_eval(path: Path) -> dict:
+    """An evaluation JSON object from ``path``: a file, or a run directory's ``eval.json``."""
+    if path.is_dir():
+        if not (path / "eval.json").is_file():
+            others = sorted(p.name for p in path.glob("eval*.json"))
+            raise UsageError(f"{path} has no eval.json (the official evaluation)"
+                             + (f"; give one of its files instead: {', '.join(others)}" if others else
+                                f": run `metarl eval {path}` first"))
+        path = path / "eval.json"
+    try:
+        obj = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise UsageError(f"{path} does not exist: give an eval*.json file or a run directory") from None
+    except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise UsageError(f"{path} is not an evaluation JSON ({e}): give an eval*.json file or a run directory") from None
+    if not isinstance(obj, dict) or "per_goal" not in obj or "per_task" not in obj:
+        raise UsageError(f"{path} is not an evaluation JSON (no per_goal/per_task): give an eval*.json file "
+                         "written by `metarl eval` or `metarl train`")
+    return obj
+
+
+def cmd_compare(args: argparse.Namespace) -> int:
+    from metarl.evaluator import compare
+
+    result = compare(_read_eval(args.a), _read_eval(args.b))
+    if args.json:
+        def finite(x):
+            return {k: finite(v) for k, v in x.items()} if isinstance(x, dict) else (
+                None if isinstance(x, float) and not math.isfinite(x) else x)
+        print(json.dumps({"a": str(args.a), "b": str(args.b), **finite(result)}, indent=2))
+        return 0
+    from rich.console import Console
+    from rich.table import Table
+
+    table = Table(title=f"B - A: {result['benchmark']}, rewards {result['reward_version'] or 'n/a'}, "
+                        f"{result['num_tasks']} held-out tasks")
+    table.add_column("task", no_wrap=True)
+    for col in ("A", "B", "B - A"):
+        table.add_column(col, justify="right")
+    for name, row in result["per_task"].items():
+        table.add_row(name, f"{row['a']:.1%}", f"{row['b']:.1%}", f"{row['diff']:+.1%}")
+
+    def pm(row: dict, fmt: str) -> str:
+        se = row["paired_se"]
+        return fmt.format(row["diff"]) + ("" if not math.isfinite(se) else " ± " + fmt.format(se).lstrip("+"))
+
+    for key, label, fmt in (("success_rate", "success (post)", "{:+.1%}"), ("pre_success_rate", "success (pre)", "{:+.1%}"),
+                            ("return", "return (post)", "{:+.1f}"), ("pre_return", "return (pre)", "{:+.1f}")):
+        row = result[key]
+        a, b = (f"{row[k]:.1%}" if "success" in key else f"{row[k]:.1f}" for k in ("a", "b"))
+        table.add_row(f"[bold]{label}[/bold]", a, b, f"[bold]{pm(row, fmt)}[/bold]")
+    s = result["success_rate"]
+    table.caption = ("± paired standard error over tasks" + (f" (unpaired: ±{s['unpaired_se']:.1%})"
+                                                          if math.isfinite(s["unpaired_se"]) else "")
+                     + ("; both drew with the same evaluation seed from per-task streams" if result["common_noise"]
+                        else "; the evaluations did not share their draws (other seeds, or written before per-task streams)"))
+    console = Console()
+    console.print(f"A: {args.a}\nB: {args.b}", soft_wrap=True, highlight=False)
+    console.print(table)
     return 0
 
 

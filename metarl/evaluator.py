@@ -15,7 +15,9 @@ returns; success rates are identical (the parity test checks this against
 
 from __future__ import annotations
 
+import hashlib
 import math
+import pickle
 from dataclasses import dataclass, field, replace
 
 import numpy as np
@@ -56,6 +58,9 @@ class EvalResult:
     eval_actions: str = ""
     """How evaluation episodes acted: ``"mean"`` (deterministic) or ``"sampled"``."""
     protocol: str = ""
+    tasks_digest: str = ""
+    """Fingerprint of the evaluated tasks (ids and parameters, :func:`tasks_digest`): two evaluations
+    with equal digests ran the same held-out tasks."""
     """``"official"`` (every evaluation task, 10 + 3 episodes) or what differs, e.g. ``"first 10 tasks per class"``."""
     success_rate_se: float = float("nan")
     """Standard error of ``success_rate`` over the evaluated tasks (classes weighted as in the mean:
@@ -128,7 +133,17 @@ def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig
     result = _aggregate([goals[p] for p in range(len(tasks))], steps)
     result.eval_actions = "mean" if config.deterministic else "sampled"
     result.protocol = protocol(config, partial=is_partial(dist, config.max_tasks_per_class))
+    result.tasks_digest = tasks_digest(tasks)
     return result
+
+
+def tasks_digest(tasks: list[Task]) -> str:
+    """12 hex digits identifying ``tasks`` by id and parameters (their pickles): another split, benchmark
+    seed or family option gives another digest even where task ids coincide."""
+    h = hashlib.sha1()
+    for t in tasks:
+        h.update(pickle.dumps((t.id, t.params), protocol=4))
+    return h.hexdigest()[:12]
 
 
 def is_partial(dist: TaskDistribution, max_tasks_per_class: int | None) -> bool:
@@ -221,3 +236,56 @@ def standard_error(groups: list[list[float]]) -> float:
     if not groups or min(map(len, groups)) < 2:
         return float("nan")
     return float(np.sqrt(sum(np.var(g, ddof=1) / len(g) for g in groups)) / len(groups))
+
+
+COMPARED = (("success_rate", "success"), ("pre_success_rate", "pre_success"), ("return", "return"),
+            ("pre_return", "pre_return"))
+"""Summary keys of an evaluation JSON and the per-goal keys they average."""
+
+
+def compare(a: dict, b: dict) -> dict:
+    """Paired comparison of two evaluations of the same held-out tasks (``metarl eval`` JSON objects,
+    e.g. two checkpoints, or one with and without an ``--agent-opt``): ``b - a``.
+
+    For each summary number (success rates and returns, post and pre adaptation): ``a``, ``b``, their
+    difference ``diff`` and its standard error over tasks from the per-task differences (``paired_se``;
+    classes weighted as in the mean), next to the standard error the two evaluations' own errors would
+    give (``unpaired_se``). Pairing removes what the tasks share, and when both evaluations drew with
+    the same seed from per-task streams (``common_noise``) what their draws share too, so
+    ``paired_se`` is usually the smaller. ``per_task``: each class's ``a``, ``b`` and ``diff`` of the
+    success rate. Raises :class:`~metarl.errors.UsageError` if the evaluations differ in benchmark,
+    rewards or evaluated tasks.
+    """
+    from metarl.errors import UsageError
+
+    for key in ("benchmark", "reward_version"):
+        if a.get(key) != b.get(key):
+            raise UsageError(f"the evaluations differ in {key} ({a.get(key)} vs {b.get(key)}): compare "
+                             "evaluations of one benchmark")
+    if a.get("tasks_digest") and b.get("tasks_digest"):
+        if a["tasks_digest"] != b["tasks_digest"]:
+            raise UsageError("the evaluations ran different held-out tasks (their tasks_digest differs: another "
+                             "split, benchmark seed or family option): compare evaluations of the same tasks")
+    elif a.get("env_overrides") != b.get("env_overrides"):  # files written before the digest
+        raise UsageError(f"the evaluations used other family options ({a.get('env_overrides')} vs "
+                         f"{b.get('env_overrides')}): compare evaluations of the same tasks")
+    goals_a, goals_b = a.get("per_goal") or [], b.get("per_goal") or []
+    ids_a, ids_b = [(g["task"], g["index"]) for g in goals_a], [(g["task"], g["index"]) for g in goals_b]
+    if not ids_a or ids_a != ids_b:
+        raise UsageError(f"the evaluations cover different held-out tasks ({len(ids_a)} vs {len(ids_b)} goals, "
+                         f"protocols {a.get('protocol')!r} vs {b.get('protocol')!r}): evaluate both with the same "
+                         "--eval-tasks")
+    classes = sorted({name for name, _ in ids_a})
+    out: dict = {"benchmark": a["benchmark"], "reward_version": a.get("reward_version"), "num_tasks": len(ids_a),
+                 "common_noise": a.get("eval_seed") is not None and a.get("eval_seed") == b.get("eval_seed")}
+    for summary, key in COMPARED:
+        diffs = [[gb[key] - ga[key] for ga, gb in zip(goals_a, goals_b, strict=True) if ga["task"] == c]
+                 for c in classes]
+        own = [[g[key] for g in goals if g["task"] == c] for goals in (goals_a, goals_b) for c in classes]
+        se_a, se_b = standard_error(own[:len(classes)]), standard_error(own[len(classes):])
+        out[summary] = {"a": a[summary], "b": b[summary], "diff": b[summary] - a[summary],
+                        "paired_se": standard_error(diffs), "unpaired_se": math.hypot(se_a, se_b)}
+    out["per_task"] = {c: {"a": a["per_task"][c]["success_rate"], "b": b["per_task"][c]["success_rate"],
+                           "diff": b["per_task"][c]["success_rate"] - a["per_task"][c]["success_rate"]}
+                       for c in classes}
+    return out

@@ -245,7 +245,7 @@ def eval_summary(result: EvalResult, benchmark: Benchmark, seed: int, eval_seed:
             "success_rate": result.success_rate, "pre_success_rate": result.pre_success_rate,
             **result.standard_errors(),
             "return": result.mean_return, "pre_return": result.pre_return, "env_steps": result.env_steps,
-            "eval_actions": result.eval_actions, "protocol": result.protocol,
+            "eval_actions": result.eval_actions, "protocol": result.protocol, "tasks_digest": result.tasks_digest,
             "per_task": result.per_task, "per_goal": result.per_goal}
 
 

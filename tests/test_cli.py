@@ -120,7 +120,7 @@ def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monke
     assert main(["eval", str(out), "--reward-version", "v1"]) == 2  # and its own rewards
 
 
-def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):
+def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path, capsys):
     out = tmp_path / "run"
     # random actions while adapting: the pre-adaptation numbers hang on torch's draws
     assert main(["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--eval-tasks", "2",
@@ -144,6 +144,18 @@ def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path):
     assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in final["per_goal"]]
     assert json.loads((out / "eval-first2.json").read_text())["per_goal"] == final["per_goal"]
     assert main(["eval", str(out), "--eval-seed", "-1"]) == 2
+    # paired comparison of the two evaluations (other draws: not common noise)
+    capsys.readouterr()
+    assert main(["compare", str(out / "eval-first2.json"), str(out / "eval-first2-eval_seed=5.json"), "--json"]) == 0
+    cmp = json.loads(capsys.readouterr().out)
+    assert cmp["num_tasks"] == 2 and cmp["common_noise"] is False
+    assert cmp["pre_return"]["diff"] == pytest.approx(other["pre_return"] - final["pre_return"])
+    assert main(["compare", str(out / "eval-first2.json"), str(out / "eval-first2.json")]) == 0
+    assert "+0.0%" in capsys.readouterr().out
+    assert main(["compare", str(out), str(out / "eval-first2.json")]) == 2  # the run has no eval.json
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "eval-first2.json" in err
+    assert main(["compare", str(out / "eval-first2.json"), str(out / "config.json")]) == 2
     assert main(["eval", str(out), "--eval-seed", str(2**64)]) == 2  # too large for torch: one line, not a traceback
 
 

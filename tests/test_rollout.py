@@ -255,6 +255,53 @@ def test_slot_noise_draws_of_a_slot_depend_on_its_seed_alone():
         slot_noise([1, 2, 3], 2)
 
 
+def _eval_json(successes: list[tuple[str, float]], **extra) -> dict:
+    """An evaluation JSON object with these per-goal (class, success) pairs."""
+    from types import SimpleNamespace
+
+    from metarl.evaluator import _aggregate
+    from metarl.trainer import eval_summary
+
+    index: dict[str, int] = {}
+    goals = []
+    for t, sr in successes:
+        index[t] = index.get(t, -1) + 1
+        goals.append({"task": t, "index": index[t], "success": sr, "pre_success": 0.0, "return": 10 * sr,
+                      "pre_return": 0.0})
+    result = _aggregate(goals, steps=0)
+    result.tasks_digest = extra.pop("tasks_digest", "d1")
+    return {**eval_summary(result, SimpleNamespace(label="Toy", reward_version=None), 0), **extra}
+
+
+def test_paired_comparison_by_hand():
+    from metarl.errors import UsageError
+    from metarl.evaluator import compare
+
+    a = _eval_json([("a", 1.0), ("a", 0.0), ("a", 1.0), ("b", 0.0), ("b", 0.0), ("b", 1.0)])
+    b = _eval_json([("a", 1.0), ("a", 1.0), ("a", 1.0), ("b", 1.0), ("b", 0.0), ("b", 1.0)])
+    out = compare(a, b)
+    s = out["success_rate"]
+    assert (s["a"], s["b"], s["diff"]) == pytest.approx((0.5, 5 / 6, 1 / 3))
+    # per-task differences: class a 0, 1, 0 and class b 1, 0, 0 (sample variance 1/3 each)
+    assert s["paired_se"] == pytest.approx(np.sqrt(1 / 9 + 1 / 9) / 2)
+    # the evaluations' own errors: sqrt(1/9 + 1/9) / 2 and sqrt(0 + 1/9) / 2
+    assert s["unpaired_se"] == pytest.approx(np.hypot(np.sqrt(2 / 9) / 2, 1 / 6))
+    assert out["return"]["diff"] == pytest.approx(10 / 3) and out["pre_success_rate"]["paired_se"] == 0.0
+    assert [tuple(out["per_task"][c].values()) for c in "ab"] == [pytest.approx((2 / 3, 1.0, 1 / 3)),
+                                                                 pytest.approx((1 / 3, 2 / 3, 1 / 3))]
+    assert out["num_tasks"] == 6 and out["common_noise"]  # both eval_seed 0
+    assert not compare(a, {**b, "eval_seed": 5})["common_noise"]
+    assert compare(a, a)["success_rate"]["diff"] == 0.0 and compare(a, a)["success_rate"]["paired_se"] == 0.0
+    for other, match in (({**b, "benchmark": "ML1/reach-v3"}, "differ in benchmark"),
+                         ({**b, "tasks_digest": "d2"}, "different held-out tasks"),
+                         (_eval_json([("a", 1.0), ("a", 1.0), ("b", 1.0), ("b", 0.0)]), "cover different held-out tasks")):
+        with pytest.raises(UsageError, match=match):
+            compare(a, other)
+    # files without a digest (written before it): the family options must match
+    with pytest.raises(UsageError, match="other family options"):
+        compare({**a, "tasks_digest": ""}, {**b, "env_overrides": {"test": "extrapolate"}})
+
+
 def test_evaluation_standard_error_by_hand():
     from metarl.evaluator import _aggregate, standard_error
 

@@ -18,7 +18,8 @@ from __future__ import annotations
 import hashlib
 import math
 import pickle
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field, fields, is_dataclass, replace
+from typing import Any
 
 import numpy as np
 
@@ -58,10 +59,10 @@ class EvalResult:
     eval_actions: str = ""
     """How evaluation episodes acted: ``"mean"`` (deterministic) or ``"sampled"``."""
     protocol: str = ""
+    """``"official"`` (every evaluation task, 10 + 3 episodes) or what differs, e.g. ``"first 10 tasks per class"``."""
     tasks_digest: str = ""
     """Fingerprint of the evaluated tasks (ids and parameters, :func:`tasks_digest`): two evaluations
     with equal digests ran the same held-out tasks."""
-    """``"official"`` (every evaluation task, 10 + 3 episodes) or what differs, e.g. ``"first 10 tasks per class"``."""
     success_rate_se: float = float("nan")
     """Standard error of ``success_rate`` over the evaluated tasks (classes weighted as in the mean:
     ``sqrt(sum_c var_c / n_c) / C``, ``var_c`` the sample variance of class ``c``'s per-task success):
@@ -138,12 +139,41 @@ def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig
 
 
 def tasks_digest(tasks: list[Task]) -> str:
-    """12 hex digits identifying ``tasks`` by id and parameters (their pickles): another split, benchmark
-    seed or family option gives another digest even where task ids coincide."""
+    """12 hex digits identifying ``tasks`` by id and parameter values: another split, benchmark seed or
+    family option gives another digest even where task ids coincide. Parameters are hashed as values
+    (:func:`_canonical`), not as pickles, so the digest survives library upgrades that move classes."""
     h = hashlib.sha1()
     for t in tasks:
-        h.update(pickle.dumps((t.id, t.params), protocol=4))
+        h.update(repr((t.id, _canonical(t.params))).encode())
     return h.hexdigest()[:12]
+
+
+def _canonical(x: Any) -> Any:
+    """``x`` as nested tuples of plain values: arrays by dtype, shape and bytes (hex), floats by ``repr``,
+    dataclasses and named tuples by field, classes by name, mappings sorted by key; bytes that unpickle (Meta-World's
+    task data, from the benchmark itself) by what they hold; anything else by ``repr``."""
+    if isinstance(x, type):  # a class by name, not by the module that holds it
+        return ("class", x.__qualname__)
+    if isinstance(x, np.ndarray):
+        return ("array", x.dtype.str, x.shape, x.tobytes().hex())
+    if isinstance(x, np.generic):
+        return _canonical(x.item())
+    if x is None or isinstance(x, (bool, int, float, str)):
+        return repr(x)
+    if isinstance(x, bytes):
+        try:
+            return ("pickled", _canonical(pickle.loads(x)))
+        except Exception:  # not a pickle: its bytes
+            return ("bytes", x.hex())
+    if is_dataclass(x) and not isinstance(x, type):
+        return (type(x).__name__, tuple((f.name, _canonical(getattr(x, f.name))) for f in fields(x)))
+    if isinstance(x, tuple) and hasattr(x, "_fields"):
+        return (type(x).__name__, tuple((k, _canonical(v)) for k, v in zip(x._fields, x, strict=True)))
+    if isinstance(x, dict):
+        return ("dict", tuple(sorted((repr(k), _canonical(v)) for k, v in x.items())))
+    if isinstance(x, (list, tuple)):
+        return tuple(_canonical(v) for v in x)
+    return repr(x)
 
 
 def is_partial(dist: TaskDistribution, max_tasks_per_class: int | None) -> bool:
@@ -262,19 +292,28 @@ def compare(a: dict, b: dict) -> dict:
         if a.get(key) != b.get(key):
             raise UsageError(f"the evaluations differ in {key} ({a.get(key)} vs {b.get(key)}): compare "
                              "evaluations of one benchmark")
-    if a.get("tasks_digest") and b.get("tasks_digest"):
-        if a["tasks_digest"] != b["tasks_digest"]:
-            raise UsageError("the evaluations ran different held-out tasks (their tasks_digest differs: another "
-                             "split, benchmark seed or family option): compare evaluations of the same tasks")
-    elif a.get("env_overrides") != b.get("env_overrides"):  # files written before the digest
-        raise UsageError(f"the evaluations used other family options ({a.get('env_overrides')} vs "
-                         f"{b.get('env_overrides')}): compare evaluations of the same tasks")
     goals_a, goals_b = a.get("per_goal") or [], b.get("per_goal") or []
-    ids_a, ids_b = [(g["task"], g["index"]) for g in goals_a], [(g["task"], g["index"]) for g in goals_b]
+    try:
+        ids_a, ids_b = [(g["task"], g["index"]) for g in goals_a], [(g["task"], g["index"]) for g in goals_b]
+        for g in goals_a + goals_b:
+            [g[key] for _, key in COMPARED]
+    except (KeyError, TypeError) as e:
+        raise UsageError(f"an evaluation's per_goal entries lack {e}: compare files written by `metarl eval` "
+                         "or `metarl train`") from None
     if not ids_a or ids_a != ids_b:
         raise UsageError(f"the evaluations cover different held-out tasks ({len(ids_a)} vs {len(ids_b)} goals, "
                          f"protocols {a.get('protocol')!r} vs {b.get('protocol')!r}): evaluate both with the same "
                          "--eval-tasks")
+    if a.get("tasks_digest") and b.get("tasks_digest"):
+        if a["tasks_digest"] != b["tasks_digest"]:
+            raise UsageError("the evaluations ran different held-out tasks under the same ids (their tasks_digest "
+                             "differs: another split, benchmark seed or family option): compare evaluations of "
+                             "the same tasks")
+    else:  # files written before the digest: what they record must match
+        for key in ("seed", "env_overrides"):
+            if a.get(key) != b.get(key):
+                raise UsageError(f"the evaluations differ in {key} ({a.get(key)} vs {b.get(key)}), so their tasks "
+                                 "may too: compare evaluations of the same tasks")
     classes = sorted({name for name, _ in ids_a})
     out: dict = {"benchmark": a["benchmark"], "reward_version": a.get("reward_version"), "num_tasks": len(ids_a),
                  "common_noise": a.get("eval_seed") is not None and a.get("eval_seed") == b.get("eval_seed")}

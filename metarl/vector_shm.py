@@ -122,33 +122,41 @@ def _cores() -> int:
 
 
 def unguarded_main_call() -> tuple[str, int] | None:
-    """``(file, line)`` where the main script, at its top level and outside any ``if`` that tests
-    ``__name__``, led to this call; None when it didn't (a guarded script, a function called from a
-    guard, an interactive session, ``python -c``, a file that can't be read).
+    """``(file, line)`` where a plain top-level statement of the main script led to this call; None
+    when it didn't or when that can't be told for sure (a statement inside any ``if``, ``match``,
+    ``with``, ``try`` or loop, or one that mentions ``__name__``; a function called from one; code run by
+    ``exec``; a package's ``__main__`` module, which workers never re-run; an interactive session,
+    ``python -c``; a script edited since it started; a file that can't be read).
 
     Workers started by forkserver or spawn import the main script again (as ``__mp_main__``): an
     unguarded top-level line that builds workers runs again in each of them and fails there, and the
     parent would only see workers that never answer."""
     main = sys.modules.get("__main__")
     path = getattr(main, "__file__", None)
-    if main is None or not path:
+    spec_name = getattr(getattr(main, "__spec__", None), "name", "") or ""
+    if main is None or not path or spec_name == "__main__" or spec_name.endswith(".__main__"):
         return None
     frame = sys._getframe(1)
     while frame is not None and not (frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>"):
         frame = frame.f_back
-    if frame is None:
+    if frame is None or frame.f_code.co_filename != path:
         return None
     line = frame.f_lineno
     try:
         with open(path, encoding="utf-8") as f:
-            tree = ast.parse(f.read())
+            source = f.read()
+        now, ran = compile(source, path, "exec", dont_inherit=True), frame.f_code
+        if now.co_code != ran.co_code or list(now.co_lines()) != list(ran.co_lines()):
+            return None  # edited since it started: the line numbers may be another text's
+        tree = ast.parse(source)
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return None
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.If) and node.lineno <= line <= (node.end_lineno or node.lineno)
-                and any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(node.test))):
-            return None
-    return path, line
+    for stmt in tree.body:
+        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
+            simple = isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign))
+            mentions_name = any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt))
+            return (path, line) if simple and not mentions_name else None
+    return None
 
 
 def check_main_guard(backend: str, start_method: str) -> None:

@@ -297,9 +297,36 @@ def test_paired_comparison_by_hand():
                          (_eval_json([("a", 1.0), ("a", 1.0), ("b", 1.0), ("b", 0.0)]), "cover different held-out tasks")):
         with pytest.raises(UsageError, match=match):
             compare(a, other)
-    # files without a digest (written before it): the family options must match
-    with pytest.raises(UsageError, match="other family options"):
+    # files without a digest (written before it): the benchmark seed and family options must match
+    with pytest.raises(UsageError, match="differ in env_overrides"):
         compare({**a, "tasks_digest": ""}, {**b, "env_overrides": {"test": "extrapolate"}})
+    with pytest.raises(UsageError, match="differ in seed"):
+        compare(a, {**b, "tasks_digest": None, "seed": 1})
+    with pytest.raises(UsageError, match="per_goal entries lack 'pre_return'"):
+        compare(a, {**b, "per_goal": [{k: v for k, v in g.items() if k != "pre_return"} for g in b["per_goal"]]})
+
+
+def test_tasks_digest_tells_splits_and_seeds_apart_and_hashes_values():
+    import dataclasses
+
+    import metarl
+    from metarl.evaluator import _canonical, tasks_digest
+
+    def digest(**kw):
+        return tasks_digest(metarl.make_benchmark("Driving", **kw).test.evaluation_tasks())
+
+    assert digest(seed=0) == digest(seed=0) != digest(seed=1)
+    assert digest(seed=0) != digest(seed=0, test="extrapolate")  # same task ids, other scenarios
+
+    @dataclasses.dataclass
+    class P:
+        goal: np.ndarray
+        kind: type
+
+    # values, not pickles: a class by name, an array by dtype, shape and bytes
+    assert _canonical(P(np.array([1.5, 2.0]), float)) == ("P", (("goal", ("array", "<f8", (2,), np.array(
+        [1.5, 2.0]).tobytes().hex())), ("kind", ("class", "float"))))
+    assert _canonical(b"not a pickle") == ("bytes", b"not a pickle".hex())
 
 
 def test_evaluation_standard_error_by_hand():

@@ -307,7 +307,7 @@ def test_an_unguarded_script_gets_one_clear_error_before_any_worker_starts(tmp_p
                 "    envs.close()\n"
                 "    print('closed')\n").replace(", num_workers=2" if backend == "async" else "@", "")
         unguarded = tmp_path / f"unguarded_{backend}.py"
-        unguarded.write_text("import metarl\nif True:\n" + body)
+        unguarded.write_text("import metarl\n\n" + body.replace("\n    ", "\n").lstrip())
         guarded = tmp_path / f"guarded_{backend}.py"
         guarded.write_text("import metarl\n\ndef main():\n" + body + "\nif __name__ == '__main__':\n    main()\n")
         bad = subprocess.run([sys.executable, str(unguarded)], capture_output=True, text=True, timeout=120)
@@ -317,6 +317,35 @@ def test_an_unguarded_script_gets_one_clear_error_before_any_worker_starts(tmp_p
         assert "bootstrapping" not in bad.stderr and "restart" not in bad.stderr  # no worker ever started
         good = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=120)
         assert good.returncode == 0 and good.stdout.strip() == "closed", good.stderr
+
+
+def test_the_guard_check_flags_plain_top_level_calls_only(tmp_path):
+    import subprocess
+    import sys
+
+    head = "from metarl.vector_shm import unguarded_main_call as where\n"
+    scripts = {
+        "plain": (head + "print(where())\n", True),
+        "guarded": (head + "if __name__ == '__main__':\n    print(where())\n", False),
+        "ifexp": (head + "print(where()) if __name__ == '__main__' else None\n", False),
+        "flag": (head + "IS_MAIN = __name__ == '__main__'\nif IS_MAIN:\n    print(where())\n", False),
+        "exec": (head + "if __name__ == '__main__':\n    exec('print(where())')\n", False),
+        "edited": (head + "import pathlib\np = pathlib.Path(__file__)\np.write_text('\\n' + p.read_text())\n"
+                   "print(where())\n", False),
+    }
+    for name, (text, flagged) in scripts.items():
+        (tmp_path / f"{name}.py").write_text(text)
+        out = subprocess.run([sys.executable, str(tmp_path / f"{name}.py")], capture_output=True, text=True,
+                             timeout=60)
+        assert out.returncode == 0, out.stderr
+        expected = repr((str(tmp_path / f"{name}.py"), 2)) if flagged else "None"
+        assert out.stdout.strip() == expected, name
+    # a package's __main__ module: workers never re-run it, so nothing to flag
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__main__.py").write_text(head + "print(where())\n")
+    for args in (["-m", "pkg"], [str(tmp_path / "pkg")]):
+        out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
+        assert out.returncode == 0 and out.stdout.strip() == "None", (args, out.stderr)
 
 
 class HangingEnv(ScriptedEnv):

@@ -71,6 +71,22 @@ def test_gaussian_act_matches_torch_distributions_and_rejects_a_diverged_policy(
         gaussian_act(mean, torch.full((3,), -float("inf")))
 
 
+@pytest.mark.parametrize("device", ["cpu", pytest.param(
+    "cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))])
+def test_gaussian_act_draws_active_rows_from_their_slot_streams(device):
+    from metarl.agents.nets import gaussian_act
+    from metarl.seeding import SlotNoise
+
+    mean, log_std = torch.randn(3, 2, device=device), torch.full((2,), -1.0, device=device)
+    action, log_prob = gaussian_act(mean, log_std, noise=SlotNoise([4, 5, 6]), active=np.array([True, False, True]))
+    eps = SlotNoise([4, 6]).normal(2, device=device)  # slots 0 and 2 drew; slot 1 (padding) did not
+    assert action.device == mean.device
+    torch.testing.assert_close(action[[0, 2]], mean[[0, 2]] + np.exp(-1.0) * eps)
+    assert torch.equal(action[1], mean[1])
+    expected = torch.distributions.Normal(mean, log_std.exp()).log_prob(action).sum(-1)
+    torch.testing.assert_close(log_prob, expected)
+
+
 def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch):
     # Rewards are divided by the running return std; when an update moves it, the value net's outputs
     # are rescaled with it and GAE sees values in the new units (a stale scale biases every TD error by

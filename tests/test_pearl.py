@@ -104,11 +104,8 @@ def test_adaptation_draws_z_from_the_context_and_changes_actions():
     assert torch.equal(learner.z, z)  # no episode start, no new draw
 
 
-def test_a_task_in_several_slots_keeps_the_context_of_all_of_them():
-    bench, algo, _ = _setup(updates_per_step=0)
-    task = bench.train.tasks[0]
-    envs = make_vector_env(bench.train, 3)
-    envs.set_tasks([task] * 3)  # more slots than task variants: one task thrice
+def _trial(algo, envs):
+    """A meta-training trial on 3 slots: 2 episodes, observe + adapt, 1 episode; closes ``envs``."""
     learner = algo.make_learner()
     learner.reset(3)
     pre = collect(envs, learner, 2, seed=[0, 1, 2])
@@ -116,6 +113,15 @@ def test_a_task_in_several_slots_keeps_the_context_of_all_of_them():
     learner.adapt()
     post = collect(envs, learner, 1)
     envs.close()
+    return pre, post
+
+
+def test_a_task_in_several_slots_keeps_the_context_of_all_of_them():
+    bench, algo, _ = _setup(updates_per_step=0)
+    task = bench.train.tasks[0]
+    envs = make_vector_env(bench.train, 3)
+    envs.set_tasks([task] * 3)  # more slots than task variants: one task thrice
+    pre, post = _trial(algo, envs)
     algo.meta_update(MetaBatch([task] * 3, pre, post))
     assert len(algo.context[task.id]) == int(pre.valid.sum()) == 3 * 2 * 5  # not the last slot's 10 rows
     assert len(algo.replay[task.id]) == int(pre.valid.sum() + post.valid.sum())
@@ -125,13 +131,7 @@ def test_a_task_in_several_slots_keeps_the_context_of_all_of_them():
 
 def test_meta_update_keeps_replay_per_task_and_stores_termination_not_truncation():
     bench, algo, envs = _setup()
-    learner = algo.make_learner()
-    learner.reset(3)
-    pre = collect(envs, learner, 2, seed=[0, 1, 2])
-    learner.observe(pre)
-    learner.adapt()
-    post = collect(envs, learner, 1)
-    envs.close()
+    pre, post = _trial(algo, envs)
     tasks = list(bench.train.tasks[:3])
     metrics = algo.meta_update(MetaBatch(tasks, pre, post))
     assert metrics["meta/updates"] == round(0.05 * (pre.num_steps + post.num_steps)) and np.isfinite(metrics["meta/q_loss"])

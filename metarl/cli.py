@@ -614,6 +614,9 @@ def cmd_render(args: argparse.Namespace) -> int:
 def _read_eval(path: Path) -> dict:
     """An evaluation JSON object from ``path``: a file, or a run directory's ``eval.json``."""
     if path.is_dir():
+        if not (path / "eval.json").is_file() and not (path / "config.json").is_file():
+            raise UsageError(f"{path} is not a run directory (no config.json): give an eval*.json file or a run "
+                             "directory written by `metarl train`")
         if not (path / "eval.json").is_file():
             others = sorted(p.name for p in path.glob("eval*.json"))
             raise UsageError(f"{path} has no eval.json (the official evaluation)"

@@ -156,6 +156,8 @@ def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path, capsys):
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "eval-first2.json" in err
     assert main(["compare", str(out / "eval-first2.json"), str(out / "config.json")]) == 2
+    assert main(["compare", str(out / "eval-first2.json"), str(tmp_path)]) == 2  # not a run directory
+    assert "not a run directory" in capsys.readouterr().err
     assert main(["eval", str(out), "--eval-seed", str(2**64)]) == 2  # too large for torch: one line, not a traceback
 
 

@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from metarl.errors import UsageError
 from metarl.learner import Learner
 from metarl.rollout import collect
 from metarl.seeding import SlotNoise, slot_noise, torch_rng_seeded
@@ -98,9 +99,10 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
     ``(seed, p)`` (:class:`metarl.seeding.SlotNoise`), so its result depends on the seed and the
     weights alone, not on the slot count or the batch it lands in (``metarl eval RUN_DIR`` repeats
     training's final evaluation exactly; with another ``--num-envs``, up to the last bits of batched
-    matrix products, which an env's dynamics can grow; two checkpoints meet the same noise per task). Torch's global generators are seeded with ``seed`` for the evaluation and restored
-    afterwards (for Learners that ignore the streams), so evaluating mid-training leaves training's
-    random stream untouched.
+    matrix products, which an env's dynamics can grow; two checkpoints meet the same noise per task).
+    Torch's global generators are seeded with ``seed`` for the evaluation and restored afterwards (for
+    Learners that ignore the streams), so evaluating mid-training leaves training's random stream
+    untouched.
     """
     with torch_rng_seeded(seed):
         return _evaluate(dist, learner, envs, config, seed)
@@ -286,20 +288,17 @@ def compare(a: dict, b: dict) -> dict:
     success rate. Raises :class:`~metarl.errors.UsageError` if the evaluations differ in benchmark,
     rewards or evaluated tasks.
     """
-    from metarl.errors import UsageError
-
     for key in ("benchmark", "reward_version"):
         if a.get(key) != b.get(key):
             raise UsageError(f"the evaluations differ in {key} ({a.get(key)} vs {b.get(key)}): compare "
                              "evaluations of one benchmark")
     goals_a, goals_b = a.get("per_goal") or [], b.get("per_goal") or []
-    try:
-        ids_a, ids_b = [(g["task"], g["index"]) for g in goals_a], [(g["task"], g["index"]) for g in goals_b]
-        for g in goals_a + goals_b:
-            [g[key] for _, key in COMPARED]
-    except (KeyError, TypeError) as e:
-        raise UsageError(f"an evaluation's per_goal entries lack {e}: compare files written by `metarl eval` "
-                         "or `metarl train`") from None
+    needed = ("task", "index", *(key for _, key in COMPARED))
+    missing = sorted({k for g in goals_a + goals_b for k in needed if not isinstance(g, dict) or k not in g})
+    if missing:
+        raise UsageError(f"an evaluation's per_goal entries lack {', '.join(map(repr, missing))}: compare files "
+                         "written by `metarl eval` or `metarl train`")
+    ids_a, ids_b = [(g["task"], g["index"]) for g in goals_a], [(g["task"], g["index"]) for g in goals_b]
     if not ids_a or ids_a != ids_b:
         raise UsageError(f"the evaluations cover different held-out tasks ({len(ids_a)} vs {len(ids_b)} goals, "
                          f"protocols {a.get('protocol')!r} vs {b.get('protocol')!r}): evaluate both with the same "

@@ -55,6 +55,9 @@ class PPOConfig:
     normalize_rewards: bool = True
     """Divide rewards by the running std of discounted returns (SB3 VecNormalize-style); the value head
     is rescaled whenever that std moves, so its predictions stay in the rewards' units."""
+    rescale_value: bool = True
+    """With ``normalize_rewards``: rescale the value head (and the values GAE uses) by old/new return
+    std when an update moves it (PopArt's output preservation). ``False`` is the ablation."""
 
 
 class PPOLearner:
@@ -139,8 +142,9 @@ class ZeroShotPPO:
         if self.cfg.normalize_rewards:
             div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
             rewards = rewards / np.float32(div)
-            values, next_values = values * np.float32(scale), next_values * np.float32(scale)  # the new std's units
-            rescale_output(self.net.v, scale)
+            if self.cfg.rescale_value:
+                values, next_values = values * np.float32(scale), next_values * np.float32(scale)  # new std's units
+                rescale_output(self.net.v, scale)
         adv, ret = gae(rewards, values, next_values, ro.terminated, ro.dones, self.cfg.gamma, self.cfg.lam)
         v = ro.valid  # flatten valid steps only: [B, ...]
         flat = {k: torch.as_tensor(a[v], device=self.device) for k, a in

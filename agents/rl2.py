@@ -87,6 +87,10 @@ class RL2Config:
     normalize_rewards: bool = True
     """Divide the reward input by a running reward std and the PPO rewards by a running return std (the
     value head is rescaled whenever that std moves, so its predictions stay in the rewards' units)."""
+    rescale_value: bool = True
+    """With ``normalize_rewards``: rescale the value head (and the stored values GAE uses) by old/new
+    return std when an update moves it (PopArt's output preservation, since e68d870). ``False`` leaves
+    the head in stale units, as before e68d870; kept as a switch for ablations."""
     reward_scale: float = 1.0
     """Fixed factor applied to raw rewards before any normalisation."""
     init_log_std: float = -0.5
@@ -304,8 +308,9 @@ class RL2:
         if cfg.normalize_rewards:
             div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
             rewards = rewards / np.float32(div)
-            values = values * np.float32(scale)  # the new std's units
-            rescale_output(self.net.v, scale)
+            if cfg.rescale_value:
+                values = values * np.float32(scale)  # the new std's units
+                rescale_output(self.net.v, scale)
         adv, ret = trial_gae(rewards, values, ro.valid, cfg.gamma, cfg.lam)
         data = self.replay_batch(ro, {"adv": adv, "ret": ret, "log_prob": ro.extras["log_prob"]})
         flat = {k: _ValidSteps(data[k], data["mask"]) for k in ("adv", "ret", "log_prob")}

@@ -332,11 +332,15 @@ _RESERVED = {"--env-opt": {"seed": "--seed", "task": "--task", "reward_version":
              "--agent-opt": {"device": "--device"}}
 
 
+_JSON_WORDS = {"true": True, "false": False, "null": None}
+
+
 def parse_options(pairs: list[str], flag: str, example: str) -> dict:
     """``["hidden=128", "first_order=True"]`` -> ``{"hidden": 128, "first_order": True}``.
 
-    Values are Python literals (strings otherwise); tuples become lists, as they would after a round trip
-    through ``config.json``; values JSON can't hold (sets, bytes, complex) are rejected.
+    Values are Python literals or JSON's ``true``/``false``/``null`` (strings otherwise); tuples become
+    lists, as they would after a round trip through ``config.json``; values JSON can't hold (sets, bytes,
+    complex) are rejected.
     """
     out = {}
     for pair in pairs:
@@ -348,11 +352,11 @@ def parse_options(pairs: list[str], flag: str, example: str) -> dict:
         if key in _RESERVED.get(flag, {}):
             raise UsageError(f"{flag} {key}=... is not a family/agent option: use {_RESERVED[flag][key]}")
         try:
-            value = ast.literal_eval(text)
+            value = _JSON_WORDS[text.strip()] if text.strip() in _JSON_WORDS else ast.literal_eval(text)
         except (ValueError, SyntaxError):
             value = text
         value = _jsonable(value)
-        if value is None and text.strip() not in ("None", ""):
+        if value is None and text.strip() not in ("None", "null", ""):
             raise UsageError(f"{flag} {pair!r}: the value must be a number, bool, None, string, list or dict")
         out[key] = value
     return out

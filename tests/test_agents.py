@@ -87,10 +87,11 @@ def test_gaussian_act_draws_active_rows_from_their_slot_streams(device):
     torch.testing.assert_close(log_prob, expected)
 
 
-def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch):
+@pytest.mark.parametrize("rescale_value", [True, False])
+def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch, rescale_value):
     # Rewards are divided by the running return std; when an update moves it, the value net's outputs
     # are rescaled with it and GAE sees values in the new units (a stale scale biases every TD error by
-    # a multiple of the reward).
+    # a multiple of the reward). rescale_value=False (the ablation) leaves both alone.
     from metarl.agents import ppo as ppo_module
     from metarl.rollout import collect
     from metarl.types import MetaBatch
@@ -98,7 +99,7 @@ def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch):
 
     torch.manual_seed(0)
     bench = metarl.make_benchmark("Toy", seed=0)
-    algo = metarl.make_agent("zero-shot", bench)
+    algo = metarl.make_agent("zero-shot", bench, rescale_value=rescale_value)
     algo.ret_rms.update(np.array([0.5, -0.5, 1.0]))  # a std far from this batch's
     envs = make_vector_env(bench.train, 2, "sync")
     envs.set_tasks(list(bench.train.tasks[:2]))
@@ -112,8 +113,8 @@ def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch):
     monkeypatch.setattr(ppo_module, "ppo_epochs", lambda net, opt, batch, *a: seen.update(batch) or {})
     algo.meta_update(MetaBatch(list(envs.tasks), ro))
     envs.close()
-    scale = std_before / algo.ret_rms.std
-    assert scale < 0.5
+    assert std_before / algo.ret_rms.std < 0.5
+    scale = std_before / algo.ret_rms.std if rescale_value else 1.0
     with torch.no_grad():
         torch.testing.assert_close(algo.net.value(obs), before * scale)
     torch.testing.assert_close(seen["ret"] - seen["adv"], before * scale)  # GAE's values, new units

@@ -452,3 +452,10 @@ def test_plot_of_a_run_without_metrics_is_a_usage_error(tmp_path, capsys):
     assert main(["plot", str(tmp_path)]) == 2
     assert "is not a metarl progress.csv" in capsys.readouterr().err
     assert not (tmp_path / "learning_curve.png").exists()
+
+
+def test_parse_options_reads_python_and_json_literals():
+    from metarl.cli import parse_options
+
+    got = parse_options(["a=True", "b=false", "c=null", "d=1,2", "e=true_story", "f=[1, 2]"], "--agent-opt", "x=1")
+    assert got == {"a": True, "b": False, "c": None, "d": [1, 2], "e": "true_story", "f": [1, 2]}

@@ -94,11 +94,13 @@ def test_trial_gae_matches_hand_computation():
     np.testing.assert_allclose(ret[:2], (adv + values)[:2])
 
 
+@pytest.mark.parametrize("rescale_value", [True, False])
 @pytest.mark.parametrize("device", DEVICES)
-def test_update_replays_the_acted_log_probs(device, monkeypatch):
+def test_update_replays_the_acted_log_probs(device, rescale_value, monkeypatch):
     # Unequal episode lengths leave invalid steps in slot 0; bptt_len 4 cuts 15 steps into padded chunks.
     torch.manual_seed(0)
-    algo, envs = _setup([(3, True, -1), (5, False, -1)], device=device, bptt_len=4, epochs=1)
+    algo, envs = _setup([(3, True, -1), (5, False, -1)], device=device, bptt_len=4, epochs=1,
+                        rescale_value=rescale_value)
     algo.rew_rms.update(np.array([3.0, -7.0, 12.0]))  # a non-trivial reward normaliser while acting
     algo.ret_rms.update(np.array([30.0, -70.0, 120.0]))  # and a return std this batch will move
     learner = algo.make_learner()
@@ -117,8 +119,8 @@ def test_update_replays_the_acted_log_probs(device, monkeypatch):
             value = value_fn(idx)
         torch.testing.assert_close(log_prob, batch["log_prob"][idx], atol=1e-5, rtol=1e-5)  # ratio == 1
         # the value head now predicts in units of the updated return std (PopArt's output preservation)
-        scale = std_before / algo.ret_rms.std
-        assert abs(scale - 1) > 1e-3
+        assert abs(std_before / algo.ret_rms.std - 1) > 1e-3
+        scale = std_before / algo.ret_rms.std if rescale_value else 1.0
         torch.testing.assert_close(value, stored_value * scale, atol=1e-5, rtol=1e-5)
         assert log_prob.shape[0] == ro.num_steps
         checked.append(True)

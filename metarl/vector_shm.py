@@ -122,11 +122,13 @@ def _cores() -> int:
 
 
 def unguarded_main_call() -> tuple[str, int] | None:
-    """``(file, line)`` where a plain top-level statement of the main script led to this call; None
-    when it didn't or when that can't be told for sure (a statement inside any ``if``, ``match``,
-    ``with``, ``try`` or loop, or one that mentions ``__name__``; a function called from one; code run by
-    ``exec``; a package's ``__main__`` module, which workers never re-run; an interactive session,
-    ``python -c``; a script edited since it started; a file that can't be read).
+    """``(file, line)`` where a top-level statement of the main script that runs on every import led to
+    this call (a plain statement, or one in the body of a top-level ``for``, ``with`` or ``try``); None
+    when it didn't or when that can't be told for sure (a statement under any ``if``, ``match`` or
+    ``while``, in an ``else`` or ``except`` branch, or one whose top-level statement mentions
+    ``__name__``; a function called from one; code run by ``exec``; a package's ``__main__`` module,
+    which workers never re-run; an interactive session, ``python -c``; a script edited since it started;
+    a file that can't be read).
 
     Workers started by forkserver or spawn import the main script again (as ``__mp_main__``): an
     unguarded top-level line that builds workers runs again in each of them and fails there, and the
@@ -152,11 +154,33 @@ def unguarded_main_call() -> tuple[str, int] | None:
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return None
     for stmt in tree.body:
-        if stmt.lineno <= line <= (stmt.end_lineno or stmt.lineno):
-            simple = isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign))
+        if _spans(stmt, line):
             mentions_name = any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt))
-            return (path, line) if simple and not mentions_name else None
+            return (path, line) if not mentions_name and _always_runs(stmt, line) else None
     return None
+
+
+def _spans(node: ast.AST, line: int) -> bool:
+    return node.lineno <= line <= (node.end_lineno or node.lineno)
+
+
+def _always_runs(stmt: ast.stmt, line: int) -> bool:
+    """Whether ``line`` of top-level ``stmt`` runs whenever the script is imported: a plain statement,
+    or the header or body of a ``for``/``with``, the body or ``finally`` of a ``try`` (a sweep loop
+    around training is a common script shape). Never through an ``if``/``match``/``while`` or an
+    ``else``/``except`` branch: their conditions may differ in a worker (``if IS_MAIN:``)."""
+    if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)):
+        return True
+    if isinstance(stmt, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith)):
+        parts, head_end = stmt.body, stmt.body[0].lineno - 1
+    elif isinstance(stmt, ast.Try | getattr(ast, "TryStar", ast.Try)):
+        parts, head_end = stmt.body + stmt.finalbody, stmt.lineno
+    else:
+        return False
+    if stmt.lineno <= line <= head_end:
+        return not isinstance(stmt, ast.Try | getattr(ast, "TryStar", ast.Try))
+    inner = [s for s in parts if _spans(s, line)]
+    return bool(inner) and _always_runs(inner[0], line)
 
 
 def check_main_guard(backend: str, start_method: str) -> None:

@@ -319,26 +319,37 @@ def test_an_unguarded_script_gets_one_clear_error_before_any_worker_starts(tmp_p
         assert good.returncode == 0 and good.stdout.strip() == "closed", good.stderr
 
 
-def test_the_guard_check_flags_plain_top_level_calls_only(tmp_path):
+def test_the_guard_check_flags_top_level_calls_that_always_run(tmp_path):
     import subprocess
     import sys
 
     head = "from metarl.vector_shm import unguarded_main_call as where\n"
-    scripts = {
-        "plain": (head + "print(where())\n", True),
-        "guarded": (head + "if __name__ == '__main__':\n    print(where())\n", False),
-        "ifexp": (head + "print(where()) if __name__ == '__main__' else None\n", False),
-        "flag": (head + "IS_MAIN = __name__ == '__main__'\nif IS_MAIN:\n    print(where())\n", False),
-        "exec": (head + "if __name__ == '__main__':\n    exec('print(where())')\n", False),
+    scripts = {  # script -> the line flagged, or None
+        "plain": (head + "print(where())\n", 2),
+        "guarded": (head + "if __name__ == '__main__':\n    print(where())\n", None),
+        "ifexp": (head + "print(where()) if __name__ == '__main__' else None\n", None),
+        "flag": (head + "IS_MAIN = __name__ == '__main__'\nif IS_MAIN:\n    print(where())\n", None),
+        "exec": (head + "if __name__ == '__main__':\n    exec('print(where())')\n", None),
         "edited": (head + "import pathlib\np = pathlib.Path(__file__)\np.write_text('\\n' + p.read_text())\n"
-                   "print(where())\n", False),
+                   "print(where())\n", None),
+        # a sweep loop, a with block, a try body: they run on every import too
+        "loop": (head + "for seed in range(1):\n    with open(__file__) as f:\n        print(where())\n", 4),
+        "header": (head + "with open(__file__) as f, open(__file__) as g:\n    pass\nfor x in [where()]:\n"
+                   "    print(x)\n", 4),
+        "try": (head + "try:\n    print(where())\nexcept KeyboardInterrupt:\n    pass\n", 3),
+        # ...but not under a condition or in a branch that may not run in a worker
+        "loop-if": (head + "for seed in range(1):\n    if seed == 0:\n        print(where())\n", None),
+        "loop-name": (head + "for seed in range(1 if __name__ == '__main__' else 0):\n    print(where())\n", None),
+        "for-else": (head + "for seed in range(0):\n    pass\nelse:\n    print(where())\n", None),
+        "except": (head + "try:\n    raise KeyError\nexcept KeyError:\n    print(where())\n", None),
+        "while": (head + "while True:\n    print(where())\n    break\n", None),
     }
     for name, (text, flagged) in scripts.items():
         (tmp_path / f"{name}.py").write_text(text)
         out = subprocess.run([sys.executable, str(tmp_path / f"{name}.py")], capture_output=True, text=True,
                              timeout=60)
         assert out.returncode == 0, out.stderr
-        expected = repr((str(tmp_path / f"{name}.py"), 2)) if flagged else "None"
+        expected = repr((str(tmp_path / f"{name}.py"), flagged)) if flagged else "None"
         assert out.stdout.strip() == expected, name
     # a package's __main__ module: workers never re-run it, so nothing to flag
     (tmp_path / "pkg").mkdir()

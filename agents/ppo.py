@@ -54,7 +54,8 @@ class PPOConfig:
     """Episodes per slot per iteration."""
     normalize_rewards: bool = True
     """Divide rewards by the running std of discounted returns (SB3 VecNormalize-style); the value head
-    is rescaled whenever that std moves, so its predictions stay in the rewards' units."""
+    is rescaled whenever that std moves, so its predictions stay in the rewards' units (see
+    ``rescale_value``)."""
     rescale_value: bool = True
     """With ``normalize_rewards``: rescale the value head (and the values GAE uses) by old/new return
     std when an update moves it (PopArt's output preservation). ``False`` is the ablation."""

@@ -86,7 +86,8 @@ class RL2Config:
     Set 10 to match garage."""
     normalize_rewards: bool = True
     """Divide the reward input by a running reward std and the PPO rewards by a running return std (the
-    value head is rescaled whenever that std moves, so its predictions stay in the rewards' units)."""
+    value head is rescaled whenever that std moves, so its predictions stay in the rewards' units; see
+    ``rescale_value``)."""
     rescale_value: bool = True
     """With ``normalize_rewards``: rescale the value head (and the stored values GAE uses) by old/new
     return std when an update moves it (PopArt's output preservation, since e68d870). ``False`` leaves

@@ -153,15 +153,37 @@ def unguarded_main_call() -> tuple[str, int] | None:
         tree = ast.parse(source)
     except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
         return None
+    guards = _names_from_dunder_name(tree)
     for stmt in tree.body:
         if _spans(stmt, line):
-            mentions_name = any(isinstance(n, ast.Name) and n.id == "__name__" for n in ast.walk(stmt))
-            return (path, line) if not mentions_name and _always_runs(stmt, line) else None
+            if any(isinstance(n, ast.Name) and n.id in guards for n in ast.walk(stmt)):
+                return None  # may depend on who imports the script: ``for s in SEEDS``, ``IS_MAIN and main()``
+            return (path, line) if _always_runs(stmt, line) else None
     return None
+
+
+def _names_from_dunder_name(tree: ast.Module) -> set[str]:
+    """``__name__`` and the top-level names computed from it, in order (``IS_MAIN = __name__ ==
+    "__main__"``, ``SEEDS = [0] if IS_MAIN else []``, a function that reads either)."""
+    names = {"__name__"}
+    for stmt in tree.body:
+        if isinstance(stmt, ast.FunctionDef):
+            source, targets = stmt, {stmt.name}
+        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and stmt.value is not None:
+            lhs = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
+            source, targets = stmt.value, {n.id for t in lhs for n in ast.walk(t) if isinstance(n, ast.Name)}
+        else:
+            continue
+        if any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(source)):
+            names |= targets
+    return names
 
 
 def _spans(node: ast.AST, line: int) -> bool:
     return node.lineno <= line <= (node.end_lineno or node.lineno)
+
+
+_TRY = (ast.Try, getattr(ast, "TryStar", ast.Try))
 
 
 def _always_runs(stmt: ast.stmt, line: int) -> bool:
@@ -171,16 +193,16 @@ def _always_runs(stmt: ast.stmt, line: int) -> bool:
     ``else``/``except`` branch: their conditions may differ in a worker (``if IS_MAIN:``)."""
     if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)):
         return True
-    if isinstance(stmt, (ast.For, ast.AsyncFor, ast.With, ast.AsyncWith)):
-        parts, head_end = stmt.body, stmt.body[0].lineno - 1
-    elif isinstance(stmt, ast.Try | getattr(ast, "TryStar", ast.Try)):
-        parts, head_end = stmt.body + stmt.finalbody, stmt.lineno
+    if isinstance(stmt, (ast.For, ast.AsyncFor)):
+        header, parts = [stmt.target, stmt.iter], stmt.body
+    elif isinstance(stmt, (ast.With, ast.AsyncWith)):
+        header, parts = stmt.items, stmt.body
+    elif isinstance(stmt, _TRY):
+        header, parts = [], stmt.body + stmt.finalbody
     else:
         return False
-    if stmt.lineno <= line <= head_end:
-        return not isinstance(stmt, ast.Try | getattr(ast, "TryStar", ast.Try))
-    inner = [s for s in parts if _spans(s, line)]
-    return bool(inner) and _always_runs(inner[0], line)
+    head = [part for h in header for part in (getattr(h, "context_expr", h), getattr(h, "optional_vars", None)) if part]
+    return any(_spans(h, line) for h in head) or any(_always_runs(s, line) for s in parts if _spans(s, line))
 
 
 def check_main_guard(backend: str, start_method: str) -> None:

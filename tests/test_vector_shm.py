@@ -343,6 +343,16 @@ def test_the_guard_check_flags_top_level_calls_that_always_run(tmp_path):
         "for-else": (head + "for seed in range(0):\n    pass\nelse:\n    print(where())\n", None),
         "except": (head + "try:\n    raise KeyError\nexcept KeyError:\n    print(where())\n", None),
         "while": (head + "while True:\n    print(where())\n    break\n", None),
+        # names computed from __name__ count as __name__ (empty in a worker, or a break there)
+        "derived": (head + "MAIN = __name__ == '__main__'\nSEEDS = [0] if MAIN else []\nfor s in SEEDS:\n"
+                    "    print(where())\n", None),
+        "derived-break": (head + "def is_main():\n    return __name__ == '__main__'\nfor s in range(1):\n"
+                          "    if not is_main():\n        break\n    print(where())\n", None),
+        "derived-and": (head + "MAIN: bool = __name__ == '__main__'\nMAIN and print(where())\n", None),
+        # one-line forms
+        "try-line": (head + "try: print(where())\nfinally: pass\n", 2),
+        "with-line": (head + "with open(__file__): pass; print(where())\n", 2),
+        "for-head": (head + "for x in [where()]: pass\nprint(x)\n", 2),
     }
     for name, (text, flagged) in scripts.items():
         (tmp_path / f"{name}.py").write_text(text)

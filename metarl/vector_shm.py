@@ -126,7 +126,7 @@ def unguarded_main_call() -> tuple[str, int] | None:
     this call (a plain statement, or one in the body of a top-level ``for``, ``with`` or ``try``); None
     when it didn't or when that can't be told for sure (a statement under any ``if``, ``match`` or
     ``while``, in an ``else`` or ``except`` branch, or one whose top-level statement mentions
-    ``__name__``; a function called from one; code run by ``exec``; a package's ``__main__`` module,
+    ``__name__`` or a top-level name computed from it, such as ``IS_MAIN``; a function called from one; code run by ``exec``; a package's ``__main__`` module,
     which workers never re-run; an interactive session, ``python -c``; a script edited since it started;
     a file that can't be read).
 
@@ -156,7 +156,7 @@ def unguarded_main_call() -> tuple[str, int] | None:
     guards = _names_from_dunder_name(tree)
     for stmt in tree.body:
         if _spans(stmt, line):
-            if any(isinstance(n, ast.Name) and n.id in guards for n in ast.walk(stmt)):
+            if _mentions(stmt, guards):
                 return None  # may depend on who imports the script: ``for s in SEEDS``, ``IS_MAIN and main()``
             return (path, line) if _always_runs(stmt, line) else None
     return None
@@ -174,9 +174,13 @@ def _names_from_dunder_name(tree: ast.Module) -> set[str]:
             source, targets = stmt.value, {n.id for t in lhs for n in ast.walk(t) if isinstance(n, ast.Name)}
         else:
             continue
-        if any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(source)):
+        if _mentions(source, names):
             names |= targets
     return names
+
+
+def _mentions(node: ast.AST, names: set[str]) -> bool:
+    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
 
 
 def _spans(node: ast.AST, line: int) -> bool:

@@ -123,12 +123,13 @@ def _cores() -> int:
 
 def unguarded_main_call() -> tuple[str, int] | None:
     """``(file, line)`` where a top-level statement of the main script that runs on every import led to
-    this call (a plain statement, or one in the body of a top-level ``for``, ``with`` or ``try``); None
-    when it didn't or when that can't be told for sure (a statement under any ``if``, ``match`` or
-    ``while``, in an ``else`` or ``except`` branch, or one whose top-level statement mentions
-    ``__name__`` or a top-level name computed from it, such as ``IS_MAIN``; a function called from one; code run by ``exec``; a package's ``__main__`` module,
-    which workers never re-run; an interactive session, ``python -c``; a script edited since it started;
-    a file that can't be read).
+    this call (a plain statement, an ``import``, a ``def``'s decorators or defaults, a class's decorators,
+    or one of those in the body of a top-level ``for``, ``with`` or ``try``); None when it didn't or when
+    that can't be told for sure (a statement under any ``if``, ``match`` or ``while``, in an ``else`` or
+    ``except`` branch, a class body, or one whose top-level statement mentions ``__name__`` or a
+    top-level name computed from it, such as ``IS_MAIN``; a function called from one; code run by
+    ``exec``; a package's ``__main__`` module, which workers never re-run; an interactive session,
+    ``python -c``; a script edited since it started; a file that can't be read).
 
     Workers started by forkserver or spawn import the main script again (as ``__mp_main__``): an
     unguarded top-level line that builds workers runs again in each of them and fails there, and the
@@ -184,19 +185,27 @@ def _mentions(node: ast.AST, names: set[str]) -> bool:
 
 
 def _spans(node: ast.AST, line: int) -> bool:
-    return node.lineno <= line <= (node.end_lineno or node.lineno)
+    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])  # a def's line follows them
+    return first <= line <= (node.end_lineno or node.lineno)
 
 
 _TRY = (ast.Try, getattr(ast, "TryStar", ast.Try))
+_SIMPLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom, ast.Assert, ast.Delete,
+           ast.Raise, ast.FunctionDef, ast.AsyncFunctionDef)
+"""Statements that run whole at import; of a ``def``, the module's frame runs only the decorators, default
+values and annotations, and of an ``import``, the imported module's own top level."""
 
 
 def _always_runs(stmt: ast.stmt, line: int) -> bool:
-    """Whether ``line`` of top-level ``stmt`` runs whenever the script is imported: a plain statement,
-    or the header or body of a ``for``/``with``, the body or ``finally`` of a ``try`` (a sweep loop
-    around training is a common script shape). Never through an ``if``/``match``/``while`` or an
+    """Whether ``line`` of top-level ``stmt`` runs whenever the script is imported: a plain statement
+    (an ``import``, a ``def``'s decorators and defaults, a class's decorators), or the header or body of
+    a ``for``/``with``, the body or ``finally`` of a ``try`` (a sweep loop around training is a common
+    script shape). Never through an ``if``/``match``/``while`` or an
     ``else``/``except`` branch: their conditions may differ in a worker (``if IS_MAIN:``)."""
-    if isinstance(stmt, (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign)):
+    if isinstance(stmt, _SIMPLE):
         return True
+    if isinstance(stmt, ast.ClassDef):  # its body and bases report the ``class`` line; only decorators tell
+        return any(_spans(d, line) for d in stmt.decorator_list)
     if isinstance(stmt, (ast.For, ast.AsyncFor)):
         header, parts = [stmt.target, stmt.iter], stmt.body
     elif isinstance(stmt, (ast.With, ast.AsyncWith)):

@@ -349,11 +349,20 @@ def test_the_guard_check_flags_top_level_calls_that_always_run(tmp_path):
         "derived-break": (head + "def is_main():\n    return __name__ == '__main__'\nfor s in range(1):\n"
                           "    if not is_main():\n        break\n    print(where())\n", None),
         "derived-and": (head + "MAIN: bool = __name__ == '__main__'\nMAIN and print(where())\n", None),
+        # imports, decorators and default values run at import too; a class body reports its class line
+        "decorator": (head + "def deco(f):\n    print(where())\n    return f\ntry:\n    @deco\n"
+                      "    def g():\n        pass\nfinally:\n    pass\n", 6),
+        "default": (head + "def g(x=print(where())):\n    pass\n", 2),
+        "class-deco": (head + "def deco(c):\n    print(where())\n    return c\n@deco\nclass C:\n    pass\n", 5),
+        "class-body": (head + "class C:\n    if False:\n        pass\n    print(where())\n", None),
+        "import": (head + "import sys\nsys.path.insert(0, __import__('os').path.dirname(__file__))\n"
+                   "import starts_workers\n", 4),
         # one-line forms
         "try-line": (head + "try: print(where())\nfinally: pass\n", 2),
         "with-line": (head + "with open(__file__): pass; print(where())\n", 2),
         "for-head": (head + "for x in [where()]: pass\nprint(x)\n", 2),
     }
+    (tmp_path / "starts_workers.py").write_text(head + "print(where())\n")
     for name, (text, flagged) in scripts.items():
         (tmp_path / f"{name}.py").write_text(text)
         out = subprocess.run([sys.executable, str(tmp_path / f"{name}.py")], capture_output=True, text=True,

@@ -16,10 +16,10 @@ Meta-update: PPO over whole trials, with the trial treated as one episode of the
   *terminated* episodes alike (an env termination ends the episode, not the trial, whose later
   episodes still earn reward). This is how garage's RL2 does it (each trial's episodes are
   concatenated into a single path).
-* **Truncated BPTT**: each slot's trial is cut into chunks of ``bptt_len`` steps (the last one padded);
-  a chunk is replayed through the GRU from the hidden state stored at its first step while acting
-  (detached: no gradient crosses chunk boundaries). Minibatches are sets of chunks; padded and
-  invalid steps are masked out of every loss and statistic.
+* **Truncated BPTT**: each slot's trial is cut into chunks of up to ``bptt_len`` steps (padded at the
+  end), on a grid that starts at ``bptt_offset``; a chunk is replayed through the GRU from the hidden
+  state stored at its first step while acting (detached: no gradient crosses chunk boundaries).
+  Minibatches are sets of chunks; padded and invalid steps are masked out of every loss and statistic.
 * **Rewards**: rollouts hold raw rewards. The GRU's reward input is ``reward_scale * r`` divided by a
   running std of per-step rewards, clipped to ±10: Meta-World+ (McLean et al. 2025, arXiv:2505.11289)
   shows v1 rewards on a far larger scale than v2's (0, 10) and results that change with it. That
@@ -39,6 +39,7 @@ import torch
 from torch import nn
 
 from metarl.config import config_from_options
+from metarl.errors import UsageError
 from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
@@ -70,6 +71,12 @@ class RL2Config:
     bptt_len: int = 250
     """Truncated-BPTT chunk length in steps (our choice: half a Meta-World episode; garage backpropagates
     through whole trials)."""
+    bptt_offset: int = 0
+    """Where the chunk grid starts, in steps (``0 <= bptt_offset < bptt_len``): the first chunk holds steps
+    ``[0, bptt_offset)`` and the others start at ``bptt_offset + k * bptt_len``. With 0 and a
+    ``bptt_len`` that divides the episode length (250 and Meta-World's 500), every episode starts a
+    chunk, so no gradient reaches an episode from the one before it; ``bptt_len // 2`` puts each episode
+    boundary mid-chunk."""
     minibatch_chunks: int = 32
     """Chunks (``bptt_len`` steps of one slot) per gradient step."""
     vf_coef: float = 0.5
@@ -232,6 +239,9 @@ class RL2:
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
         self.cfg = cfg = config_from_options(RL2Config, options, "rl2 agent")
+        if not 0 <= cfg.bptt_offset < cfg.bptt_len:
+            raise UsageError(f"rl2 agent: option bptt_offset={cfg.bptt_offset} must be >= 0 and below "
+                             f"bptt_len={cfg.bptt_len} (half of it puts episode boundaries mid-chunk)")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes = cfg.trial_episodes
         in_dim = spec.obs_dim + spec.act_dim + 2
@@ -264,7 +274,8 @@ class RL2:
                           first.float().unsqueeze(-1)], dim=-1)
 
     def replay_batch(self, ro: Rollout, per_step: dict[str, np.ndarray]) -> dict[str, torch.Tensor]:
-        """Cut a trial rollout into truncated-BPTT chunks of ``L = min(bptt_len, T)`` steps per slot.
+        """Cut a trial rollout into truncated-BPTT chunks of up to ``L = min(bptt_len, T)`` steps per slot,
+        starting at steps ``0`` and ``bptt_offset + k * L`` (padded at the end to ``L``).
 
         Returns ``x`` [C, L, in_dim] GRU inputs, ``h0`` [C, hidden] stored hidden state at each chunk's
         first step, ``act`` [C, L, act_dim], ``mask`` [C, L] (valid, not padding) and every
@@ -274,22 +285,26 @@ class RL2:
         """
         T, N = ro.rewards.shape
         L = min(self.cfg.bptt_len, T)
-        C = -(-T // L)  # chunks per slot
+        offset = self.cfg.bptt_offset % L
+        starts = np.r_[[0] if offset else [], np.arange(offset, T, L)].astype(np.int64)  # [K] chunk starts
+        steps = starts[:, None] + np.arange(L)  # [K, L]
+        inside = torch.as_tensor(steps < np.r_[starts[1:], T][:, None], device=self.device)  # [K, L]
+        rows = torch.as_tensor(np.minimum(steps, T - 1), device=self.device)
 
         def tensor(a: np.ndarray) -> torch.Tensor:
             return torch.as_tensor(np.ascontiguousarray(a), device=self.device)
 
-        def chunk(a: torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [C * N, L, ...], chunk-major
-            pad = torch.zeros((C * L - T, *a.shape[1:]), dtype=a.dtype, device=a.device)
-            a = torch.cat([a, pad]).reshape(C, L, *a.shape[1:])
-            return a.transpose(1, 2).reshape(C * N, L, *a.shape[3:])
+        def chunk(a: torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [K * N, L, ...], chunk-major
+            a = a[rows]  # [K, L, N, ...]; steps past a chunk's end repeat its last row, masked below
+            return a.transpose(1, 2).reshape(len(starts) * N, L, *a.shape[3:])
 
         prev_action = np.concatenate([np.zeros_like(ro.actions[:1]), ro.actions[:-1]])  # [T, N, act_dim]
         prev_reward = np.concatenate([np.zeros_like(ro.rewards[:1]), ro.rewards[:-1]])  # [T, N]
         x = self.features(tensor(ro.obs), tensor(prev_action), tensor(prev_reward), tensor(ro.first))
-        out = {"x": chunk(x), "act": chunk(tensor(ro.actions)), "mask": chunk(tensor(ro.valid)),
+        mask = chunk(tensor(ro.valid)) & inside[:, None, :].expand(-1, N, -1).reshape(-1, L)  # [K * N, L]
+        out = {"x": chunk(x), "act": chunk(tensor(ro.actions)), "mask": mask,
                **{k: chunk(tensor(v.astype(np.float32))) for k, v in per_step.items()}}
-        out["h0"] = tensor(ro.extras["hidden"][::L]).reshape(C * N, -1)  # [C * N, hidden]
+        out["h0"] = tensor(ro.extras["hidden"][starts]).reshape(len(starts) * N, -1)  # [K * N, hidden]
         keep = out["mask"].any(dim=1)
         return {k: v[keep] for k, v in out.items()}
 

@@ -94,13 +94,14 @@ def test_trial_gae_matches_hand_computation():
     np.testing.assert_allclose(ret[:2], (adv + values)[:2])
 
 
-@pytest.mark.parametrize("rescale_value", [True, False])
+@pytest.mark.parametrize(("rescale_value", "bptt_offset"), [(True, 0), (False, 0), (True, 3)])
 @pytest.mark.parametrize("device", DEVICES)
-def test_update_replays_the_acted_log_probs(device, rescale_value, monkeypatch):
-    # Unequal episode lengths leave invalid steps in slot 0; bptt_len 4 cuts 15 steps into padded chunks.
+def test_update_replays_the_acted_log_probs(device, rescale_value, bptt_offset, monkeypatch):
+    # Unequal episode lengths leave invalid steps in slot 0; bptt_len 4 cuts 15 steps into padded chunks
+    # (with bptt_offset 3: steps 0-2, then 3-6, 7-10, 11-14).
     torch.manual_seed(0)
     algo, envs = _setup([(3, True, -1), (5, False, -1)], device=device, bptt_len=4, epochs=1,
-                        rescale_value=rescale_value)
+                        rescale_value=rescale_value, bptt_offset=bptt_offset)
     algo.rew_rms.update(np.array([3.0, -7.0, 12.0]))  # a non-trivial reward normaliser while acting
     algo.ret_rms.update(np.array([30.0, -70.0, 120.0]))  # and a return std this batch will move
     learner = algo.make_learner()
@@ -133,6 +134,28 @@ def test_update_replays_the_acted_log_probs(device, rescale_value, monkeypatch):
     assert float(algo.rew_rms.var) != var_before  # the input normaliser moves only after the epochs
     with pytest.raises(ValueError, match="start a trial"):
         algo.meta_update(MetaBatch(list(envs.tasks), collect(envs, learner, 1)))  # no reset: mid-trial
+
+
+@pytest.mark.parametrize(("offset", "mid_chunk_starts"), [(0, 0), (2, 4)])
+def test_bptt_offset_puts_episode_boundaries_inside_chunks(offset, mid_chunk_starts):
+    # 4-step episodes, bptt_len 4: on the default grid every episode starts a chunk (its hidden state is
+    # the stored, detached one, so no gradient reaches back into the episode before); offset 2 moves
+    # each later episode start (t = 4, 8 in both slots) to the middle of a chunk.
+    algo, envs = _setup([(4, False, -1), (4, False, -1)], bptt_len=4, bptt_offset=offset)
+    learner = algo.make_learner()
+    learner.reset(2)
+    ro = collect(envs, learner, 3, seed=[0, 1])
+    t = np.broadcast_to(np.arange(12, dtype=np.float32)[:, None], (12, 2))
+    data = algo.replay_batch(ro, {"t": t, "first": ro.first})
+    mask, first, steps = data["mask"], data["first"].bool(), data["t"]
+    assert int(mask.sum()) == 24 and sorted(steps[mask].tolist()) == sorted(2 * list(range(12)))
+    assert int((first & mask)[:, 1:].sum()) == mid_chunk_starts
+    first_steps = steps[:, 0].long().tolist()  # each chunk replays from the hidden state stored at its start
+    assert sorted(set(first_steps)) == ([0, 4, 8] if offset == 0 else [0, 2, 6, 10])
+    slot = torch.arange(len(first_steps)) % 2
+    torch.testing.assert_close(data["h0"], torch.as_tensor(ro.extras["hidden"][first_steps, slot.numpy()]))
+    with pytest.raises(metarl.UsageError, match="bptt_offset=4 must be >= 0 and below bptt_len=4"):
+        metarl.make_agent("rl2", scripted_benchmark([(4, False, -1)]), bptt_len=4, bptt_offset=4)
 
 
 def test_rl2_rejects_unknown_options():

@@ -76,7 +76,8 @@ class RL2Config:
     ``[0, bptt_offset)`` and the others start at ``bptt_offset + k * bptt_len``. With 0 and a
     ``bptt_len`` that divides the episode length (250 and Meta-World's 500), every episode starts a
     chunk, so no gradient reaches an episode from the one before it; ``bptt_len // 2`` puts each episode
-    boundary mid-chunk."""
+    boundary mid-chunk. On ToySides (``benchmarks/rl2_bptt.py``) aligned chunks barely adapt, the
+    shifted grid adapts somewhat, whole-trial chunks (``bptt_len`` >= the trial) adapt best."""
     minibatch_chunks: int = 32
     """Chunks (``bptt_len`` steps of one slot) per gradient step."""
     vf_coef: float = 0.5

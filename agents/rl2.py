@@ -286,7 +286,7 @@ class RL2:
         """
         T, N = ro.rewards.shape
         L = min(self.cfg.bptt_len, T)
-        offset = self.cfg.bptt_offset % L
+        offset = self.cfg.bptt_offset if self.cfg.bptt_offset < T else 0  # a trial shorter than it: one chunk
         starts = np.r_[[0] if offset else [], np.arange(offset, T, L)].astype(np.int64)  # [K] chunk starts
         steps = starts[:, None] + np.arange(L)  # [K, L]
         inside = torch.as_tensor(steps < np.r_[starts[1:], T][:, None], device=self.device)  # [K, L]
@@ -296,7 +296,7 @@ class RL2:
             return torch.as_tensor(np.ascontiguousarray(a), device=self.device)
 
         def chunk(a: torch.Tensor) -> torch.Tensor:  # [T, N, ...] -> [K * N, L, ...], chunk-major
-            a = a[rows]  # [K, L, N, ...]; steps past a chunk's end repeat its last row, masked below
+            a = a[rows]  # [K, L, N, ...]; rows past a chunk's end (the next chunk's, or step T-1) masked below
             return a.transpose(1, 2).reshape(len(starts) * N, L, *a.shape[3:])
 
         prev_action = np.concatenate([np.zeros_like(ro.actions[:1]), ro.actions[:-1]])  # [T, N, act_dim]

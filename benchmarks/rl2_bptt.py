@@ -35,9 +35,10 @@ from metarl.vector import make_vector_env
 HERE = Path(__file__).resolve().parent
 HORIZON = 8  # ToySides' default episode length
 TRIAL = 10 * HORIZON  # steps per trial (trial_episodes=10)
-ARMS = {  # name -> RL² options on top of BASE; every arm takes 8 trials' worth of steps per minibatch
-    "aligned": {"bptt_len": HORIZON, "bptt_offset": 0, "minibatch_chunks": 8 * TRIAL // HORIZON},
-    "offset": {"bptt_len": HORIZON, "bptt_offset": HORIZON // 2, "minibatch_chunks": 8 * TRIAL // HORIZON},
+ARMS = {  # name -> RL² options on top of BASE; every arm takes 8 trials per minibatch (2 minibatches of 16)
+    "aligned": {"bptt_len": HORIZON, "bptt_offset": 0, "minibatch_chunks": 8 * (TRIAL // HORIZON)},
+    # the shifted grid cuts a trial into one more chunk: a half chunk first, a half chunk last
+    "offset": {"bptt_len": HORIZON, "bptt_offset": HORIZON // 2, "minibatch_chunks": 8 * (TRIAL // HORIZON + 1)},
     "whole-trial": {"bptt_len": 250},  # longer than the trial: one chunk per slot, 8 per minibatch
 }
 BASE = {"hidden": 128, "lr": 3e-3, "minibatch_chunks": 8, "epochs": 4, "trial_episodes": 10}  # the RL² test's
@@ -67,8 +68,12 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150_000, help="env steps per run (default 150000)")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--arms", nargs="+", default=list(ARMS), help=f"any of {', '.join(ARMS)}")
-    p.add_argument("--out", type=Path, default=HERE / "results" / "rl2_bptt-ToySides.json")
+    p.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/rl2_bptt-ToySides"
+                   "[-<arms>].json, the arms named unless all ran)")
     args = p.parse_args()
+    if args.out is None:
+        label = "" if sorted(args.arms) == sorted(ARMS) else "-" + "-".join(args.arms)
+        args.out = HERE / "results" / f"rl2_bptt-ToySides{label}.json"
     unknown = sorted(set(args.arms) - set(ARMS))
     if unknown:
         raise UsageError(f"unknown arm {', '.join(unknown)}: choose from {', '.join(ARMS)}")

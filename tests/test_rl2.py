@@ -154,6 +154,9 @@ def test_bptt_offset_puts_episode_boundaries_inside_chunks(offset, mid_chunk_sta
     assert sorted(set(first_steps)) == ([0, 4, 8] if offset == 0 else [0, 2, 6, 10])
     slot = torch.arange(len(first_steps)) % 2
     torch.testing.assert_close(data["h0"], torch.as_tensor(ro.extras["hidden"][first_steps, slot.numpy()]))
+    # a trial shorter than the offset stays one chunk (the grid is not wrapped around the trial)
+    long_chunks, _ = _setup([(4, False, -1), (4, False, -1)], bptt_len=250, bptt_offset=125)
+    assert long_chunks.replay_batch(ro, {})["mask"].shape == (2, 12)
     with pytest.raises(metarl.UsageError, match="bptt_offset=4 must be >= 0 and below bptt_len=4"):
         metarl.make_agent("rl2", scripted_benchmark([(4, False, -1)]), bptt_len=4, bptt_offset=4)
 

@@ -123,10 +123,10 @@ def _cores() -> int:
 
 def unguarded_main_call() -> tuple[str, int] | None:
     """``(file, line)`` where a top-level statement of the main script that runs on every import led to
-    this call (a plain statement, an ``import``, a ``def``'s decorators or defaults, a class's decorators,
-    or one of those in the body of a top-level ``for``, ``with`` or ``try``); None when it didn't or when
-    that can't be told for sure (a statement under any ``if``, ``match`` or ``while``, in an ``else`` or
-    ``except`` branch, a class body, or one whose top-level statement mentions ``__name__`` or a
+    this call (a plain statement, a ``def``'s decorators or defaults, a class's decorators, or one of
+    those in the body of a top-level ``for``, ``with`` or ``try``); None when it didn't or when that
+    can't be told for sure (a statement under any ``if``, ``match`` or ``while``, in an ``else`` or
+    ``except`` branch, a class body, an ``import``, or one whose top-level statement reads ``__name__`` or a
     top-level name computed from it, such as ``IS_MAIN``; a function called from one; code run by
     ``exec``; a package's ``__main__`` module, which workers never re-run; an interactive session,
     ``python -c``; a script edited since it started; a file that can't be read).
@@ -181,7 +181,10 @@ def _names_from_dunder_name(tree: ast.Module) -> set[str]:
 
 
 def _mentions(node: ast.AST, names: set[str]) -> bool:
-    return any(isinstance(n, ast.Name) and n.id in names for n in ast.walk(node))
+    """Whether ``node`` reads one of ``names``, other than as a call's argument: ``getLogger(__name__)``
+    doesn't make a logger, or a ``main()`` that makes one, depend on who imports the script."""
+    args = {id(a) for c in ast.walk(node) if isinstance(c, ast.Call) for a in (*c.args, *(k.value for k in c.keywords))}
+    return any(isinstance(n, ast.Name) and n.id in names and id(n) not in args for n in ast.walk(node))
 
 
 def _spans(node: ast.AST, line: int) -> bool:
@@ -190,10 +193,10 @@ def _spans(node: ast.AST, line: int) -> bool:
 
 
 _TRY = (ast.Try, getattr(ast, "TryStar", ast.Try))
-_SIMPLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Import, ast.ImportFrom, ast.Assert, ast.Delete,
-           ast.Raise, ast.FunctionDef, ast.AsyncFunctionDef)
+_SIMPLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Assert, ast.Delete, ast.Raise, ast.FunctionDef,
+           ast.AsyncFunctionDef)
 """Statements that run whole at import; of a ``def``, the module's frame runs only the decorators, default
-values and annotations, and of an ``import``, the imported module's own top level."""
+values and annotations. Not ``import``: the imported module may start workers under its own conditions."""
 
 
 def _always_runs(stmt: ast.stmt, line: int) -> bool:

@@ -349,14 +349,18 @@ def test_the_guard_check_flags_top_level_calls_that_always_run(tmp_path):
         "derived-break": (head + "def is_main():\n    return __name__ == '__main__'\nfor s in range(1):\n"
                           "    if not is_main():\n        break\n    print(where())\n", None),
         "derived-and": (head + "MAIN: bool = __name__ == '__main__'\nMAIN and print(where())\n", None),
-        # imports, decorators and default values run at import too; a class body reports its class line
+        # decorators and default values run at import too; a class body reports its class line, and an
+        # imported module may start workers under conditions of its own
         "decorator": (head + "def deco(f):\n    print(where())\n    return f\ntry:\n    @deco\n"
                       "    def g():\n        pass\nfinally:\n    pass\n", 6),
         "default": (head + "def g(x=print(where())):\n    pass\n", 2),
         "class-deco": (head + "def deco(c):\n    print(where())\n    return c\n@deco\nclass C:\n    pass\n", 5),
         "class-body": (head + "class C:\n    if False:\n        pass\n    print(where())\n", None),
         "import": (head + "import sys\nsys.path.insert(0, __import__('os').path.dirname(__file__))\n"
-                   "import starts_workers\n", 4),
+                   "import starts_workers\n", None),
+        # __name__ as a call's argument (a logger's name) doesn't make main() depend on the importer
+        "logger": (head + "import logging\ndef main():\n    logging.getLogger(__name__)\n    print(where())\n"
+                   "log = logging.getLogger(__name__)\nlog.name and main()\n", 7),
         # one-line forms
         "try-line": (head + "try: print(where())\nfinally: pass\n", 2),
         "with-line": (head + "with open(__file__): pass; print(where())\n", 2),

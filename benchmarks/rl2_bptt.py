@@ -9,7 +9,7 @@ grid shifted half a chunk (``bptt_offset``), and with whole-trial chunks, for a 
 runs the official held-out evaluation (10 adaptation + 3 evaluation episodes). Prints a table and
 writes JSON with command, commit, machine and date::
 
-    python benchmarks/rl2_bptt.py --seeds 0 1 2 --steps 150000
+    python benchmarks/rl2_bptt.py --seeds 0 1 2 3 4 --steps 150000
 
 One torch thread per process (small GRU ops run faster that way and the numbers don't depend on the
 core count).
@@ -64,7 +64,7 @@ def run_arm(options: dict, seed: int, steps: int, num_envs: int) -> dict:
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2])
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4])
     p.add_argument("--steps", type=int, default=150_000, help="env steps per run (default 150000)")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--arms", nargs="+", default=list(ARMS), help=f"any of {', '.join(ARMS)}")
@@ -80,6 +80,7 @@ def main() -> None:
     if args.steps < 1 or args.num_envs < 1 or min(args.seeds) < 0:
         raise UsageError("--steps and --num-envs must be >= 1 and seeds >= 0")
     torch.set_num_threads(1)
+    started = provenance(["python", "benchmarks/rl2_bptt.py", *sys.argv[1:]])  # the commit it ran, not HEAD at the end
     rows = {}
     for arm in args.arms:
         rows[arm] = [run_arm(ARMS[arm], seed, args.steps, args.num_envs) for seed in args.seeds]
@@ -95,7 +96,7 @@ def main() -> None:
         opts = ",".join(f"{k}={v}" for k, v in ARMS[arm].items())
         print(f"{arm:12s} {opts:55s} {s['success_rate']:8.3f} {s['pre_success_rate']:7.3f} {s['return']:8.2f} "
               f"{s['pre_return']:8.2f}")
-    obj = {**provenance(["python", "benchmarks/rl2_bptt.py", *sys.argv[1:]]),
+    obj = {**started,
            "family": "ToySides", "horizon": HORIZON, "base_options": BASE, "arms": ARMS, "steps": args.steps,
            "num_envs": args.num_envs, "summary": summary, "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)

@@ -201,10 +201,10 @@ values and annotations. Not ``import``: the imported module may start workers un
 
 def _always_runs(stmt: ast.stmt, line: int) -> bool:
     """Whether ``line`` of top-level ``stmt`` runs whenever the script is imported: a plain statement
-    (an ``import``, a ``def``'s decorators and defaults, a class's decorators), or the header or body of
-    a ``for``/``with``, the body or ``finally`` of a ``try`` (a sweep loop around training is a common
-    script shape). Never through an ``if``/``match``/``while`` or an
-    ``else``/``except`` branch: their conditions may differ in a worker (``if IS_MAIN:``)."""
+    (``_SIMPLE``: a ``def``'s decorators and defaults too), a class's decorators, or the header or body
+    of a ``for``/``with``, the body or ``finally`` of a ``try`` (a sweep loop around training is a
+    common script shape). Never through an ``if``/``match``/``while`` or an ``else``/``except`` branch:
+    their conditions may differ in a worker (``if IS_MAIN:``)."""
     if isinstance(stmt, _SIMPLE):
         return True
     if isinstance(stmt, ast.ClassDef):  # its body and bases report the ``class`` line; only decorators tell

@@ -209,7 +209,9 @@ class Trainer:
 def _rollout_metrics(pre: Rollout, post: Rollout | None) -> dict[str, float]:
     ret, succ = pre.episode_returns(), pre.episode_successes()  # [k, N]
     out = {"train/return": float(ret.mean()), "train/success_rate": float(succ.mean()),
-           "adapt/pre_return": float(ret[0].mean())}
+           "adapt/pre_return": float(ret[0].mean()), "adapt/pre_success_rate": float(succ[0].mean())}
+    if len(succ) > 1:  # a multi-episode trial (RL²): the episodes after the first are where memory pays off
+        out["adapt/later_success_rate"] = float(succ[1:].mean())
     if post is not None:
         out["adapt/post_return"] = float(post.episode_returns().mean())
         out["adapt/post_success_rate"] = float(post.episode_successes().mean())

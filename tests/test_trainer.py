@@ -162,3 +162,26 @@ def test_progress_bar_shares_the_metric_lines_console_and_counts_down_to_the_tim
     limited = SimpleNamespace(time_remaining=3600.0, fields={"deadline": time.monotonic() + 90.5})
     assert col.render(limited).plain in ("0:01:30", "0:01:29")  # --max-minutes comes first
     assert col.render(SimpleNamespace(time_remaining=None, fields={"deadline": None})).plain == "-:--:--"
+
+
+def test_rollout_metrics_split_first_episode_success_from_the_later_ones():
+    from metarl.trainer import _rollout_metrics
+    from metarl.types import Rollout
+
+    # 2 slots, 3 episodes of 2 steps; successes: slot 0 in episodes 1 and 2, slot 1 in episode 0 only
+    T, N = 6, 2
+    episode = np.repeat(np.arange(3), 2)[:, None].repeat(N, axis=1)
+    success = np.zeros((T, N), bool)
+    success[3, 0] = success[5, 0] = success[0, 1] = True
+    rewards = np.arange(T * N, dtype=np.float32).reshape(T, N)
+    z = np.zeros((T, N), bool)
+    ro = Rollout(obs=np.zeros((T, N, 1)), actions=np.zeros((T, N, 1)), rewards=rewards, next_obs=np.zeros((T, N, 1)),
+                 terminated=z, truncated=z, first=z, success=success, episode=episode, valid=~z, extras={},
+                 episodes=3)
+    m = _rollout_metrics(ro, None)
+    assert m["train/success_rate"] == pytest.approx(3 / 6)
+    assert m["adapt/pre_success_rate"] == pytest.approx(0.5)  # slot 1 only
+    assert m["adapt/later_success_rate"] == pytest.approx(2 / 4)  # slot 0 twice out of 2 slots x 2 episodes
+    assert m["adapt/pre_return"] == pytest.approx((0 + 2 + 1 + 3) / 2)
+    one = Rollout(**{**ro.__dict__, "episode": np.zeros((T, N), int), "episodes": 1})
+    assert "adapt/later_success_rate" not in _rollout_metrics(one, None)

@@ -2,7 +2,9 @@
 
 Collects the run's ``config.json``, every ``eval*.json`` it holds (the final evaluation and any
 ``metarl eval`` re-evaluations), the training budget used and a thinned training curve from
-``progress.csv``, and adds command, commit, machine and date::
+``progress.csv``, and adds command, commit, machine and date. The commit is the one the run was
+started from (``config.json``'s ``resolved.git_commit``, with any later commits in
+``resolved.resumes``); runs written before metarl recorded it get the checkout's HEAD::
 
     python benchmarks/from_run.py runs/ML1-reach-v3-maml-mb20-s0 \\
         --command "metarl train ML1 --task reach-v3 --agent maml --num-envs 20 --backend shm ..." \\
@@ -51,7 +53,11 @@ def main() -> None:
     missing = [n for n in ("config.json", "progress.csv") if not (args.run / n).is_file()]
     if missing:
         raise UsageError(f"{args.run} has no {' or '.join(missing)}: give a run directory of `metarl train`")
-    obj = {**provenance(args.command), "note": args.note, **collect_run(args.run)}
+    run = collect_run(args.run)
+    obj = {**provenance(args.command), "note": args.note, **run}
+    trained_by = run["config"].get("resolved", {}).get("git_commit")
+    if trained_by:  # the commit the run started from, not whatever is checked out now (resumes: config.resolved.resumes)
+        obj["written_at_commit"], obj["git_commit"] = obj["git_commit"], trained_by
     args.out.write_text(json.dumps(obj, indent=2) + "\n")
     print(json.dumps({"budget": obj["budget"], "summary": obj["summary"]}, indent=1))
     print(f"wrote {args.out}")

@@ -454,8 +454,10 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
     if not args.resume:
+        from metarl.envs.bench import git_commit
+
         config_text = json.dumps({**asdict(cfg), "resolved": {"device": str(device), "reward_version": bench.reward_version,
-                                                              "metarl": metarl.__version__,
+                                                              "metarl": metarl.__version__, "git_commit": git_commit(),
                                                               "agent_config": agent_config(agent)}}, indent=2) + "\n"
         _prepare_out(out, args.force)
         (out / "config.json").write_text(config_text)
@@ -463,6 +465,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         trainer.resume(out / checkpoint.CHECKPOINT_NAME)
         trainer.logger.rewind(trainer.state.env_steps)  # rows logged after the checkpoint are logged again
+        if trainer.state.env_steps < cfg.trainer.steps:
+            _record_resume(out / "config.json", trainer.state.env_steps)
         if trainer.state.env_steps >= cfg.trainer.steps:
             done = _already_evaluated(trainer.final_eval_path(), trainer.state.env_steps)
             if done:  # the same weights: evaluating again would repeat it and log it twice
@@ -480,6 +484,18 @@ def cmd_train(args: argparse.Namespace) -> int:
         print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)
     return 0
+
+
+def _record_resume(path: Path, env_steps: int) -> None:
+    """Append this resume's code commit and starting env step to ``resolved.resumes`` in the run's
+    ``config.json`` (written atomically), so a run trained by more than one commit says which did what."""
+    from metarl.envs.bench import git_commit
+
+    obj = json.loads(path.read_text())
+    obj.setdefault("resolved", {}).setdefault("resumes", []).append({"env_steps": env_steps, "git_commit": git_commit()})
+    tmp = path.with_name(path.name + ".tmp")
+    tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _already_evaluated(path: Path, env_steps: int) -> bool:

@@ -2,6 +2,7 @@ import json
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -173,6 +174,30 @@ def test_resume_takes_a_new_time_limit(tmp_path):
     assert first < 4000
     assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume", "--max-minutes", "10"]) == 0
     assert last_step() >= 4000 > first
+    # config.json says which code trained the run: the commit it started from, then each resume's
+    from metarl.envs.bench import git_commit
+
+    resolved = json.loads((out / "config.json").read_text())["resolved"]
+    assert resolved["git_commit"] == git_commit()
+    assert resolved["resumes"] == [{"env_steps": first, "git_commit": git_commit()}]
+    assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume"]) == 0  # nothing left to train
+    assert len(json.loads((out / "config.json").read_text())["resolved"]["resumes"]) == 1
+
+
+def test_from_run_reports_the_commit_the_run_trained_with(tmp_path):
+    run = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--num-envs", "2", "--out", str(run), "--steps", "400"]) == 0
+    cfg = json.loads((run / "config.json").read_text())
+    cfg["resolved"]["git_commit"] = "f" * 40  # as if trained by another commit than the checkout's
+    (run / "config.json").write_text(json.dumps(cfg))
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "from_run.py"
+    res = tmp_path / "r.json"
+    proc = subprocess.run([sys.executable, str(script), str(run), "--command", "metarl train ...", "--out", str(res)],
+                          capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr
+    obj = json.loads(res.read_text())
+    assert obj["git_commit"] == "f" * 40 and obj["written_at_commit"] != "f" * 40
+    assert obj["budget"]["env_steps"] >= 400 and obj["summary"]["eval.json"]["success_rate"] >= 0
 
 
 def test_force_refuses_non_run_directory(tmp_path, capsys):

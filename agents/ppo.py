@@ -140,9 +140,11 @@ class ZeroShotPPO:
         rewards, values = ro.rewards, ro.extras["value"]
         with torch.no_grad():
             next_values = self.net.value(torch.as_tensor(ro.next_obs, device=self.device)).cpu().numpy()  # [T, N]
+        norm: dict[str, float] = {}
         if self.cfg.normalize_rewards:
             div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
             rewards = rewards / np.float32(div)
+            norm = {"meta/return_std": div, "meta/value_scale": scale if self.cfg.rescale_value else 1.0}
             if self.cfg.rescale_value:
                 values, next_values = values * np.float32(scale), next_values * np.float32(scale)  # new std's units
                 rescale_output(self.net.v, scale)
@@ -155,7 +157,8 @@ class ZeroShotPPO:
             dist = self.net.dist(flat["obs"][idx])
             return dist.log_prob(flat["act"][idx]).sum(-1), dist.entropy().sum(-1)
 
-        return ppo_epochs(self.net, self.opt, flat, log_prob_fn, lambda idx: self.net.value(flat["obs"][idx]), self.cfg)
+        return {**ppo_epochs(self.net, self.opt, flat, log_prob_fn, lambda idx: self.net.value(flat["obs"][idx]), self.cfg),
+                **norm}
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "ret_rms": self.ret_rms.state_dict(),

@@ -324,9 +324,11 @@ class RL2:
         if np.any(ro.extras["hidden"][0] != 0):
             raise ValueError("rl2: a meta-batch rollout must start a trial (Learner.reset right before collect)")
         rewards, values = ro.rewards * cfg.reward_scale, ro.extras["value"]  # [T, N]
+        norm: dict[str, float] = {}
         if cfg.normalize_rewards:
             div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
             rewards = rewards / np.float32(div)
+            norm = {"meta/return_std": div, "meta/value_scale": scale if cfg.rescale_value else 1.0}
             if cfg.rescale_value:
                 values = values * np.float32(scale)  # the new std's units
                 rescale_output(self.net.v, scale)
@@ -346,7 +348,7 @@ class RL2:
         metrics = ppo_epochs(self.net, self.opt, flat, log_prob_fn, value_fn, self._ppo)
         if cfg.normalize_rewards:
             self.rew_rms.update(ro.rewards[ro.valid] * cfg.reward_scale)
-        return {**metrics, "meta/bptt_chunks": float(data["mask"].shape[0]),
+        return {**metrics, **norm, "meta/bptt_chunks": float(data["mask"].shape[0]),
                 "meta/reward_input_std": math.sqrt(self.rew_rms.var)}
 
     def state_dict(self) -> dict[str, Any]:

@@ -111,10 +111,11 @@ def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch, resca
         before = algo.net.value(obs)
     std_before, seen = algo.ret_rms.std, {}
     monkeypatch.setattr(ppo_module, "ppo_epochs", lambda net, opt, batch, *a: seen.update(batch) or {})
-    algo.meta_update(MetaBatch(list(envs.tasks), ro))
+    metrics = algo.meta_update(MetaBatch(list(envs.tasks), ro))
     envs.close()
     assert std_before / algo.ret_rms.std < 0.5
     scale = std_before / algo.ret_rms.std if rescale_value else 1.0
+    assert metrics == {"meta/return_std": pytest.approx(algo.ret_rms.std), "meta/value_scale": pytest.approx(scale)}
     with torch.no_grad():
         torch.testing.assert_close(algo.net.value(obs), before * scale)
     torch.testing.assert_close(seen["ret"] - seen["adv"], before * scale)  # GAE's values, new units

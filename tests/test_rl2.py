@@ -131,6 +131,8 @@ def test_update_replays_the_acted_log_probs(device, rescale_value, bptt_offset, 
     var_before, std_before = float(algo.rew_rms.var), algo.ret_rms.std
     metrics = algo.meta_update(MetaBatch(list(envs.tasks), ro))
     assert checked and np.isfinite(list(metrics.values())).all()
+    assert metrics["meta/return_std"] == pytest.approx(algo.ret_rms.std)
+    assert metrics["meta/value_scale"] == pytest.approx(std_before / algo.ret_rms.std if rescale_value else 1.0)
     assert float(algo.rew_rms.var) != var_before  # the input normaliser moves only after the epochs
     with pytest.raises(ValueError, match="start a trial"):
         algo.meta_update(MetaBatch(list(envs.tasks), collect(envs, learner, 1)))  # no reset: mid-trial

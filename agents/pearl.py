@@ -238,6 +238,7 @@ class PEARL:
             raise UsageError("pearl agent: option tau=0 would never update the target networks: use 0 < tau <= 1")
         self.spec, self.device = spec, torch.device(device)
         self.adapt_episodes, self.post_episodes = cfg.adapt_episodes, cfg.post_episodes
+        self.adapts_while_acting = True  # each episode draws z from the posterior of the ones before
         obs_dim, act_dim, latent = spec.obs_dim, spec.act_dim, cfg.latent
         self.encoder = ContextEncoder(obs_dim + act_dim + 1, latent, cfg.encoder_hidden).to(self.device)
         self.policy = TanhGaussianPolicy(obs_dim + latent, act_dim, cfg.hidden).to(self.device)

@@ -239,6 +239,7 @@ class RL2:
     """RL² meta-algorithm: a recurrent policy trained with PPO over trials (see the module docstring)."""
 
     post_episodes = 0
+    adapts_while_acting = True  # the GRU carries the trial
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
         self.cfg = cfg = config_from_options(RL2Config, options, "rl2 agent")

@@ -16,12 +16,14 @@ from __future__ import annotations
 import argparse
 import csv
 import json
+import sys
 from pathlib import Path
 
 from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
 
-CURVE_KEYS = ("adapt/post_success_rate", "train/success_rate", "eval/success_rate", "eval/pre_success_rate")
+CURVE_KEYS = ("adapt/post_success_rate", "adapt/pre_success_rate", "adapt/later_success_rate", "train/success_rate",
+              "eval/success_rate", "eval/pre_success_rate")
 SUMMARY_KEYS = ("success_rate", "pre_success_rate", "return", "pre_return", "eval_actions", "agent_overrides")
 
 
@@ -56,8 +58,14 @@ def main() -> None:
     run = collect_run(args.run)
     obj = {**provenance(args.command), "note": args.note, **run}
     trained_by = run["config"].get("resolved", {}).get("git_commit")
-    if trained_by:  # the commit the run started from, not whatever is checked out now (resumes: config.resolved.resumes)
+    resumes = run["config"].get("resolved", {}).get("resumes", [])
+    if trained_by:  # the commit the run started from, not whatever is checked out now
         obj["written_at_commit"], obj["git_commit"] = obj["git_commit"], trained_by
+    elif resumes:
+        print(f"warning: {args.run} was started before runs recorded their commit; git_commit is this checkout's",
+              file=sys.stderr)
+    if resumes:
+        obj["resumed_at_commits"] = resumes
     args.out.write_text(json.dumps(obj, indent=2) + "\n")
     print(json.dumps({"budget": obj["budget"], "summary": obj["summary"]}, indent=1))
     print(f"wrote {args.out}")

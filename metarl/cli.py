@@ -465,16 +465,20 @@ def cmd_train(args: argparse.Namespace) -> int:
     if args.resume:
         trainer.resume(out / checkpoint.CHECKPOINT_NAME)
         trainer.logger.rewind(trainer.state.env_steps)  # rows logged after the checkpoint are logged again
-        if trainer.state.env_steps < cfg.trainer.steps:
-            _record_resume(out / "config.json", trainer.state.env_steps)
-        if trainer.state.env_steps >= cfg.trainer.steps:
+        at_budget, out_of_time = trainer.state.env_steps >= cfg.trainer.steps, trainer.out_of_time()
+        if at_budget or out_of_time:
             done = _already_evaluated(trainer.final_eval_path(), trainer.state.env_steps)
             if done:  # the same weights: evaluating again would repeat it and log it twice
                 trainer.config = replace(trainer.config, final_eval=False)
             note = (f"; {trainer.final_eval_path()} already evaluates these weights (`metarl eval {out}` repeats it)"
                     if done else "; running the final evaluation" if cfg.trainer.final_eval else "")
-            print(f"{out} has trained {trainer.state.env_steps:,} env steps, at or past --steps "
-                  f"{cfg.trainer.steps:,}: nothing to train{note}", file=sys.stderr)
+            why = (f"at or past --steps {cfg.trainer.steps:,}" if at_budget else
+                   f"in {trainer.state.elapsed / 60:.1f} of its {cfg.trainer.max_seconds / 60:g} minutes "
+                   "(--max-minutes counts the whole run: give a larger one to go on)")
+            print(f"{out} has trained {trainer.state.env_steps:,} env steps, {why}: nothing to train{note}",
+                  file=sys.stderr)
+        else:
+            _record_resume(out / "config.json", trainer.state.env_steps)
     print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
           f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     result = trainer.train()
@@ -492,10 +496,16 @@ def _record_resume(path: Path, env_steps: int) -> None:
     from metarl.envs.bench import git_commit
 
     obj = json.loads(path.read_text())
-    obj.setdefault("resolved", {}).setdefault("resumes", []).append({"env_steps": env_steps, "git_commit": git_commit()})
+    resumes = obj.setdefault("resolved", {}).setdefault("resumes", [])
+    if resumes and resumes[-1]["env_steps"] == env_steps:  # that resume stopped before its first iteration
+        resumes.pop()
+    resumes.append({"env_steps": env_steps, "git_commit": git_commit()})
     tmp = path.with_name(path.name + ".tmp")
-    tmp.write_text(json.dumps(obj, indent=2) + "\n")
-    os.replace(tmp, path)
+    try:
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def _already_evaluated(path: Path, env_steps: int) -> bool:

@@ -47,6 +47,9 @@ class MetaAlgorithm(Protocol):
     Attributes:
         adapt_episodes: episodes per slot collected before ``Learner.adapt()`` in meta-training.
         post_episodes: episodes per slot collected after ``adapt()`` (0: none collected).
+        adapts_while_acting: optional, default False; True when the Learner adapts during the rollout
+            before ``adapt()`` (RL²'s memory, PEARL's posterior), so that rollout's later episodes
+            should do better than its first: the Trainer then logs ``adapt/later_success_rate``.
     """
 
     adapt_episodes: int

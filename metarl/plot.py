@@ -6,7 +6,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-CURVES = (("success rate", ("train/success_rate", "eval/success_rate", "eval/pre_success_rate")),
+CURVES = (("success rate", ("train/success_rate", "adapt/later_success_rate", "eval/success_rate",
+                           "eval/pre_success_rate")),
           ("return", ("train/return", "eval/return", "eval/pre_return")))
 
 

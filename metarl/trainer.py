@@ -119,7 +119,7 @@ class Trainer:
         self.state.env_steps += pre.num_steps + (post.num_steps if post else 0)
         # where an iteration's time goes: env-bound (more workers help) or update-bound (a GPU helps)
         timing = {"time/collect_s": collected - start, "time/update_s": time.perf_counter() - collected}
-        return {**metrics, **_rollout_metrics(pre, post), **timing}
+        return {**metrics, **_rollout_metrics(pre, post, getattr(algo, "adapts_while_acting", False)), **timing}
 
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any."""
@@ -127,7 +127,7 @@ class Trainer:
         try:
             with _progress(cfg) as bar:
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
-                while self.state.env_steps < cfg.steps and not self._out_of_time():
+                while self.state.env_steps < cfg.steps and not self.out_of_time():
                     start = time.perf_counter()
                     steps_before = self.state.env_steps
                     metrics = self.iteration()
@@ -168,7 +168,8 @@ class Trainer:
         limit = self.config.max_seconds
         return None if limit is None else time.monotonic() + limit - self.state.elapsed
 
-    def _out_of_time(self) -> bool:
+    def out_of_time(self) -> bool:
+        """The run has used its ``max_seconds`` of training (counted across resumes)."""
         return self.config.max_seconds is not None and self.state.elapsed >= self.config.max_seconds
 
     def evaluate(self, config: EvalConfig) -> EvalResult:
@@ -206,11 +207,14 @@ class Trainer:
         self._envs = self._eval_envs = None
 
 
-def _rollout_metrics(pre: Rollout, post: Rollout | None) -> dict[str, float]:
+def _rollout_metrics(pre: Rollout, post: Rollout | None, adapts_while_acting: bool = False) -> dict[str, float]:
+    """Training metrics of an iteration's rollouts. ``adapt/later_success_rate`` (episodes after the
+    first) only for agents that adapt while acting: MAML's pre-adaptation episodes all come from the
+    same unadapted policy, so theirs would be noise, not adaptation."""
     ret, succ = pre.episode_returns(), pre.episode_successes()  # [k, N]
     out = {"train/return": float(ret.mean()), "train/success_rate": float(succ.mean()),
            "adapt/pre_return": float(ret[0].mean()), "adapt/pre_success_rate": float(succ[0].mean())}
-    if len(succ) > 1:  # a multi-episode trial (RL²): the episodes after the first are where memory pays off
+    if adapts_while_acting and len(succ) > 1:
         out["adapt/later_success_rate"] = float(succ[1:].mean())
     if post is not None:
         out["adapt/post_return"] = float(post.episode_returns().mean())

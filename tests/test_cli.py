@@ -182,6 +182,27 @@ def test_resume_takes_a_new_time_limit(tmp_path):
     assert resolved["resumes"] == [{"env_steps": first, "git_commit": git_commit()}]
     assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume"]) == 0  # nothing left to train
     assert len(json.loads((out / "config.json").read_text())["resolved"]["resumes"]) == 1
+    from metarl.cli import _record_resume
+
+    _record_resume(out / "config.json", 9000)
+    _record_resume(out / "config.json", 9000)  # a resume that died before its first iteration, retried
+    resumes = json.loads((out / "config.json").read_text())["resolved"]["resumes"]
+    assert [r["env_steps"] for r in resumes] == [first, 9000] and not list(out.glob("*.tmp"))
+
+
+def test_resume_out_of_time_trains_nothing_and_does_not_evaluate_again(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "Toy", "--agent", "random", "--num-envs", "2", "--out", str(out), "--eval-tasks", "2"]
+    assert main([*base, "--steps", "4000", "--max-minutes", "1e-6"]) == 0  # one iteration, then evaluates
+    evals = [p.name for p in out.glob("eval*.json")]
+    assert len(evals) == 1
+    before = (out / evals[0]).read_text(), (out / "progress.csv").read_text()
+    capsys.readouterr()
+    assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume"]) == 0  # same time limit
+    err = capsys.readouterr().err
+    assert "nothing to train" in err and "--max-minutes counts the whole run" in err and "already evaluates" in err
+    assert ((out / evals[0]).read_text(), (out / "progress.csv").read_text()) == before
+    assert "resumes" not in json.loads((out / "config.json").read_text())["resolved"]
 
 
 def test_from_run_reports_the_commit_the_run_trained_with(tmp_path):

@@ -178,10 +178,26 @@ def test_rollout_metrics_split_first_episode_success_from_the_later_ones():
     ro = Rollout(obs=np.zeros((T, N, 1)), actions=np.zeros((T, N, 1)), rewards=rewards, next_obs=np.zeros((T, N, 1)),
                  terminated=z, truncated=z, first=z, success=success, episode=episode, valid=~z, extras={},
                  episodes=3)
-    m = _rollout_metrics(ro, None)
+    m = _rollout_metrics(ro, None, adapts_while_acting=True)
     assert m["train/success_rate"] == pytest.approx(3 / 6)
     assert m["adapt/pre_success_rate"] == pytest.approx(0.5)  # slot 1 only
     assert m["adapt/later_success_rate"] == pytest.approx(2 / 4)  # slot 0 twice out of 2 slots x 2 episodes
     assert m["adapt/pre_return"] == pytest.approx((0 + 2 + 1 + 3) / 2)
     one = Rollout(**{**ro.__dict__, "episode": np.zeros((T, N), int), "episodes": 1})
-    assert "adapt/later_success_rate" not in _rollout_metrics(one, None)
+    assert "adapt/later_success_rate" not in _rollout_metrics(one, None, adapts_while_acting=True)
+    assert "adapt/later_success_rate" not in _rollout_metrics(ro, None)  # MAML's unadapted episodes: noise
+
+
+def test_only_agents_that_adapt_while_acting_log_later_episode_success():
+    bench = metarl.make_benchmark("Toy", seed=0, num_tasks=6, horizon=5)
+    flags = {name: getattr(metarl.make_agent(name, bench), "adapts_while_acting", False)
+             for name in ("rl2", "pearl", "maml", "zero-shot", "random")}
+    assert flags == {"rl2": True, "pearl": True, "maml": False, "zero-shot": False, "random": False}
+    cfg = metarl.TrainerConfig(steps=1, num_envs=2, seed=0, final_eval=False, progress=False)
+    algo = metarl.make_agent("rl2", bench, hidden=8, trial_episodes=2)
+    trainer = metarl.Trainer(bench, algo, cfg)
+    try:
+        metrics = trainer.iteration()
+    finally:
+        trainer.close()
+    assert 0 <= metrics["adapt/later_success_rate"] <= 1 and "adapt/pre_success_rate" in metrics

@@ -315,7 +315,8 @@ def half_cheetah_dir(seed: int = 0, task: str | None = None, horizon: int = MUJO
     params = {split: [1.0, -1.0] for split in ("train", "test")}
     return _benchmark("HalfCheetahDir", "cheetah-dir", seed, functools.partial(CheetahDirEnv, horizon=horizon),
                       horizon, params, {"source": _mujoco_source("HalfCheetah-v5"),
-                                        "note": "train and test are the same two directions (+1, -1)"})
+                                        "note": "train and test are the same two directions (+1, -1)",
+                                        "shared_tasks": "only two directions exist (as in MAML and PEARL)"})
 
 
 def ant_dir(seed: int = 0, task: str | None = None, num_tasks: int = 40, num_test_tasks: int = 10,

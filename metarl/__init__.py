@@ -71,9 +71,21 @@ def make_benchmark(name: str, task: str | None = None, seed: int = 0, **options:
     check_options(f"benchmark {name!r}", factory, options)
     try:
         bench = factory(seed=seed, **options)
-    except TypeError as e:
+    except TypeError as e:  # only a factory taking **kwargs judges option names itself; else it is a bug
+        if not options or not _takes_any_keyword(factory):
+            raise
         raise UsageError(f"benchmark {name!r} rejected its options ({e}): check `metarl envs` for its options") from e
     return validate_benchmark(name, bench)
+
+
+def _takes_any_keyword(factory: Any) -> bool:
+    """``factory`` has a ``**kwargs`` parameter, or a signature that can't be read."""
+    import inspect
+
+    try:
+        return any(p.kind is p.VAR_KEYWORD for p in inspect.signature(factory).parameters.values())
+    except (TypeError, ValueError):
+        return True
 
 
 _FLAGS = {"task": "--task", "reward_version": "--reward-version"}  # options the CLI passes under flags of their own
@@ -109,7 +121,15 @@ def check_options(owner: str, factory: Any, options: dict[str, Any]) -> None:
 
 
 def validate_benchmark(name: str, bench: Any) -> Benchmark:
-    """Check what a factory returned: both splits present and task distributions."""
+    """Check what a factory returned: both splits present, task distributions with a positive whole
+    horizon, each task labelled with the split it is in. Test tasks that are also training tasks
+    (same class and params) give a warning unless ``bench.info["shared_tasks"]`` says why they are
+    meant to be (``HalfCheetahDir``: only two directions exist)."""
+    import numbers
+    import warnings
+
+    from metarl.tasks import tasks_overlap
+
     for split in ("train", "test"):
         dist = getattr(bench, split, None)
         if dist is None:
@@ -117,6 +137,19 @@ def validate_benchmark(name: str, bench: Any) -> Benchmark:
         if not isinstance(dist, TaskDistribution):
             raise UsageError(f"benchmark {name!r}: {split} is a {type(dist).__name__}, not a TaskDistribution "
                              "(use metarl.TaskSet)")
+        horizon = dist.horizon
+        if not isinstance(horizon, numbers.Integral) or isinstance(horizon, bool) or horizon < 1:
+            raise UsageError(f"benchmark {name!r}: the {split} split's horizon is {horizon!r}: give a whole "
+                             "number of steps >= 1 (the episode length the env truncates at)")
+        stray = next((t for t in dist.tasks if t.split != split), None)
+        if stray is not None:
+            raise UsageError(f"benchmark {name!r}: the {split} split holds task {stray.id} (Task.split "
+                             f"{stray.split!r}): give each Task the split it is in, Task(name, index, {split!r}, params)")
+    shared = tasks_overlap(bench.train.tasks, bench.test.tasks)
+    if shared and not getattr(bench, "info", {}).get("shared_tasks"):
+        warnings.warn(f"benchmark {name!r}: {len(shared)} test task(s) are also training tasks (same class and "
+                      f"params, e.g. {shared[0]}), so held-out results measure no generalisation to new tasks: "
+                      "draw the test tasks apart, or say why in Benchmark.info['shared_tasks']", stacklevel=2)
     return bench
 
 
@@ -130,7 +163,9 @@ def make_agent(name: str, benchmark: Benchmark, device: str = "cpu", **options: 
                          f"(obs {spec.obs_dim} vs {test_spec.obs_dim}, act {spec.act_dim} vs {test_spec.act_dim})")
     try:
         return factory(spec, device, **options)
-    except TypeError as e:
+    except TypeError as e:  # as in make_benchmark: a TypeError is the user's only where options went unchecked
+        if not options or not _takes_any_keyword(factory):
+            raise
         raise UsageError(f"agent {name!r}: {e}") from e
 
 

@@ -247,15 +247,21 @@ def _check_writable(path: Path, flag: str) -> None:
 
 
 def cmd_envs(args: argparse.Namespace) -> int:
-    rows = {}
+    rows: dict[str, dict] = {}
     for name in metarl.benchmark_names():
-        factory = benchmark_factory(name)
-        describe = getattr(factory, "describe", None)
-        rows[name] = describe() if describe else _describe_by_building(name)
+        try:  # one broken plug-in must not hide the other families
+            factory = benchmark_factory(name)
+            describe = getattr(factory, "describe", None)
+            rows[name] = describe() if describe else _describe_by_building(name)
+        except Exception as e:
+            rows[name] = {"error": str(e) if isinstance(e, UsageError) else f"{type(e).__name__}: {e}"}
     if args.json:
         print(json.dumps({"benchmarks": rows, "agents": metarl.agent_names()}, indent=2))
         return 0
     for name, d in rows.items():
+        if "error" in d:
+            print(f"{name}: unavailable: {d['error']}")
+            continue
         print(f"{name}: {len(d['train'])} train / {len(d['test'])} test classes, "
               f"{d.get('tasks_per_class', '?')} tasks per class, {d.get('eval_tasks_per_class', '?')} evaluated per test class")
         if "task_choices" in d:

@@ -29,20 +29,35 @@ def _load_entry_points(group: str, into: dict[str, Callable[..., Any]]) -> None:
     if group in _LOADED:
         return
     _LOADED.add(group)
+    kind = group.rsplit(".", 1)[1].rstrip("s")
     for ep in entry_points(group=group):
-        into.setdefault(ep.name, _Lazy(ep))
+        into.setdefault(ep.name, _Lazy(ep, kind))
 
 
 class _Lazy:
-    """Imports an entry point on first use, so listing names stays cheap."""
+    """Imports an entry point on first use, so listing names stays cheap. A plug-in that fails to
+    import, or names something that isn't callable, is a one-line :class:`UsageError` naming the
+    entry point and its package, raised only when that name is used."""
 
-    def __init__(self, ep: Any) -> None:
-        self.ep = ep
+    def __init__(self, ep: Any, kind: str = "benchmark") -> None:
+        self.ep, self.kind = ep, kind
         self._obj: Any = None
 
     def resolve(self) -> Any:
         if self._obj is None:
-            self._obj = self.ep.load()
+            ep = self.ep
+            dist = getattr(getattr(ep, "dist", None), "name", None)
+            where = f"{self.kind} {ep.name!r} (entry point {ep.value!r}" + (f" of package {dist})" if dist else ")")
+            try:
+                obj = ep.load()
+            except Exception as e:  # a plug-in's bug must not read as ours: name it and the way out
+                hint = ("; an entry point names module:attribute, e.g. 'my_package.families:my_family'"
+                        if ":" not in ep.value else "")
+                raise UsageError(f"{where} failed to load: {type(e).__name__}: {e}{hint}; fix that package "
+                                 "(after editing its entry points, reinstall it) or uninstall it") from e
+            if not callable(obj):
+                raise UsageError(f"{where} is a {type(obj).__name__}, not a factory: point it at the function")
+            self._obj = obj
         return self._obj
 
 

@@ -165,6 +165,12 @@ def tasks_overlap(a: Sequence[Task], b: Sequence[Task]) -> list[str]:
 
 
 def _param_key(params: Any) -> Any:
+    """A hashable stand-in for a task's params: arrays by dtype, shape and bytes, other unhashable
+    payloads (lists, dicts) by ``repr``."""
     if isinstance(params, np.ndarray):
-        return params.tobytes()
+        return (params.dtype.str, params.shape, params.tobytes())
+    try:
+        hash(params)
+    except TypeError:
+        return repr(params)
     return params

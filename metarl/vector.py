@@ -26,7 +26,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
-from metarl.vector_shm import SharedMemoryVectorEnv, check_main_guard, default_start_method
+from metarl.vector_shm import SharedMemoryVectorEnv, check_main_guard, check_picklable, default_start_method
 
 BACKENDS = ("auto", "native", "sync", "async", "shm")
 
@@ -115,7 +115,8 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
 
 
 def check_backend(dist: TaskDistribution, backend: str) -> str:
-    """The concrete backend ``backend`` means for ``dist`` (``"auto"`` resolved); UsageError if unusable."""
+    """The concrete backend ``backend`` means for ``dist`` (``"auto"`` resolved); UsageError if unusable
+    (``"shm"`` with an env factory that does not pickle, ``"native"`` without a batched env)."""
     if backend not in BACKENDS:
         raise UsageError(f"unknown vector backend {backend!r}: use one of {', '.join(BACKENDS)}")
     has_native = getattr(dist, "vector_factory", None) is not None
@@ -124,6 +125,8 @@ def check_backend(dist: TaskDistribution, backend: str) -> str:
     if backend == "native" and not has_native:
         raise UsageError("backend 'native' needs a family with a batched vector env "
                          "(TaskSet.vector_factory): use --backend auto, sync, async or shm")
+    if backend == "shm":  # checked here, before a run directory is written, as well as in the env
+        check_picklable(dist.make_env)
     return backend
 
 

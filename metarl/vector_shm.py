@@ -221,6 +221,21 @@ def _always_runs(stmt: ast.stmt, line: int) -> bool:
     return any(_spans(h, line) for h in head) or any(_always_runs(s, line) for s in parts if _spans(s, line))
 
 
+def check_picklable(env_fn: Callable[[], Any]) -> None:
+    """A :class:`UsageError` unless ``env_fn`` pickles: the ``shm`` backend sends it to its worker
+    processes (started by spawn/forkserver), and a lambda or nested function would fail there with
+    a traceback after the run had started."""
+    import pickle
+
+    try:
+        pickle.dumps(env_fn)
+    except Exception as e:  # PicklingError, AttributeError ("Can't pickle local object"), TypeError
+        raise UsageError(f"the shm backend sends the env factory to worker processes, and it does not pickle "
+                         f"({type(e).__name__}: {e}): make TaskSet.env_factory (and vector_factory) a module-level "
+                         "function or a functools.partial of one, not a lambda or nested function; or use the "
+                         "sync or async backend") from e
+
+
 def check_main_guard(backend: str, start_method: str) -> None:
     """Raise a :class:`UsageError` naming the line when the main script starts ``backend``'s worker
     processes from its top level, outside ``if __name__ == "__main__":`` (see :func:`unguarded_main_call`)."""
@@ -375,6 +390,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             in_parent = workers >= _cores()
         if workers > int(in_parent):
             check_main_guard("shm", start_method)
+            check_picklable(env_fn)
         if spin_us is None:  # processes: the workers, plus this one unless it is one of them
             spin_us = DEFAULT_SPIN_US if workers + (not in_parent) <= _cores() else 0.0
         if spin_us < 0:

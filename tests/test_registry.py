@@ -1,6 +1,8 @@
 """Plug-in API: families and agents registered from outside metarl, and clear errors for bad ones."""
 
 import functools
+import json
+import warnings
 
 import gymnasium as gym
 import numpy as np
@@ -137,3 +139,79 @@ def test_every_built_in_family_describes_exactly_the_options_its_factory_takes()
         factory = registry.benchmark_factory(name)
         params = set(inspect.signature(factory).parameters) - {"seed", "task"}
         assert set(factory.describe()["options"]) == params, name  # `metarl envs` lists them all
+
+
+def test_a_broken_plug_in_names_its_entry_point_and_leaves_the_others_listed(capsys):
+    from importlib.metadata import EntryPoint
+
+    from metarl.cli import main
+
+    group = "metarl.benchmarks"
+    registry._BENCHMARKS["Broken"] = registry._Lazy(EntryPoint("Broken", "no_such_pkg.families.fam", group), "benchmark")
+    registry._BENCHMARKS["NotAFactory"] = registry._Lazy(EntryPoint("NotAFactory", "math:pi", group), "benchmark")
+    with pytest.raises(metarl.UsageError, match=r"benchmark 'Broken' \(entry point 'no_such_pkg.families.fam'\) failed "
+                       r"to load: ModuleNotFoundError.*module:attribute"):
+        metarl.make_benchmark("Broken")
+    with pytest.raises(metarl.UsageError, match="'NotAFactory'.*is a float, not a factory"):
+        metarl.make_benchmark("NotAFactory")
+    assert main(["envs"]) == 0
+    out = capsys.readouterr().out
+    assert "Broken: unavailable: benchmark 'Broken'" in out and "\nToy: " in out and "NotAFactory: unavailable" in out
+    assert main(["envs", "--json"]) == 0
+    rows = json.loads(capsys.readouterr().out)["benchmarks"]
+    assert "ModuleNotFoundError" in rows["Broken"]["error"] and rows["Toy"]["train"]
+
+
+def test_a_type_error_inside_a_factory_is_its_bug_not_a_rejected_option():
+    def buggy(seed=0, size=1.0):
+        return len(size)  # TypeError from the family's own code
+
+    metarl.register_benchmark("Buggy", buggy)
+    for options in ({}, {"size": 2.0}):  # named parameters were checked already: the traceback is the family's
+        with pytest.raises(TypeError, match="has no len"):
+            metarl.make_benchmark("Buggy", **options)
+
+
+def test_bad_horizons_split_labels_and_overlapping_splits_are_caught():
+    def family(horizon=5, test_label="test", test_params=1):
+        def factory(seed=0):
+            train = TaskSet("train", (Task("a", 0, "train", [0]),), DiscreteEnv, horizon=horizon)
+            test = TaskSet("test", (Task("a", 0, test_label, [test_params]),), DiscreteEnv, horizon=5)
+            return Benchmark("Custom", train, test, seed=seed)
+        return factory
+
+    for bad in (-5, 0, 2.5, True):
+        metarl.register_benchmark("H", family(horizon=bad), overwrite=True)
+        with pytest.raises(metarl.UsageError, match=f"train split's horizon is {bad!r}: give a whole number"):
+            metarl.make_benchmark("H")
+    metarl.register_benchmark("Label", family(test_label="train"))
+    with pytest.raises(metarl.UsageError, match=r"test split holds task train/a/0 \(Task.split 'train'\)"):
+        metarl.make_benchmark("Label")
+    metarl.register_benchmark("Same", family(test_params=0))  # list params: compared by value
+    with pytest.warns(UserWarning, match="1 test task.*also training tasks.*e.g. test/a/0"):
+        metarl.make_benchmark("Same")
+    metarl.register_benchmark("Apart", family(test_params=1))
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # disjoint splits, and the one family that says why it shares: no warning
+        metarl.make_benchmark("Apart")
+        metarl.make_benchmark("HalfCheetahDir")
+
+
+def test_shm_with_an_env_factory_that_does_not_pickle_is_refused_before_the_run_dir(tmp_path, capsys):
+    from metarl.cli import main
+    from metarl.vector import check_backend
+
+    def factory(seed=0):
+        train = TaskSet("train", (Task("a", 0, "train", 0),), lambda: _box_env(2), horizon=5)
+        test = TaskSet("test", (Task("a", 0, "test", 1),), functools.partial(_box_env, 2), horizon=5)
+        return Benchmark("Lam", train, test, seed=seed)
+
+    metarl.register_benchmark("Lam", factory)
+    bench = metarl.make_benchmark("Lam")
+    assert check_backend(bench.test, "shm") == "shm"  # a partial of a module-level function pickles
+    with pytest.raises(metarl.UsageError, match="shm backend sends the env factory.*does not pickle.*not a lambda"):
+        check_backend(bench.train, "shm")
+    assert check_backend(bench.train, "sync") == "sync"
+    out = tmp_path / "run"
+    assert main(["train", "Lam", "--agent", "random", "--backend", "shm", "--steps", "10", "--out", str(out)]) == 2
+    assert "does not pickle" in capsys.readouterr().err and not out.exists()

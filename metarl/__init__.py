@@ -145,11 +145,14 @@ def validate_benchmark(name: str, bench: Any) -> Benchmark:
         if stray is not None:
             raise UsageError(f"benchmark {name!r}: the {split} split holds task {stray.id} (Task.split "
                              f"{stray.split!r}): give each Task the split it is in, Task(name, index, {split!r}, params)")
-    shared = tasks_overlap(bench.train.tasks, bench.test.tasks)
-    if shared and not getattr(bench, "info", {}).get("shared_tasks"):
+    try:
+        shared = tasks_overlap(bench.train.tasks, bench.test.tasks)
+    except Exception:  # params the comparison can't handle: no warning rather than no benchmark
+        shared = []
+    if shared and not (getattr(bench, "info", None) or {}).get("shared_tasks"):
         warnings.warn(f"benchmark {name!r}: {len(shared)} test task(s) are also training tasks (same class and "
                       f"params, e.g. {shared[0]}), so held-out results measure no generalisation to new tasks: "
-                      "draw the test tasks apart, or say why in Benchmark.info['shared_tasks']", stacklevel=2)
+                      "draw the test tasks apart, or say why in Benchmark.info['shared_tasks']", stacklevel=3)
     return bench
 
 
@@ -161,12 +164,30 @@ def make_agent(name: str, benchmark: Benchmark, device: str = "cpu", **options: 
     if (spec.obs_dim, spec.act_dim) != (test_spec.obs_dim, test_spec.act_dim):
         raise UsageError(f"benchmark {benchmark.label}: train and test spaces differ "
                          f"(obs {spec.obs_dim} vs {test_spec.obs_dim}, act {spec.act_dim} vs {test_spec.act_dim})")
+    _check_agent_options(name, factory, spec, device, options)
     try:
         return factory(spec, device, **options)
     except TypeError as e:  # as in make_benchmark: a TypeError is the user's only where options went unchecked
         if not options or not _takes_any_keyword(factory):
             raise
         raise UsageError(f"agent {name!r}: {e}") from e
+
+
+def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, options: dict[str, Any]) -> None:
+    """Option names an agent factory without ``**kwargs`` doesn't take: a one-line :class:`UsageError`
+    listing the ones it does, before it runs (factories with ``**kwargs`` check their own)."""
+    import inspect
+
+    try:
+        sig = inspect.signature(factory)
+    except (TypeError, ValueError):
+        return
+    try:
+        sig.bind(spec, device, **options)
+    except TypeError as e:
+        takes = [k for k, p in list(sig.parameters.items())[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        raise UsageError(f"agent {name!r} does not take these options ({e}); its options: "
+                         f"{', '.join(takes) or 'none'}") from None
 
 
 __all__ = [

@@ -50,11 +50,18 @@ class _Lazy:
             where = f"{self.kind} {ep.name!r} (entry point {ep.value!r}" + (f" of package {dist})" if dist else ")")
             try:
                 obj = ep.load()
-            except Exception as e:  # a plug-in's bug must not read as ours: name it and the way out
+            except Exception as e:  # a plug-in's bug must not read as ours: name it, where, and the way out
+                import traceback
+
+                frames = [f for f in traceback.extract_tb(e.__traceback__)  # the plug-in's own lines only
+                          if not f.filename.startswith("<") and "importlib" not in f.filename and f.filename != __file__]
+                at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
                 hint = ("; an entry point names module:attribute, e.g. 'my_package.families:my_family'"
                         if ":" not in ep.value else "")
-                raise UsageError(f"{where} failed to load: {type(e).__name__}: {e}{hint}; fix that package "
-                                 "(after editing its entry points, reinstall it) or uninstall it") from e
+                fix = ("reinstall metarl with its dependencies (scripts/install.sh)" if dist == "metarl" else
+                       f"fix that package (`python -c \"import {ep.value.split(':')[0]}\"` shows the traceback; "
+                       "after editing its entry points, reinstall it) or uninstall it")
+                raise UsageError(f"{where} failed to load: {type(e).__name__}: {e}{at}{hint}; {fix}") from e
             if not callable(obj):
                 raise UsageError(f"{where} is a {type(obj).__name__}, not a factory: point it at the function")
             self._obj = obj

@@ -159,18 +159,29 @@ class Benchmark:
 
 
 def tasks_overlap(a: Sequence[Task], b: Sequence[Task]) -> list[str]:
-    """Ids of tasks present in both sequences, comparing by (name, params) via ``repr``-free keys."""
+    """Ids of tasks of ``b`` also in ``a``: the same class and equal params (compared by value, see
+    :func:`_param_key`)."""
     keys_a = {(t.name, _param_key(t.params)) for t in a}
     return sorted(t.id for t in b if (t.name, _param_key(t.params)) in keys_a)
 
 
 def _param_key(params: Any) -> Any:
-    """A hashable stand-in for a task's params: arrays by dtype, shape and bytes, other unhashable
-    payloads (lists, dicts) by ``repr``."""
+    """A hashable key equal for equal task params: arrays by dtype, shape and bytes; dicts by their
+    items in key order; lists, tuples and dataclasses element by element; other unhashable payloads
+    by their pickle."""
+    import dataclasses
+    import pickle
+
     if isinstance(params, np.ndarray):
-        return (params.dtype.str, params.shape, params.tobytes())
+        return ("ndarray", params.dtype.str, params.shape, params.tobytes())
+    if isinstance(params, dict):
+        return ("dict", tuple(sorted(((repr(k), _param_key(v)) for k, v in params.items()), key=lambda kv: kv[0])))
+    if isinstance(params, (list, tuple)):
+        return (type(params).__name__, tuple(_param_key(v) for v in params))
+    if dataclasses.is_dataclass(params) and not isinstance(params, type):
+        return (type(params).__qualname__, tuple(_param_key(getattr(params, f.name)) for f in dataclasses.fields(params)))
     try:
         hash(params)
     except TypeError:
-        return repr(params)
+        return ("pickle", pickle.dumps(params))
     return params

@@ -19,8 +19,8 @@ class Task:
         name: task class, e.g. ``"reach-v3"``; sorted class names define a benchmark's classes.
         index: variant number within the class and split (e.g. goal 17 of 50); stable for a seed.
         split: ``"train"`` or ``"test"``.
-        params: opaque payload the family's env understands (must pickle; compared by identity
-            of the family, never inspected by the core).
+        params: opaque payload the family's env understands (must pickle). The core never reads
+            it; it only compares train and test params by value, to warn when the splits share tasks.
     """
 
     name: str

@@ -225,15 +225,24 @@ def check_picklable(env_fn: Callable[[], Any]) -> None:
     """A :class:`UsageError` unless ``env_fn`` pickles: the ``shm`` backend sends it to its worker
     processes (started by spawn/forkserver), and a lambda or nested function would fail there with
     a traceback after the run had started."""
-    import pickle
+    from multiprocessing.reduction import ForkingPickler
 
     try:
-        pickle.dumps(env_fn)
+        ForkingPickler.dumps(env_fn)  # the pickler multiprocessing hands Process arguments to
+    except RuntimeError as e:
+        if "inheritance" in str(e):  # locks, queues, mp.Values: they pickle only while a process starts
+            return
+        raise _unpicklable(e) from e
     except Exception as e:  # PicklingError, AttributeError ("Can't pickle local object"), TypeError
-        raise UsageError(f"the shm backend sends the env factory to worker processes, and it does not pickle "
-                         f"({type(e).__name__}: {e}): make TaskSet.env_factory (and vector_factory) a module-level "
-                         "function or a functools.partial of one, not a lambda or nested function; or use the "
-                         "sync or async backend") from e
+        raise _unpicklable(e) from e
+
+
+def _unpicklable(e: Exception) -> UsageError:
+    return UsageError(f"the shm backend sends the env factory (a TaskSet's make_env: the TaskSet, its tasks' "
+                      f"params included) to worker processes, and it does not pickle ({type(e).__name__}: {e}): "
+                      "make TaskSet.env_factory (and vector_factory) a module-level function or a functools.partial "
+                      "of one, not a lambda or nested function, and task params picklable; or use the sync or "
+                      "async backend")
 
 
 def check_main_guard(backend: str, start_method: str) -> None:
@@ -376,6 +385,12 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         start_method = start_method or default_start_method()
         if start_method not in methods:
             raise ValueError(f"start_method {start_method!r} is not supported here: use one of {', '.join(methods)}")
+        workers = min(num_envs, num_workers or _cores())
+        if in_parent is None:
+            in_parent = workers >= _cores()
+        if workers > int(in_parent):
+            check_main_guard("shm", start_method)
+            check_picklable(env_fn)  # before the probe env: no env built to be refused
         probe = env_fn()
         self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space
         probe.close()
@@ -385,12 +400,6 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
         self.env_fn, self.step_timeout, self.max_restarts, self.restarts = env_fn, step_timeout, max_restarts, 0
         self.start_timeout = start_timeout
-        workers = min(num_envs, num_workers or _cores())
-        if in_parent is None:
-            in_parent = workers >= _cores()
-        if workers > int(in_parent):
-            check_main_guard("shm", start_method)
-            check_picklable(env_fn)
         if spin_us is None:  # processes: the workers, plus this one unless it is one of them
             spin_us = DEFAULT_SPIN_US if workers + (not in_parent) <= _cores() else 0.0
         if spin_us < 0:

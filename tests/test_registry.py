@@ -215,3 +215,60 @@ def test_shm_with_an_env_factory_that_does_not_pickle_is_refused_before_the_run_
     out = tmp_path / "run"
     assert main(["train", "Lam", "--agent", "random", "--backend", "shm", "--steps", "10", "--out", str(out)]) == 2
     assert "does not pickle" in capsys.readouterr().err and not out.exists()
+
+
+def test_agent_options_are_checked_by_name_and_a_factory_bug_keeps_its_traceback():
+    class Named:  # options as named parameters, like the README's ReptileOffset
+        def __init__(self, spec, device="cpu", sigma=0.5):
+            self.sigma = len(sigma)  # a bug for a float sigma
+
+    metarl.register_agent("named", Named)
+    bench = metarl.make_benchmark("Toy")
+    with pytest.raises(metarl.UsageError, match=r"agent 'named' does not take these options .*sigmaa.*its options: sigma$"):
+        metarl.make_agent("named", bench, sigmaa=0.8)
+    with pytest.raises(TypeError, match="has no len"):
+        metarl.make_agent("named", bench, sigma=0.8)
+    assert metarl.make_agent("named", bench, sigma=[1, 2]).sigma == 2
+
+
+def test_overlap_compares_params_by_value():
+    import dataclasses
+
+    from metarl.tasks import tasks_overlap
+
+    @dataclasses.dataclass(frozen=True)
+    class Goal:
+        xy: np.ndarray
+
+    big = np.zeros(2000)
+    changed = big.copy()
+    changed[1000] = 1.0  # repr() of both reads the same ("...")
+    for same, other in (({"a": 1, "b": big}, {"b": big.copy(), "a": 1}), ([big], [big.copy()]),
+                        (Goal(big), Goal(big.copy())), ((1.0, 2), (1.0, 2))):
+        assert tasks_overlap([Task("c", 0, "train", same)], [Task("c", 0, "test", other)]) == ["test/c/0"]
+    for a, b in (({"b": big}, {"b": changed}), ([big], [changed]), (Goal(big), Goal(changed)), (1.0, 2.0)):
+        assert tasks_overlap([Task("c", 0, "train", a)], [Task("c", 0, "test", b)]) == []
+    assert tasks_overlap([Task("c", 0, "train", 1.0)], [Task("d", 0, "test", 1.0)]) == []  # another class
+
+
+def test_a_plug_in_that_fails_inside_its_module_names_the_line(tmp_path, monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    (tmp_path / "broken_family.py").write_text("def helper():\n    return undefined_name\n\nhelper()\n")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    ep = EntryPoint("Fails", "broken_family:factory", "metarl.benchmarks")
+    registry._BENCHMARKS["Fails"] = registry._Lazy(ep, "benchmark")
+    with pytest.raises(metarl.UsageError, match=r"NameError: name 'undefined_name' is not defined at .*broken_family.py:2;"
+                       r" fix that package \(`python -c \"import broken_family\"`"):
+        metarl.make_benchmark("Fails")
+
+
+def test_shm_picklability_check_lets_multiprocessing_objects_through():
+    import multiprocessing as mp
+
+    from metarl.vector_shm import check_picklable
+
+    check_picklable(functools.partial(_box_env, 2))
+    check_picklable(functools.partial(dict, lock=mp.get_context("spawn").Lock()))  # pickles while a worker starts
+    with pytest.raises(metarl.UsageError, match="does not pickle"):
+        check_picklable(lambda: _box_env(2))

@@ -166,28 +166,70 @@ def make_agent(name: str, benchmark: Benchmark, device: str = "cpu", **options: 
                          f"(obs {spec.obs_dim} vs {test_spec.obs_dim}, act {spec.act_dim} vs {test_spec.act_dim})")
     _check_agent_options(name, factory, spec, device, options)
     try:
-        return factory(spec, device, **options)
+        agent = factory(spec, device, **options)
     except TypeError as e:  # as in make_benchmark: a TypeError is the user's only where options went unchecked
         if not options or not _takes_any_keyword(factory):
             raise
         raise UsageError(f"agent {name!r}: {e}") from e
+    return check_agent(name, agent)
 
 
 def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, options: dict[str, Any]) -> None:
-    """Option names an agent factory without ``**kwargs`` doesn't take: a one-line :class:`UsageError`
-    listing the ones it does, before it runs (factories with ``**kwargs`` check their own)."""
+    """Before the factory runs: it must take ``(spec, device)`` first; option names it doesn't take, and
+    values of another kind than a named option's default (text for a number), are one-line
+    :class:`UsageError` s (factories with ``**kwargs`` check those names themselves)."""
     import inspect
+
+    from metarl.config import check_option
 
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
         return
+    params = list(sig.parameters.values())
+    positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
+    if not any(p.kind is p.VAR_POSITIONAL for p in params) and (
+            len(positional) < 2 or positional[1].name != "device"):
+        shown = ", ".join(p.name for p in params)
+        raise UsageError(f"agent {name!r}: an agent factory is factory(spec, device, **options), but it takes "
+                         f"({shown}): make `device` its second parameter")
     try:
         sig.bind(spec, device, **options)
     except TypeError as e:
-        takes = [k for k, p in list(sig.parameters.items())[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+        takes = [p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         raise UsageError(f"agent {name!r} does not take these options ({e}); its options: "
                          f"{', '.join(takes) or 'none'}") from None
+    for key, value in options.items():
+        default = sig.parameters[key].default if key in sig.parameters else None
+        if isinstance(default, (bool, int, float, str)):
+            check_option(f"agent {name!r}", key, value, default, ranges=False)
+
+
+def check_agent(name: str, agent: Any) -> MetaAlgorithm:
+    """What an agent factory returned has the :class:`MetaAlgorithm` members, whole episode counts
+    (``adapt_episodes >= 1``, ``post_episodes >= 0``), and a ``make_learner()`` with the
+    :class:`Learner` methods: else a one-line :class:`UsageError` listing what is missing."""
+    import numbers
+
+    def missing(obj: Any, names: tuple[str, ...]) -> list[str]:
+        return [m for m in names if not hasattr(obj, m)]
+
+    gaps = missing(agent, ("adapt_episodes", "post_episodes", "make_learner", "meta_update", "state_dict",
+                           "load_state_dict"))
+    if gaps:
+        raise UsageError(f"agent {name!r} ({type(agent).__name__}) lacks {', '.join(gaps)}: a MetaAlgorithm has "
+                         "adapt_episodes, post_episodes, make_learner, meta_update, state_dict and load_state_dict "
+                         "(metarl.learner)")
+    for attr, low in (("adapt_episodes", 1), ("post_episodes", 0)):
+        value = getattr(agent, attr)
+        if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
+            raise UsageError(f"agent {name!r}: {attr} is {value!r}: give a whole number >= {low}")
+    learner = agent.make_learner()
+    gaps = missing(learner, ("reset", "act", "observe", "adapt"))
+    if gaps:
+        raise UsageError(f"agent {name!r}: its learner ({type(learner).__name__}) lacks {', '.join(gaps)}: a Learner "
+                         "has reset, act, observe and adapt (metarl.learner)")
+    return agent
 
 
 __all__ = [

@@ -35,13 +35,35 @@ def to_safe(obj: Any) -> Any:
     return obj
 
 
+_LEAVES = (torch.Tensor, bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
+
+
+def check_loadable(obj: Any, where: str = "state") -> None:
+    """A one-line :class:`UsageError` naming the first value (by its key path) that weights-only
+    loading could not read back: checkpoints hold tensors, numbers, text, and dicts, lists, tuples and
+    sets of them. Run on what :func:`to_safe` returns (NumPy is converted by then)."""
+    if isinstance(obj, dict):
+        for k, v in obj.items():
+            check_loadable(v, f"{where}[{k!r}]")
+    elif isinstance(obj, (list, tuple, set, frozenset)):
+        for i, v in enumerate(obj):
+            check_loadable(v, f"{where}[{i}]")
+    elif not isinstance(obj, _LEAVES):
+        raise UsageError(f"checkpoint {where} is a {type(obj).__module__}.{type(obj).__qualname__}, which a "
+                         "weights-only checkpoint cannot hold: have state_dict() return tensors, NumPy arrays, "
+                         "numbers, text, and dicts/lists of them (a NumPy Generator: its .bit_generator.state)")
+
+
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename)."""
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename); NumPy arrays are stored as
+    tensors (and load back as tensors). A value weights-only loading could not read is refused first."""
     path = Path(path)
+    state = to_safe(state)
+    check_loadable(state)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "wb") as f:
-            torch.save(to_safe(state), f)
+            torch.save(state, f)
             f.flush()
             os.fsync(f.fileno())
         os.replace(tmp, path)

@@ -13,7 +13,7 @@ import math
 import os
 import shutil
 import sys
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -574,8 +574,8 @@ def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, save
     ``inner_steps``). Options the agent no longer has are ignored.
     """
     agent = metarl.make_agent(name, bench, device=device, **options)
-    saved, current = saved_state.get("config"), getattr(agent, "cfg", None)
-    if not isinstance(saved, dict) or current is None:
+    saved, current = saved_state.get("config") if isinstance(saved_state, dict) else None, getattr(agent, "cfg", None)
+    if not isinstance(saved, dict) or not is_dataclass(current):
         return agent
     known = {f.name for f in fields(current)}
     pinned = {k: v for k, v in saved.items() if k in known and k not in options and getattr(current, k) != v}
@@ -602,7 +602,7 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None,
                             state)
     try:
         agent.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError) as e:
+    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
         hint = ("drop the --agent-opt or --env-opt that changes the network's shape" if overrides or env_overrides
                 else "the checkpoint was written by a different agent version; retrain with --force")
         detail = str(e).strip().splitlines()
@@ -762,7 +762,11 @@ def cmd_eval(args: argparse.Namespace) -> int:
         other_seed = {} if eval_seed == seed else {"eval_seed": eval_seed}
         path = target / eval_file_name(bench.test, args.eval_tasks, args.actions,
                                        {**env_options, **options, **other_seed})
-        write_eval_json(path, result, bench, seed, eval_seed,
+        from metarl import checkpoint
+
+        trained = checkpoint.load(target / checkpoint.CHECKPOINT_NAME).get("trainer", {}).get("env_steps")
+        write_eval_json(path, result, bench, seed, eval_seed,  # the weights' env steps, as training writes it
+                        **({"trained_env_steps": trained} if isinstance(trained, int) else {}),
                         **({"agent_overrides": options} if options else {}),
                         **({"env_overrides": env_options} if env_options else {}))
     if args.json:

@@ -130,6 +130,10 @@ class Logger:
         return cls(writers)
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
+        """Write ``metrics`` at env step ``step``. Values must be numbers: NumPy scalars and one-element
+        tensors become floats; anything else is a one-line :class:`~metarl.errors.UsageError` naming
+        the key (text in ``progress.csv`` would break plotting, and TensorBoard drops it silently)."""
+        metrics = {k: _number(k, v) for k, v in metrics.items()}
         for w in self.writers:
             w.write(step, metrics)
 
@@ -143,3 +147,15 @@ class Logger:
     def close(self) -> None:
         for w in self.writers:
             w.close()
+
+
+def _number(key: str, value: object) -> int | float:
+    if isinstance(value, (int, float)) and not isinstance(value, bool):
+        return value
+    try:
+        return float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError, RuntimeError):
+        from metarl.errors import UsageError
+
+        raise UsageError(f"metric {key!r} is a {type(value).__name__} ({str(value)[:40]!r}), not a number: return "
+                         "plain floats from meta_update (e.g. loss.item(), not loss)") from None

@@ -14,6 +14,7 @@ An agent factory is ``factory(spec: EnvSpec, device: torch.device, **options) ->
 from __future__ import annotations
 
 import difflib
+import warnings
 from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
@@ -31,7 +32,19 @@ def _load_entry_points(group: str, into: dict[str, Callable[..., Any]]) -> None:
     _LOADED.add(group)
     kind = group.rsplit(".", 1)[1].rstrip("s")
     for ep in entry_points(group=group):
-        into.setdefault(ep.name, _Lazy(ep, kind))
+        old = into.get(ep.name)
+        if old is None:
+            into[ep.name] = _Lazy(ep, kind)
+        elif isinstance(old, _Lazy) and old.ep.value != ep.value:  # two packages claim one name
+            keep, drop = (ep, old.ep) if _package(ep) == "metarl" else (old.ep, ep)
+            warnings.warn(f"{kind} {ep.name!r} is defined by two entry points, {keep.value!r} (package "
+                          f"{_package(keep)}) and {drop.value!r} (package {_package(drop)}): using the first; "
+                          "rename the other one", stacklevel=3)
+            into[ep.name] = _Lazy(keep, kind)
+
+
+def _package(ep: Any) -> str | None:
+    return getattr(getattr(ep, "dist", None), "name", None)
 
 
 class _Lazy:
@@ -46,7 +59,7 @@ class _Lazy:
     def resolve(self) -> Any:
         if self._obj is None:
             ep = self.ep
-            dist = getattr(getattr(ep, "dist", None), "name", None)
+            dist = _package(ep)
             where = f"{self.kind} {ep.name!r} (entry point {ep.value!r}" + (f" of package {dist})" if dist else ")")
             try:
                 obj = ep.load()
@@ -86,6 +99,9 @@ def _register(table: dict, group: str, kind: str, name: str, factory: Any, overw
     _load_entry_points(group, table)
     if not callable(factory):
         raise UsageError(f"{kind} {name!r}: factory must be callable, got {type(factory).__name__}")
+    old = table.get(name)
+    if isinstance(old, _Lazy) and old.ep.value == f"{getattr(factory, '__module__', '')}:{getattr(factory, '__qualname__', '')}":
+        return  # a plug-in module registering the factory its own entry point names: already there
     if name in table and not overwrite:
         raise UsageError(f"{kind} {name!r} is already registered: pick another name or pass overwrite=True")
     table[name] = factory

@@ -15,6 +15,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
+from metarl.errors import UsageError
 from metarl.learner import Learner
 from metarl.seeding import SlotNoise
 from metarl.types import Rollout, StepInput
@@ -48,6 +49,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     if noise is not None and len(noise) != n:
         raise ValueError(f"collect(): {len(noise)} noise streams for {n} slots")
     low, high = envs.single_action_space.low, envs.single_action_space.high
+    act_size = int(np.prod(envs.single_action_space.shape))
     obs, _ = envs.reset(seed=seed)
     obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)
     finished = np.zeros(n, dtype=np.int64)  # episodes completed per slot
@@ -58,7 +60,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     extras: dict[str, list] = {}
     while (finished < episodes).any():
         out = learner.act(StepInput(obs, prev_reward, first, finished < episodes, noise), deterministic)
-        actions = np.asarray(out.actions, dtype=np.float32).reshape(n, -1)
+        actions = _checked_actions(out, n, act_size)
         next_obs, reward, terminated, truncated, info = envs.step(np.clip(actions, low, high).reshape(
             (n, *envs.single_action_space.shape)))
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(n, -1)
@@ -69,7 +71,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
                          ("success", _success(info, n)), ("episode", finished.copy())):
             cols[key].append(val)
         for key, val in out.extras.items():
-            extras.setdefault(key, []).append(np.asarray(val))
+            extras.setdefault(key, []).append(_checked_extra(key, val, n))
         ended = terminated | truncated
         finished += ended
         obs, first, prev_reward = next_obs.copy(), ended, reward
@@ -80,6 +82,38 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     episode = np.minimum(arrays["episode"], episodes)
     return Rollout(**{**arrays, "episode": episode}, valid=arrays["episode"] < episodes,
                    extras={k: np.stack(v) for k, v in extras.items()}, episodes=episodes)
+
+
+def _checked_actions(out, n: int, act_size: int) -> np.ndarray:
+    """``out.actions`` as a ``[n, act_size]`` float32 array; a one-line :class:`UsageError` naming
+    ``Learner.act`` for anything else (a reshape would otherwise hand one slot's row to several slots)."""
+    acts = getattr(out, "actions", None)
+    if acts is None:
+        raise UsageError(f"Learner.act returned a {type(out).__name__}: return metarl.ActOutput(actions, extras) "
+                         f"with actions of shape [N, act_dim] = [{n}, {act_size}]")
+    if isinstance(acts, torch.Tensor):
+        acts = acts.detach().cpu().numpy()
+    a = np.asarray(acts, dtype=np.float32)
+    if a.ndim == 0 or a.shape[0] != n or a.size != n * act_size:
+        raise UsageError(f"Learner.act returned actions of shape {tuple(a.shape)} for {n} slots: give one row "
+                         f"per slot, [N, act_dim] = [{n}, {act_size}]")
+    a = a.reshape(n, act_size)
+    bad = ~np.isfinite(a).all(axis=1)
+    if bad.any():
+        raise UsageError(f"Learner.act returned non-finite actions in slot(s) {np.flatnonzero(bad)[:8].tolist()}: "
+                         "the policy's outputs are NaN or inf (diverged weights, a log of 0, a division by 0)")
+    return a
+
+
+def _checked_extra(key: str, val, n: int) -> np.ndarray:
+    """One ``ActOutput.extras`` entry as an array with one row per slot."""
+    if isinstance(val, torch.Tensor):
+        val = val.detach().cpu().numpy()
+    v = np.asarray(val)
+    if v.ndim == 0 or v.shape[0] != n:
+        raise UsageError(f"Learner.act extras[{key!r}] has shape {tuple(v.shape)}: give one row per slot, "
+                         f"[N, ...] with N = {n}")
+    return v
 
 
 @contextlib.contextmanager

@@ -11,12 +11,16 @@ import torch
 
 
 def seed_everything(seed: int) -> np.random.Generator:
-    """Seed Python's ``random`` and torch (CPU and CUDA); return the Generator for task sampling.
+    """Seed Python's ``random``, NumPy's legacy global generator and torch (CPU and CUDA); return the
+    Generator for task sampling.
 
     Env seeds are drawn from the returned Generator each iteration, so same seed -> same tasks,
-    same resets, same actions (on the same device and library versions).
+    same resets, same actions (on the same device and library versions). NumPy's global generator
+    (``np.random.normal``) is seeded for plug-in code that draws from it, but not checkpointed: a
+    resumed run starts it again from ``seed``. Agents draw from ``StepInput.noise`` or torch.
     """
     random.seed(seed)
+    np.random.seed(seed % 2**32)
     torch.manual_seed(seed)
     return np.random.default_rng(seed)
 

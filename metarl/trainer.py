@@ -25,6 +25,7 @@ from rich.progress import (
 from rich.text import Text
 
 from metarl import checkpoint
+from metarl.errors import UsageError
 from metarl.evaluator import EvalConfig, EvalResult, eval_slots, evaluate, is_partial
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
@@ -92,6 +93,9 @@ class Trainer:
     def __init__(self, benchmark: Benchmark, algorithm: MetaAlgorithm, config: TrainerConfig,
                  run_dir: Path | None = None, logger: Logger | None = None) -> None:
         self.benchmark, self.algorithm, self.config, self.run_dir = benchmark, algorithm, config, run_dir
+        if run_dir is not None:  # checkpoints go there: find a state_dict they can't hold now, not after training
+            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            _check_state_dict(algorithm)
         self.logger = logger or Logger([])
         self.rng = seed_everything(config.seed)
         self.state = TrainState()
@@ -112,7 +116,8 @@ class Trainer:
             pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
             learner.observe(pre)
             learner.adapt()
-            post = collect(self._envs, learner, algo.post_episodes) if algo.post_episodes else None
+            post = (collect(self._envs, learner, algo.post_episodes, prev_reward=pre.last_rewards())
+                    if algo.post_episodes else None)  # the trial goes on, as in the evaluator
         collected = time.perf_counter()
         metrics = algo.meta_update(MetaBatch(tasks, pre, post))
         self.state.iteration += 1
@@ -198,13 +203,28 @@ class Trainer:
         state["trainer"].pop("next_eval", None)  # checkpoints before 2026-11-28 stored the derived schedule
         self.state = TrainState(**state["trainer"])
         set_rng_state(self.rng, state["rng"])
-        self.algorithm.load_state_dict(state["algorithm"])
+        try:
+            self.algorithm.load_state_dict(state["algorithm"])
+        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+            detail = str(e).strip().splitlines()
+            raise UsageError(f"{path} does not fit the agent's load_state_dict ({type(e).__name__}: "
+                             f"{detail[-1].strip() if detail else ''}): resume with the code and options that wrote "
+                             "it, or start again with --force") from e
 
     def close(self) -> None:
         for envs in (self._envs, self._eval_envs):
             if envs is not None:
                 envs.close()
         self._envs = self._eval_envs = None
+
+
+def _check_state_dict(algorithm: MetaAlgorithm) -> None:
+    """The agent's ``state_dict()`` is a dict a weights-only checkpoint can hold (one-line error if not)."""
+    state = algorithm.state_dict()
+    if not isinstance(state, dict):
+        raise UsageError(f"{type(algorithm).__name__}.state_dict() returned a {type(state).__name__}: return a dict "
+                         "(of tensors, arrays, numbers, text) that load_state_dict takes back")
+    checkpoint.check_loadable(checkpoint.to_safe(state), f"{type(algorithm).__name__}.state_dict()")
 
 
 def _rollout_metrics(pre: Rollout, post: Rollout | None, adapts_while_acting: bool = False) -> dict[str, float]:

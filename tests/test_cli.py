@@ -490,6 +490,11 @@ def test_resume_rewinds_progress_rows_logged_after_the_checkpoint(tmp_path, caps
     assert main([*final, "--resume"]) == 0
     assert "already evaluates these weights" in capsys.readouterr().err
     assert (out / "progress.csv").read_text() == rows
+    # `metarl eval` rewriting that file records the same weights' steps: a resume still knows them evaluated
+    assert main(["eval", str(out), "--eval-tasks", "1"]) == 0
+    assert json.loads((out / "eval-first1.json").read_text())["trained_env_steps"] == 200
+    capsys.readouterr()
+    assert main([*final, "--resume"]) == 0 and "already evaluates these weights" in capsys.readouterr().err
 
 
 def test_plot_of_a_run_without_metrics_is_a_usage_error(tmp_path, capsys):

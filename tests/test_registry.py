@@ -7,6 +7,7 @@ import warnings
 import gymnasium as gym
 import numpy as np
 import pytest
+import torch
 
 import metarl
 from metarl import registry
@@ -218,8 +219,9 @@ def test_shm_with_an_env_factory_that_does_not_pickle_is_refused_before_the_run_
 
 
 def test_agent_options_are_checked_by_name_and_a_factory_bug_keeps_its_traceback():
-    class Named:  # options as named parameters, like the README's ReptileOffset
-        def __init__(self, spec, device="cpu", sigma=0.5):
+    class Named(_Agent):  # options as named parameters, like the README's ReptileOffset
+        def __init__(self, spec, device="cpu", sigma=None):  # a None default: the value's kind goes unchecked
+            super().__init__(spec, device)
             self.sigma = len(sigma)  # a bug for a float sigma
 
     metarl.register_agent("named", Named)
@@ -272,3 +274,176 @@ def test_shm_picklability_check_lets_multiprocessing_objects_through():
     check_picklable(functools.partial(dict, lock=mp.get_context("spawn").Lock()))  # pickles while a worker starts
     with pytest.raises(metarl.UsageError, match="does not pickle"):
         check_picklable(lambda: _box_env(2))
+
+
+class _Learner:
+    def __init__(self, act_dim, shape_fn):
+        self.act_dim, self.shape_fn = act_dim, shape_fn
+
+    def reset(self, n):
+        self.n = n
+
+    def act(self, step, deterministic=False):
+        return self.shape_fn(self.n, self.act_dim)
+
+    def observe(self, rollout):
+        pass
+
+    def adapt(self):
+        pass
+
+
+class _Agent:
+    adapt_episodes, post_episodes = 1, 0
+
+    def __init__(self, spec, device="cpu", level=1.0):
+        self.spec, self.level = spec, level
+        self.shape_fn = lambda n, d: metarl.ActOutput(np.zeros((n, d), np.float32), {})
+        self.state = {"w": torch.zeros(2)}
+
+    def make_learner(self):
+        return _Learner(self.spec.act_dim, self.shape_fn)
+
+    def meta_update(self, batch):
+        return {"meta/level": self.level}
+
+    def state_dict(self):
+        return self.state
+
+    def load_state_dict(self, state):
+        self.state = state
+
+
+
+
+def test_agent_factories_and_what_they_return_are_checked_before_training(tmp_path):
+    bench = metarl.make_benchmark("Toy")
+    metarl.register_agent("ok", _Agent)
+    with pytest.raises(metarl.UsageError, match=r"option level='high' must be a finite number \(default 1.0\)"):
+        metarl.make_agent("ok", bench, level="high")
+
+    def no_device(spec, level=1.0):
+        return _Agent(spec)
+
+    metarl.register_agent("nodev", no_device)
+    with pytest.raises(metarl.UsageError, match=r"factory\(spec, device, \*\*options\), but it takes \(spec, level\)"):
+        metarl.make_agent("nodev", bench)
+    for attr, value, msg in (("adapt_episodes", 0, "adapt_episodes is 0: give a whole number >= 1"),
+                             ("post_episodes", 1.0, "post_episodes is 1.0: give a whole number >= 0")):
+        metarl.register_agent(attr, type("A", (_Agent,), {attr: value}))
+        with pytest.raises(metarl.UsageError, match=msg):
+            metarl.make_agent(attr, bench)
+    delattr_agent = type("C", (), {"adapt_episodes": 1, "post_episodes": 0, "__init__": lambda self, spec, device: None})
+    metarl.register_agent("bare", delattr_agent)
+    with pytest.raises(metarl.UsageError, match="lacks make_learner, meta_update, state_dict, load_state_dict"):
+        metarl.make_agent("bare", bench)
+    # a state_dict a weights-only checkpoint can't hold is found when the Trainer gets its run dir
+    agent = metarl.make_agent("ok", bench)
+    agent.state = {"w": torch.zeros(2), "nested": [{"rng": np.random.default_rng(0)}]}
+    cfg = metarl.TrainerConfig(steps=10, num_envs=2, final_eval=False, progress=False)
+    with pytest.raises(metarl.UsageError, match=r"checkpoint _Agent.state_dict\(\)\['nested'\]\[0\]\['rng'\] is a "
+                       r"numpy.random._generator.Generator"):
+        metarl.Trainer(bench, agent, cfg, run_dir=tmp_path / "run")
+    agent.state = None
+    with pytest.raises(metarl.UsageError, match=r"state_dict\(\) returned a NoneType: return a dict"):
+        metarl.Trainer(bench, agent, cfg, run_dir=tmp_path / "run")
+    agent.state = {"w": np.zeros(2), "n": np.float32(1)}  # NumPy is converted: fine
+    metarl.Trainer(bench, agent, cfg, run_dir=tmp_path / "new" / "run")  # and a missing run dir is made
+    assert (tmp_path / "new" / "run").is_dir()
+
+
+@pytest.mark.parametrize("act, msg", [
+    (lambda n, d: metarl.ActOutput(np.zeros(d, np.float32), {}), r"actions of shape \(2,\) for 3 slots"),
+    (lambda n, d: metarl.ActOutput(np.zeros((n, d + 1), np.float32), {}), r"actions of shape \(3, 3\) for 3 slots"),
+    (lambda n, d: (np.zeros((n, d)),), "returned a tuple: return metarl.ActOutput"),
+    (lambda n, d: metarl.ActOutput(np.full((n, d), np.nan), {}), r"non-finite actions in slot\(s\) \[0, 1, 2\]"),
+    (lambda n, d: metarl.ActOutput(np.zeros((n, d)), {"v": np.zeros(n + 1)}), r"extras\['v'\] has shape \(4,\)"),
+    (lambda n, d: metarl.ActOutput(np.zeros((n, d)), {"v": 1.0}), r"extras\['v'\] has shape \(\)"),
+])
+def test_collect_refuses_what_act_should_not_return(act, msg):
+    bench = metarl.make_benchmark("Toy", horizon=3)
+    metarl.register_agent("shapes", _Agent)
+    agent = metarl.make_agent("shapes", bench)
+    agent.shape_fn = act
+    envs = metarl.make_vector_env(bench.train, 3)
+    envs.set_tasks(list(bench.train.tasks[:3]))
+    learner = agent.make_learner()
+    learner.reset(3)
+    with pytest.raises(metarl.UsageError, match=msg):
+        metarl.collect(envs, learner, 1, seed=0)
+    envs.close()
+
+
+def test_collect_takes_tensors_and_flat_single_action_rows():
+    bench = metarl.make_benchmark("Toy", horizon=3)
+    metarl.register_agent("tensors", _Agent)
+    agent = metarl.make_agent("tensors", bench)
+    agent.shape_fn = lambda n, d: metarl.ActOutput(torch.ones(n, d, requires_grad=True) * 0.1, {"v": torch.ones(n)})
+    envs = metarl.make_vector_env(bench.train, 3)
+    envs.set_tasks(list(bench.train.tasks[:3]))
+    learner = agent.make_learner()
+    learner.reset(3)
+    ro = metarl.collect(envs, learner, 1, seed=0)
+    envs.close()
+    assert ro.actions.shape == (3, 3, 2) and np.allclose(ro.actions, 0.1) and ro.extras["v"].shape == (3, 3)
+
+
+def test_a_metric_that_is_not_a_number_is_named():
+    from metarl.logging import Logger
+
+    seen = []
+    log = Logger([type("W", (), {"write": lambda self, step, m: seen.append(m)})()])
+    log.log(1, {"a": np.float32(0.5), "b": torch.tensor(2.0), "c": 3, "d": True})
+    assert seen == [{"a": 0.5, "b": 2.0, "c": 3, "d": 1.0}] and type(seen[0]["c"]) is int
+    for bad in ("text", torch.zeros(3), None, [1.0]):
+        with pytest.raises(metarl.UsageError, match="metric 'meta/x' is a .*not a number: return plain floats"):
+            log.log(1, {"meta/x": bad})
+
+
+def test_registering_the_factory_an_entry_point_names_is_no_error():
+    from importlib.metadata import EntryPoint
+
+    registry._AGENTS["mine"] = registry._Lazy(EntryPoint("mine", f"{__name__}:_Agent", "metarl.agents"), "agent")
+    metarl.register_agent("mine", _Agent)  # the plug-in module's own register line: a no-op
+    with pytest.raises(metarl.UsageError, match="already registered"):
+        metarl.register_agent("mine", _Learner)
+
+
+def test_two_entry_points_claiming_one_name_warn(monkeypatch):
+    from importlib.metadata import EntryPoint
+
+    eps = [EntryPoint("dup", "pkg_a:f", "metarl.agents"), EntryPoint("dup", "pkg_b:f", "metarl.agents"),
+           EntryPoint("dup", "pkg_a:f", "metarl.agents")]  # the same one twice (a stale install): no warning
+    monkeypatch.setattr(registry, "entry_points", lambda group: eps)
+    monkeypatch.setattr(registry, "_LOADED", set())
+    table: dict = {}
+    with pytest.warns(UserWarning, match=r"agent 'dup' is defined by two entry points, 'pkg_a:f' .* and 'pkg_b:f'"):
+        registry._load_entry_points("metarl.agents", table)
+    assert table["dup"].ep.value == "pkg_a:f"
+
+
+def test_training_continues_the_trial_into_the_post_episodes_as_the_evaluator_does():
+    seen = []
+
+    class Recording(_Learner):
+        def act(self, step, deterministic=False):
+            if step.first.all():
+                seen.append(step.prev_reward.copy())
+            return super().act(step, deterministic)
+
+    class Post(_Agent):
+        post_episodes = 1
+
+        def make_learner(self):
+            return Recording(self.spec.act_dim, self.shape_fn)
+
+        def meta_update(self, batch):
+            seen.append(batch.pre.last_rewards())
+            return {}
+
+    bench = metarl.make_benchmark("Toy", horizon=3)
+    metarl.register_agent("post", Post)
+    metarl.Trainer(bench, metarl.make_agent("post", bench), metarl.TrainerConfig(
+        steps=6, num_envs=2, final_eval=False, progress=False)).train()
+    pre_first, post_first, last = seen
+    assert not pre_first.any() and last.any() and np.array_equal(post_first, last)

@@ -21,7 +21,7 @@ import metarl
 from metarl.config import agent_config
 from metarl.errors import UsageError, exit_code
 from metarl.plot import plot_run
-from metarl.registry import benchmark_factory
+from metarl.registry import agent_factory, benchmark_factory
 from metarl.tasks import Benchmark
 from metarl.vector import BACKENDS, check_backend, check_num_workers, make_vector_env
 
@@ -255,8 +255,15 @@ def cmd_envs(args: argparse.Namespace) -> int:
             rows[name] = describe() if describe else _describe_by_building(name)
         except Exception as e:
             rows[name] = {"error": str(e) if isinstance(e, UsageError) else f"{type(e).__name__}: {e}"}
+    broken_agents = {}
+    for name in metarl.agent_names():
+        try:
+            agent_factory(name)
+        except UsageError as e:
+            broken_agents[name] = str(e)
+    agents = [n for n in metarl.agent_names() if n not in broken_agents]
     if args.json:
-        print(json.dumps({"benchmarks": rows, "agents": metarl.agent_names()}, indent=2))
+        print(json.dumps({"benchmarks": rows, "agents": agents, "unavailable_agents": broken_agents}, indent=2))
         return 0
     for name, d in rows.items():
         if "error" in d:
@@ -272,7 +279,9 @@ def cmd_envs(args: argparse.Namespace) -> int:
             print(f"  option {opt}: {text}")
         if "note" in d:
             print(f"  note: {d['note']}")
-    print(f"agents: {' '.join(metarl.agent_names())}")
+    print(f"agents: {' '.join(agents)}")
+    for name, err in broken_agents.items():
+        print(f"agent {name}: unavailable: {err}")
     print("Meta-World rewards: v2 (default) or v1, chosen with --reward-version")
     return 0
 

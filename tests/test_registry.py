@@ -161,6 +161,12 @@ def test_a_broken_plug_in_names_its_entry_point_and_leaves_the_others_listed(cap
     assert main(["envs", "--json"]) == 0
     rows = json.loads(capsys.readouterr().out)["benchmarks"]
     assert "ModuleNotFoundError" in rows["Broken"]["error"] and rows["Toy"]["train"]
+    registry._AGENTS["gone"] = registry._Lazy(EntryPoint("gone", "no_such_pkg:agent", "metarl.agents"), "agent")
+    assert main(["envs", "--json"]) == 0
+    listed = json.loads(capsys.readouterr().out)
+    assert "gone" not in listed["agents"] and "rl2" in listed["agents"]
+    assert "No module named 'no_such_pkg'" in listed["unavailable_agents"]["gone"]
+    assert main(["envs"]) == 0 and "agent gone: unavailable: agent 'gone'" in capsys.readouterr().out
 
 
 def test_a_type_error_inside_a_factory_is_its_bug_not_a_rejected_option():

@@ -188,11 +188,13 @@ def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, op
         return
     params = list(sig.parameters.values())
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
-    if not any(p.kind is p.VAR_POSITIONAL for p in params) and (
-            len(positional) < 2 or positional[1].name != "device"):
+    second = positional[1] if len(positional) > 1 else None  # the device: any name, no default but text
+    if not any(p.kind is p.VAR_POSITIONAL for p in params) and (second is None or (
+            second.name != "device" and second.default is not second.empty and not isinstance(second.default, str)
+            and second.default is not None)):
         shown = ", ".join(p.name for p in params)
         raise UsageError(f"agent {name!r}: an agent factory is factory(spec, device, **options), but it takes "
-                         f"({shown}): make `device` its second parameter")
+                         f"({shown}): make the device its second parameter")
     try:
         sig.bind(spec, device, **options)
     except TypeError as e:

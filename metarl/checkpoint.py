@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import pickle
 import tempfile
+from collections import OrderedDict
 from pathlib import Path
 from typing import Any
 
@@ -35,20 +36,22 @@ def to_safe(obj: Any) -> Any:
     return obj
 
 
-_LEAVES = (torch.Tensor, bool, int, float, complex, str, bytes, type(None), torch.dtype, torch.device)
+_LEAVES = (bool, int, float, complex, str, bytes, type(None))  # exact types: an IntEnum is an int, yet refused
+_CONTAINERS = (dict, OrderedDict, list, tuple, set, torch.Size)
 
 
 def check_loadable(obj: Any, where: str = "state") -> None:
-    """A one-line :class:`UsageError` naming the first value (by its key path) that weights-only
+    """A one-line :class:`UsageError` naming the first value or key (by its key path) that weights-only
     loading could not read back: checkpoints hold tensors, numbers, text, and dicts, lists, tuples and
     sets of them. Run on what :func:`to_safe` returns (NumPy is converted by then)."""
-    if isinstance(obj, dict):
+    if type(obj) in (dict, OrderedDict):
         for k, v in obj.items():
+            check_loadable(k, f"{where} key {k!r}")
             check_loadable(v, f"{where}[{k!r}]")
-    elif isinstance(obj, (list, tuple, set, frozenset)):
+    elif type(obj) in _CONTAINERS:
         for i, v in enumerate(obj):
             check_loadable(v, f"{where}[{i}]")
-    elif not isinstance(obj, _LEAVES):
+    elif not (type(obj) in _LEAVES or isinstance(obj, (torch.Tensor, torch.dtype, torch.device))):
         raise UsageError(f"checkpoint {where} is a {type(obj).__module__}.{type(obj).__qualname__}, which a "
                          "weights-only checkpoint cannot hold: have state_dict() return tensors, NumPy arrays, "
                          "numbers, text, and dicts/lists of them (a NumPy Generator: its .bit_generator.state)")

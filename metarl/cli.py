@@ -441,7 +441,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl import checkpoint
     from metarl.logging import Logger
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import Trainer
+    from metarl.trainer import Trainer, check_state_dict
 
     if args.resume:
         if args.force:
@@ -467,6 +467,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent = agent_as_saved(cfg.agent, bench, str(device), cfg.agent_options, saved)
     else:
         agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
+    check_state_dict(agent)  # before a run dir is replaced or written: checkpoints must hold it
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
     if not args.resume:
         from metarl.envs.bench import git_commit
@@ -592,8 +593,9 @@ def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, save
 
 
 def _load_trained(run_dir: Path, device: str, overrides: dict | None = None,
-                  env_overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any]:
-    """Config, benchmark and agent (weights from the checkpoint) of a run directory; ``overrides``
+                  env_overrides: dict | None = None) -> tuple[RunConfig, Benchmark, Any, int | None]:
+    """Config, benchmark, agent (weights from the checkpoint) and the env steps those weights trained
+    for (None if the checkpoint doesn't say) of a run directory; ``overrides``
     replace saved agent options (e.g. ``inner_lr=0`` for an ablation), ``env_overrides`` saved family
     options (e.g. ``test=extrapolate``: another held-out split)."""
     from metarl import checkpoint
@@ -606,18 +608,20 @@ def _load_trained(run_dir: Path, device: str, overrides: dict | None = None,
     ckpt = run_dir / checkpoint.CHECKPOINT_NAME
     if not ckpt.exists():
         raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
-    state = checkpoint.load(ckpt).get("algorithm", {})
+    saved = checkpoint.load(ckpt)
+    state = saved.get("algorithm", {})
+    trained = saved.get("trainer", {}).get("env_steps") if isinstance(saved.get("trainer"), dict) else None
     agent = agent_as_saved(cfg.agent, bench, str(resolve_device(device)), {**cfg.agent_options, **(overrides or {})},
                             state)
     try:
         agent.load_state_dict(state)
-    except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+    except (RuntimeError, KeyError, ValueError) as e:
         hint = ("drop the --agent-opt or --env-opt that changes the network's shape" if overrides or env_overrides
                 else "the checkpoint was written by a different agent version; retrain with --force")
         detail = str(e).strip().splitlines()
         raise UsageError(f"{ckpt} does not fit the {cfg.agent} agent built from config.json "
                          f"({detail[-1].strip() if detail else type(e).__name__}): {hint}") from None
-    return cfg, bench, agent
+    return cfg, bench, agent, trained if isinstance(trained, int) else None
 
 
 def cmd_render(args: argparse.Namespace) -> int:
@@ -635,7 +639,7 @@ def cmd_render(args: argparse.Namespace) -> int:
     if out.suffix.lower() != ".png":
         raise UsageError(f"--out {out}: render writes a PNG image; give a path ending in .png")
     _check_writable(out, "--out")
-    cfg, bench, agent = _load_trained(args.run_dir, args.device)
+    cfg, bench, agent, _ = _load_trained(args.run_dir, args.device)
     tasks = bench.test.evaluation_tasks()
     if not 0 <= args.task < len(tasks):
         raise UsageError(f"--task {args.task} is out of range: {bench.label} has {len(tasks)} evaluation tasks (0..{len(tasks) - 1})")
@@ -737,7 +741,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
             raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to a benchmark name; "
                              f"{target} is a run directory, evaluated with its own agent, task, seed and rewards: "
                              f"drop {'it' if len(given) == 1 else 'them'}")
-        cfg, bench, agent = _load_trained(target, args.device, options, env_options)
+        cfg, bench, agent, trained = _load_trained(target, args.device, options, env_options)
         seed, num_envs = cfg.trainer.seed, args.num_envs or cfg.trainer.num_envs
         threads = cfg.trainer.collect_threads
         backend = args.backend or cfg.trainer.backend
@@ -771,9 +775,6 @@ def cmd_eval(args: argparse.Namespace) -> int:
         other_seed = {} if eval_seed == seed else {"eval_seed": eval_seed}
         path = target / eval_file_name(bench.test, args.eval_tasks, args.actions,
                                        {**env_options, **options, **other_seed})
-        from metarl import checkpoint
-
-        trained = checkpoint.load(target / checkpoint.CHECKPOINT_NAME).get("trainer", {}).get("env_steps")
         write_eval_json(path, result, bench, seed, eval_seed,  # the weights' env steps, as training writes it
                         **({"trained_env_steps": trained} if isinstance(trained, int) else {}),
                         **({"agent_overrides": options} if options else {}),

@@ -131,8 +131,9 @@ class Logger:
 
     def log(self, step: int, metrics: dict[str, float]) -> None:
         """Write ``metrics`` at env step ``step``. Values must be numbers: NumPy scalars and one-element
-        tensors become floats; anything else is a one-line :class:`~metarl.errors.UsageError` naming
-        the key (text in ``progress.csv`` would break plotting, and TensorBoard drops it silently)."""
+        tensors become floats, None becomes NaN (a gap); anything else, text included, is a one-line
+        :class:`~metarl.errors.UsageError` naming the key (text in ``progress.csv`` would break plotting,
+        and TensorBoard drops it silently)."""
         metrics = {k: _number(k, v) for k, v in metrics.items()}
         for w in self.writers:
             w.write(step, metrics)
@@ -152,7 +153,11 @@ class Logger:
 def _number(key: str, value: object) -> int | float:
     if isinstance(value, (int, float)) and not isinstance(value, bool):
         return value
+    if value is None:  # undefined this iteration (e.g. a standard error of one task): a gap, not a crash
+        return math.nan
     try:
+        if isinstance(value, (str, bytes)):
+            raise TypeError
         return float(value)  # type: ignore[arg-type]
     except (TypeError, ValueError, RuntimeError):
         from metarl.errors import UsageError

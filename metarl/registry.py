@@ -8,7 +8,8 @@ A benchmark factory is ``factory(seed: int = 0, **options) -> Benchmark``. It ma
 ``describe()`` function returning ``{"train": [class names], "test": [class names],
 "tasks_per_class": int, "options": {name: help}}`` so ``metarl envs`` can list it without building.
 
-An agent factory is ``factory(spec: EnvSpec, device: torch.device, **options) -> MetaAlgorithm``.
+An agent factory is ``factory(spec: EnvSpec, device: str, **options) -> MetaAlgorithm`` (``device``
+e.g. ``"cpu"`` or ``"cuda"``).
 """
 
 from __future__ import annotations
@@ -41,6 +42,15 @@ def _load_entry_points(group: str, into: dict[str, Callable[..., Any]]) -> None:
                           f"{_package(keep)}) and {drop.value!r} (package {_package(drop)}): using the first; "
                           "rename the other one", stacklevel=3)
             into[ep.name] = _Lazy(keep, kind)
+
+
+def _names(ep: Any, factory: Any) -> bool:
+    """``ep`` (``module:attr``) names ``factory``: defined in that module or one below it (a package
+    re-exporting it), under that name."""
+    module, _, attr = ep.value.partition(":")
+    where = getattr(factory, "__module__", "") or ""
+    return attr.strip() == getattr(factory, "__qualname__", None) and (
+        where == module.strip() or where.startswith(module.strip() + "."))
 
 
 def _package(ep: Any) -> str | None:
@@ -100,7 +110,7 @@ def _register(table: dict, group: str, kind: str, name: str, factory: Any, overw
     if not callable(factory):
         raise UsageError(f"{kind} {name!r}: factory must be callable, got {type(factory).__name__}")
     old = table.get(name)
-    if isinstance(old, _Lazy) and old.ep.value == f"{getattr(factory, '__module__', '')}:{getattr(factory, '__qualname__', '')}":
+    if isinstance(old, _Lazy) and _names(old.ep, factory):
         return  # a plug-in module registering the factory its own entry point names: already there
     if name in table and not overwrite:
         raise UsageError(f"{kind} {name!r} is already registered: pick another name or pass overwrite=True")

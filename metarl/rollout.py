@@ -88,7 +88,7 @@ def _checked_actions(out, n: int, act_size: int) -> np.ndarray:
     """``out.actions`` as a ``[n, act_size]`` float32 array; a one-line :class:`UsageError` naming
     ``Learner.act`` for anything else (a reshape would otherwise hand one slot's row to several slots)."""
     acts = getattr(out, "actions", None)
-    if acts is None:
+    if acts is None or not isinstance(getattr(out, "extras", None), dict):
         raise UsageError(f"Learner.act returned a {type(out).__name__}: return metarl.ActOutput(actions, extras) "
                          f"with actions of shape [N, act_dim] = [{n}, {act_size}]")
     if isinstance(acts, torch.Tensor):

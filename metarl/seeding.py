@@ -27,15 +27,21 @@ def seed_everything(seed: int) -> np.random.Generator:
 
 @contextlib.contextmanager
 def torch_rng_seeded(seed: int) -> Iterator[None]:
-    """Run the block with torch's global generators seeded with ``seed``, then restore their state.
+    """Run the block with torch's (and NumPy's legacy) global generators seeded with ``seed``, then
+    restore their state.
 
     For side computations that draw from torch (held-out evaluation): their draws then depend on
     ``seed`` alone, not on what ran before, and the caller's stream (training) continues as if the block
     had not run. CUDA generators are forked where CUDA is in use (initialised)."""
     cuda = torch.cuda.is_available() and torch.cuda.is_initialized()
-    with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
-        torch.manual_seed(seed)
-        yield
+    np_state = np.random.get_state()  # NumPy's global generator too, for plug-ins that draw from it
+    try:
+        with torch.random.fork_rng(devices=list(range(torch.cuda.device_count())) if cuda else []):
+            torch.manual_seed(seed)
+            np.random.seed(seed % 2**32)
+            yield
+    finally:
+        np.random.set_state(np_state)
 
 
 NOISE_STREAM_TAG = 0x6E6F6973

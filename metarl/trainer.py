@@ -94,8 +94,8 @@ class Trainer:
                  run_dir: Path | None = None, logger: Logger | None = None) -> None:
         self.benchmark, self.algorithm, self.config, self.run_dir = benchmark, algorithm, config, run_dir
         if run_dir is not None:  # checkpoints go there: find a state_dict they can't hold now, not after training
+            check_state_dict(algorithm)
             Path(run_dir).mkdir(parents=True, exist_ok=True)
-            _check_state_dict(algorithm)
         self.logger = logger or Logger([])
         self.rng = seed_everything(config.seed)
         self.state = TrainState()
@@ -120,6 +120,9 @@ class Trainer:
                     if algo.post_episodes else None)  # the trial goes on, as in the evaluator
         collected = time.perf_counter()
         metrics = algo.meta_update(MetaBatch(tasks, pre, post))
+        if not isinstance(metrics, dict):
+            raise UsageError(f"{type(algo).__name__}.meta_update returned a {type(metrics).__name__}: return a dict "
+                             "of metric name -> number (an empty dict is fine)")
         self.state.iteration += 1
         self.state.env_steps += pre.num_steps + (post.num_steps if post else 0)
         # where an iteration's time goes: env-bound (more workers help) or update-bound (a GPU helps)
@@ -205,11 +208,11 @@ class Trainer:
         set_rng_state(self.rng, state["rng"])
         try:
             self.algorithm.load_state_dict(state["algorithm"])
-        except (RuntimeError, KeyError, ValueError, TypeError, AttributeError) as e:
+        except (RuntimeError, KeyError, ValueError) as e:
             detail = str(e).strip().splitlines()
             raise UsageError(f"{path} does not fit the agent's load_state_dict ({type(e).__name__}: "
                              f"{detail[-1].strip() if detail else ''}): resume with the code and options that wrote "
-                             "it, or start again with --force") from e
+                             "it; if those are unchanged, load_state_dict itself fails on its own state_dict()") from e
 
     def close(self) -> None:
         for envs in (self._envs, self._eval_envs):
@@ -218,13 +221,32 @@ class Trainer:
         self._envs = self._eval_envs = None
 
 
-def _check_state_dict(algorithm: MetaAlgorithm) -> None:
-    """The agent's ``state_dict()`` is a dict a weights-only checkpoint can hold (one-line error if not)."""
+def check_state_dict(algorithm: MetaAlgorithm) -> None:
+    """The agent's ``state_dict()`` is a dict a weights-only checkpoint holds and reads back: checked by
+    key path, then by a round trip through ``torch.save`` / ``torch.load(weights_only=True)`` in
+    memory (torch's own allow-list decides). A one-line :class:`UsageError` if not."""
+    import io
+
+    import torch
+
+    name = f"{type(algorithm).__name__}.state_dict()"
     state = algorithm.state_dict()
     if not isinstance(state, dict):
-        raise UsageError(f"{type(algorithm).__name__}.state_dict() returned a {type(state).__name__}: return a dict "
-                         "(of tensors, arrays, numbers, text) that load_state_dict takes back")
-    checkpoint.check_loadable(checkpoint.to_safe(state), f"{type(algorithm).__name__}.state_dict()")
+        raise UsageError(f"{name} returned a {type(state).__name__}: return a dict (of tensors, arrays, numbers, "
+                         "text) that load_state_dict takes back")
+    safe = checkpoint.to_safe(state)
+    checkpoint.check_loadable(safe, name)
+    buf = io.BytesIO()
+    torch.save(safe, buf)
+    buf.seek(0)
+    try:
+        torch.load(buf, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        why = next((line.strip() for line in first if "Unsupported" in line or "global" in line.lower()),
+                   first[0] if first else type(e).__name__)
+        raise UsageError(f"{name} holds something a weights-only checkpoint cannot read back ({why[:200]}): "
+                         "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
 def _rollout_metrics(pre: Rollout, post: Rollout | None, adapts_while_acting: bool = False) -> dict[str, float]:

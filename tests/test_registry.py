@@ -334,6 +334,8 @@ def test_agent_factories_and_what_they_return_are_checked_before_training(tmp_pa
     metarl.register_agent("nodev", no_device)
     with pytest.raises(metarl.UsageError, match=r"factory\(spec, device, \*\*options\), but it takes \(spec, level\)"):
         metarl.make_agent("nodev", bench)
+    metarl.register_agent("devname", lambda spec, dev: _Agent(spec, dev))  # any name for the device
+    assert isinstance(metarl.make_agent("devname", bench), _Agent)
     for attr, value, msg in (("adapt_episodes", 0, "adapt_episodes is 0: give a whole number >= 1"),
                              ("post_episodes", 1.0, "post_episodes is 1.0: give a whole number >= 0")):
         metarl.register_agent(attr, type("A", (_Agent,), {attr: value}))
@@ -353,6 +355,16 @@ def test_agent_factories_and_what_they_return_are_checked_before_training(tmp_pa
     agent.state = None
     with pytest.raises(metarl.UsageError, match=r"state_dict\(\) returned a NoneType: return a dict"):
         metarl.Trainer(bench, agent, cfg, run_dir=tmp_path / "run")
+    import enum
+
+    class Mode(enum.IntEnum):
+        A = 1
+
+    for bad, where in (({"mode": Mode.A}, r"\['mode'\] is a .*Mode"), ({np.int64(0): 1.0}, r"key np.int64\(0\) is a")):
+        agent.state = bad  # an int subclass and a NumPy key: both unreadable by weights-only loading
+        with pytest.raises(metarl.UsageError, match=where):
+            metarl.Trainer(bench, agent, cfg, run_dir=tmp_path / "run")
+    assert not (tmp_path / "run").exists()
     agent.state = {"w": np.zeros(2), "n": np.float32(1)}  # NumPy is converted: fine
     metarl.Trainer(bench, agent, cfg, run_dir=tmp_path / "new" / "run")  # and a missing run dir is made
     assert (tmp_path / "new" / "run").is_dir()
@@ -401,9 +413,11 @@ def test_a_metric_that_is_not_a_number_is_named():
     log = Logger([type("W", (), {"write": lambda self, step, m: seen.append(m)})()])
     log.log(1, {"a": np.float32(0.5), "b": torch.tensor(2.0), "c": 3, "d": True})
     assert seen == [{"a": 0.5, "b": 2.0, "c": 3, "d": 1.0}] and type(seen[0]["c"]) is int
-    for bad in ("text", torch.zeros(3), None, [1.0]):
+    for bad in ("text", "0.5", torch.zeros(3), [1.0]):
         with pytest.raises(metarl.UsageError, match="metric 'meta/x' is a .*not a number: return plain floats"):
             log.log(1, {"meta/x": bad})
+    log.log(2, {"meta/se": None})  # undefined this time: a gap
+    assert np.isnan(seen[-1]["meta/se"])
 
 
 def test_registering_the_factory_an_entry_point_names_is_no_error():
@@ -453,3 +467,44 @@ def test_training_continues_the_trial_into_the_post_episodes_as_the_evaluator_do
         steps=6, num_envs=2, final_eval=False, progress=False)).train()
     pre_first, post_first, last = seen
     assert not pre_first.any() and last.any() and np.array_equal(post_first, last)
+
+
+def test_a_state_dict_checkpoints_cannot_hold_is_refused_before_the_run_dir_is_touched(tmp_path, capsys):
+    from metarl.cli import main
+
+    class Unsavable(_Agent):
+        def state_dict(self):
+            return {"x": object()}
+
+    metarl.register_agent("unsavable", Unsavable)
+    out = tmp_path / "run"
+    args = ["train", "Toy", "--agent", "unsavable", "--steps", "20", "--num-envs", "2", "--out", str(out)]
+    assert main(args) == 2 and "cannot hold" in capsys.readouterr().err and not out.exists()
+    assert main(["train", "Toy", "--agent", "random", "--steps", "20", "--num-envs", "2", "--out", str(out)]) == 0
+    before = sorted(p.name for p in out.iterdir())
+    assert main([*args, "--force"]) == 2  # the good run is still there
+    assert sorted(p.name for p in out.iterdir()) == before
+
+
+def test_meta_update_must_return_a_dict():
+    class Forgot(_Agent):
+        def meta_update(self, batch):
+            self.level += 1  # no return
+
+    metarl.register_agent("forgot", Forgot)
+    bench = metarl.make_benchmark("Toy", horizon=3)
+    trainer = metarl.Trainer(bench, metarl.make_agent("forgot", bench),
+                             metarl.TrainerConfig(steps=6, num_envs=2, final_eval=False, progress=False))
+    with pytest.raises(metarl.UsageError, match="Forgot.meta_update returned a NoneType: return a dict"):
+        trainer.train()
+
+
+def test_a_package_re_exporting_its_factory_may_register_it_too():
+    from importlib.metadata import EntryPoint
+
+    factory = type("Agent", (_Agent,), {"__module__": "my_pkg.agent", "__qualname__": "Agent"})
+    registry._AGENTS["pkg"] = registry._Lazy(EntryPoint("pkg", "my_pkg:Agent", "metarl.agents"), "agent")
+    metarl.register_agent("pkg", factory)  # defined in my_pkg.agent, named by the entry point as my_pkg:Agent
+    other = type("Agent", (_Agent,), {"__module__": "other_pkg", "__qualname__": "Agent"})
+    with pytest.raises(metarl.UsageError, match="already registered"):
+        metarl.register_agent("pkg", other)

@@ -1,4 +1,4 @@
-"""The ``metarl`` command line: ``envs``, ``train``, ``eval``, ``plot``, ``render`` and ``bench``.
+"""The ``metarl`` command line: ``envs``, ``train``, ``eval``, ``compare``, ``plot``, ``render`` and ``bench``.
 
 Bad input (unknown names, impossible numbers, unusable paths) prints one ``error:`` line naming
 the problem and the fix and exits with code 2, before anything is written.

@@ -9,7 +9,8 @@ all slots in one process, no per-slot Python); ``"auto"`` (the default) picks ``
 family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one; ``"async"`` runs one worker process per slot
 (gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector_shm.default_start_method` says); ``"shm"`` runs
 ``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
-(:mod:`metarl.vector_shm`: crashed or hung workers are restarted). Scripts that use worker
+(:mod:`metarl.vector_shm`: crashed or hung workers are restarted, up to ``max_restarts``; a block
+the parent steps itself raises instead). Scripts that use worker
 processes need an ``if __name__ == "__main__":`` guard.
 """
 

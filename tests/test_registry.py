@@ -383,26 +383,28 @@ def test_collect_refuses_what_act_should_not_return(act, msg):
     metarl.register_agent("shapes", _Agent)
     agent = metarl.make_agent("shapes", bench)
     agent.shape_fn = act
-    envs = metarl.make_vector_env(bench.train, 3)
-    envs.set_tasks(list(bench.train.tasks[:3]))
-    learner = agent.make_learner()
-    learner.reset(3)
     with pytest.raises(metarl.UsageError, match=msg):
-        metarl.collect(envs, learner, 1, seed=0)
-    envs.close()
+        _collect_three(bench, agent)
 
 
-def test_collect_takes_tensors_and_flat_single_action_rows():
+def _collect_three(bench, agent):
+    """One episode in each of 3 slots on the first 3 training tasks."""
+    envs = metarl.make_vector_env(bench.train, 3)
+    try:
+        envs.set_tasks(list(bench.train.tasks[:3]))
+        learner = agent.make_learner()
+        learner.reset(3)
+        return metarl.collect(envs, learner, 1, seed=0)
+    finally:
+        envs.close()
+
+
+def test_collect_takes_tensors_even_with_grad():
     bench = metarl.make_benchmark("Toy", horizon=3)
     metarl.register_agent("tensors", _Agent)
     agent = metarl.make_agent("tensors", bench)
     agent.shape_fn = lambda n, d: metarl.ActOutput(torch.ones(n, d, requires_grad=True) * 0.1, {"v": torch.ones(n)})
-    envs = metarl.make_vector_env(bench.train, 3)
-    envs.set_tasks(list(bench.train.tasks[:3]))
-    learner = agent.make_learner()
-    learner.reset(3)
-    ro = metarl.collect(envs, learner, 1, seed=0)
-    envs.close()
+    ro = _collect_three(bench, agent)
     assert ro.actions.shape == (3, 3, 2) and np.allclose(ro.actions, 0.1) and ro.extras["v"].shape == (3, 3)
 
 

@@ -200,3 +200,12 @@ def test_only_agents_that_adapt_while_acting_log_later_episode_success():
     finally:
         trainer.close()
     assert 0 <= metrics["adapt/later_success_rate"] <= 1 and "adapt/pre_success_rate" in metrics
+
+
+def test_logger_for_a_run_dir_that_does_not_exist_yet_makes_it(tmp_path):
+    from metarl.logging import Logger
+
+    log = Logger.for_run(tmp_path / "new" / "run", console=False)
+    log.log(5, {"train/return": 1.0})
+    log.close()
+    assert (tmp_path / "new" / "run" / "progress.csv").read_text().splitlines()[1:] == ["5,train/return,1.0"]

@@ -500,6 +500,10 @@ def cmd_train(args: argparse.Namespace) -> int:
     result = trainer.train()
     trainer.logger.close()
     print(f"learning curve: {plot_run(out)}", file=sys.stderr)
+    if trainer.interrupted:
+        print(f"interrupted: {out} checkpointed at {trainer.state.env_steps:,} env steps, no final evaluation; "
+              "continue with the same command plus --resume", file=sys.stderr)
+        return 130
     if result is not None:
         print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)

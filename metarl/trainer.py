@@ -8,9 +8,13 @@ checkpoint. The x-axis of every metric is env steps.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
+import signal
+import threading
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -99,6 +103,8 @@ class Trainer:
         self.logger = logger or Logger([])
         self.rng = seed_everything(config.seed)
         self.state = TrainState()
+        self.interrupted = False
+        """Set when Ctrl-C stopped :meth:`train` early (the checkpoint is saved, no final evaluation)."""
         self._envs = self._eval_envs = None
 
     def iteration(self) -> dict[str, float]:
@@ -130,12 +136,17 @@ class Trainer:
         return {**metrics, **_rollout_metrics(pre, post, getattr(algo, "adapts_while_acting", False)), **timing}
 
     def train(self) -> EvalResult | None:
-        """Run to the step budget (continuing a resumed state); return the final evaluation, if any."""
+        """Run to the step budget (continuing a resumed state); return the final evaluation, if any.
+
+        Ctrl-C (SIGINT, in the main thread, with a backend other than ``async``, whose gymnasium workers
+        die on it) stops after the iteration in progress: the checkpoint is saved, the final evaluation
+        skipped, :attr:`interrupted` set and None returned; a second Ctrl-C stops at once, unsaved."""
         cfg = self.config
+        self.interrupted = False
         try:
-            with _progress(cfg) as bar:
+            with _progress(cfg) as bar, self._stop_on_sigint():
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
-                while self.state.env_steps < cfg.steps and not self.out_of_time():
+                while self.state.env_steps < cfg.steps and not self.out_of_time() and not self.interrupted:
                     start = time.perf_counter()
                     steps_before = self.state.env_steps
                     metrics = self.iteration()
@@ -156,7 +167,7 @@ class Trainer:
                         self.save()
             self.save()
             final = EvalConfig(max_tasks_per_class=cfg.final_eval_tasks_per_class)
-            result = self.evaluate(final) if cfg.final_eval else None
+            result = self.evaluate(final) if cfg.final_eval and not self.interrupted else None
         finally:
             self.close()
         if result is not None:
@@ -165,6 +176,26 @@ class Trainer:
                 write_eval_json(self.final_eval_path(), result, self.benchmark, cfg.seed,
                                 trained_env_steps=self.state.env_steps)
         return result
+
+    @contextlib.contextmanager
+    def _stop_on_sigint(self) -> Iterator[None]:
+        """While training: the first SIGINT asks to stop after the current iteration, the second
+        raises KeyboardInterrupt (see :meth:`train`)."""
+        if threading.current_thread() is not threading.main_thread() or self.config.backend == "async":
+            yield
+            return
+
+        def ask(signum: int, frame: Any) -> None:
+            if self.interrupted:
+                raise KeyboardInterrupt
+            self.interrupted = True
+            STDERR.print("stopping after this iteration, then saving the checkpoint (Ctrl-C again: quit now, unsaved)")
+
+        previous = signal.signal(signal.SIGINT, ask)
+        try:
+            yield
+        finally:
+            signal.signal(signal.SIGINT, previous)
 
     def final_eval_path(self) -> Path:
         """Where :meth:`train` writes the final evaluation (``eval.json`` or ``eval-firstK.json``)."""

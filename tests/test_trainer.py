@@ -209,3 +209,65 @@ def test_logger_for_a_run_dir_that_does_not_exist_yet_makes_it(tmp_path):
     log.log(5, {"train/return": 1.0})
     log.close()
     assert (tmp_path / "new" / "run" / "progress.csv").read_text().splitlines()[1:] == ["5,train/return,1.0"]
+
+
+def _interrupting_trainer(tmp_path, signals_in_first_update):
+    import os
+    import signal
+
+    bench = metarl.make_benchmark("Toy", num_tasks=6, horizon=5)
+    algo = metarl.make_agent("zero-shot", bench, **SMALL["zero-shot"])
+    real, calls = algo.meta_update, []
+
+    def meta_update(batch):  # Ctrl-C arriving in the middle of the first iteration
+        calls.append(batch)
+        for _ in range(signals_in_first_update if len(calls) == 1 else 0):
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(batch)
+
+    algo.meta_update = meta_update
+    cfg = metarl.TrainerConfig(steps=1000, num_envs=2, checkpoint_every=100, progress=False)
+    return metarl.Trainer(bench, algo, cfg, run_dir=tmp_path, logger=Logger([CSVWriter(tmp_path / "progress.csv")]))
+
+
+def test_ctrl_c_finishes_the_iteration_saves_and_skips_the_final_evaluation(tmp_path):
+    import signal
+
+    before = signal.getsignal(signal.SIGINT)
+    trainer = _interrupting_trainer(tmp_path, 1)
+    assert trainer.train() is None and trainer.interrupted
+    assert trainer.state.iteration == 1 and trainer.state.env_steps == 10  # the iteration in progress completed
+    saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT_NAME)
+    assert saved["trainer"]["iteration"] == 1 and not list(tmp_path.glob("eval*.json"))
+    assert signal.getsignal(signal.SIGINT) is before  # the handler is gone after training
+
+
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
+    trainer = _interrupting_trainer(tmp_path, 2)
+    with pytest.raises(KeyboardInterrupt):
+        trainer.train()
+    assert not (tmp_path / checkpoint.CHECKPOINT_NAME).exists()
+
+
+def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, monkeypatch):
+    import os
+    import signal
+
+    from metarl.cli import main
+    from metarl.trainer import Trainer
+
+    real = Trainer.iteration
+
+    def iteration(self):
+        if self.state.iteration == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+        return real(self)
+
+    monkeypatch.setattr(Trainer, "iteration", iteration)
+    out = tmp_path / "run"
+    args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out)]
+    assert main(args) == 130
+    err = capsys.readouterr().err
+    assert "stopping after this iteration" in err and "continue with the same command plus --resume" in err
+    monkeypatch.setattr(Trainer, "iteration", real)
+    assert main([*args, "--resume", "--no-final-eval"]) == 0

@@ -11,6 +11,7 @@ import ast
 import json
 import math
 import os
+import shlex
 import shutil
 import sys
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
@@ -441,7 +442,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl import checkpoint
     from metarl.logging import Logger
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import Trainer, check_state_dict
+    from metarl.trainer import Trainer, TrainingInterrupted, check_state_dict
 
     if args.resume:
         if args.force:
@@ -497,13 +498,24 @@ def cmd_train(args: argparse.Namespace) -> int:
             _record_resume(out / "config.json", trainer.state.env_steps)
     print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
           f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
-    result = trainer.train()
+    resume = " ".join(shlex.quote(a) for a in ["metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []),
+                                                 "--agent", cfg.agent, "--out", str(out), "--resume"])
+    try:
+        result = trainer.train()
+    except TrainingInterrupted as stop:
+        trainer.logger.close()
+        print(f"learning curve: {plot_run(out)}", file=sys.stderr)
+        print(f"interrupted: {out} checkpointed at {stop.env_steps:,} env steps, no final evaluation; continue "
+              f"with `{resume}` (add --steps / --max-minutes to change the budget)", file=sys.stderr)
+        return 130
+    except KeyboardInterrupt:
+        if not trainer.final_evaluation_running:
+            raise
+        print(f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
+              f"`metarl eval {shlex.quote(str(out))}` evaluates them", file=sys.stderr)
+        return 130
     trainer.logger.close()
     print(f"learning curve: {plot_run(out)}", file=sys.stderr)
-    if trainer.interrupted:
-        print(f"interrupted: {out} checkpointed at {trainer.state.env_steps:,} env steps, no final evaluation; "
-              "continue with the same command plus --resume", file=sys.stderr)
-        return 130
     if result is not None:
         print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)

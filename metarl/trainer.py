@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import contextlib
 import json
+import os
 import re
 import signal
 import threading
@@ -103,8 +104,8 @@ class Trainer:
         self.logger = logger or Logger([])
         self.rng = seed_everything(config.seed)
         self.state = TrainState()
-        self.interrupted = False
-        """Set when Ctrl-C stopped :meth:`train` early (the checkpoint is saved, no final evaluation)."""
+        self.interrupted = self.final_evaluation_running = False
+        """``interrupted``: a Ctrl-C asked :meth:`train` to stop (see there)."""
         self._envs = self._eval_envs = None
 
     def iteration(self) -> dict[str, float]:
@@ -138,11 +139,14 @@ class Trainer:
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any.
 
-        Ctrl-C (SIGINT, in the main thread, with a backend other than ``async``, whose gymnasium workers
-        die on it) stops after the iteration in progress: the checkpoint is saved, the final evaluation
-        skipped, :attr:`interrupted` set and None returned; a second Ctrl-C stops at once, unsaved."""
+        Ctrl-C (SIGINT, where Python's default handler is in place, in the main thread, with a backend
+        other than ``async``, whose gymnasium workers die on it) stops after the iteration in progress
+        and its periodic evaluation if one is due, saves the checkpoint (with a run dir), skips the final
+        evaluation and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``: scripts and
+        notebooks stop as before); a second Ctrl-C raises ``KeyboardInterrupt`` at once, unsaved.
+        :attr:`final_evaluation_running` tells a caller that catches it whether training had finished."""
         cfg = self.config
-        self.interrupted = False
+        self.interrupted = self.final_evaluation_running = False
         try:
             with _progress(cfg) as bar, self._stop_on_sigint():
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
@@ -166,8 +170,12 @@ class Trainer:
                     if self.state.iteration % cfg.checkpoint_every == 0:
                         self.save()
             self.save()
+            if self.interrupted:
+                raise TrainingInterrupted(self.state.env_steps, saved=self.run_dir is not None)
+            self.final_evaluation_running = cfg.final_eval
             final = EvalConfig(max_tasks_per_class=cfg.final_eval_tasks_per_class)
-            result = self.evaluate(final) if cfg.final_eval and not self.interrupted else None
+            result = self.evaluate(final) if cfg.final_eval else None
+            self.final_evaluation_running = False
         finally:
             self.close()
         if result is not None:
@@ -181,15 +189,18 @@ class Trainer:
     def _stop_on_sigint(self) -> Iterator[None]:
         """While training: the first SIGINT asks to stop after the current iteration, the second
         raises KeyboardInterrupt (see :meth:`train`)."""
-        if threading.current_thread() is not threading.main_thread() or self.config.backend == "async":
+        if (threading.current_thread() is not threading.main_thread() or self.config.backend == "async"
+                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):  # ignored, or someone's own
             yield
             return
+        then = "saving the checkpoint" if self.run_dir is not None else "returning (no run dir: nothing saved)"
 
         def ask(signum: int, frame: Any) -> None:
             if self.interrupted:
                 raise KeyboardInterrupt
-            self.interrupted = True
-            STDERR.print("stopping after this iteration, then saving the checkpoint (Ctrl-C again: quit now, unsaved)")
+            self.interrupted = True  # os.write: no lock a progress bar or a print in progress may hold
+            os.write(2, f"\nstopping after this iteration (and its periodic evaluation, if one is due), then "
+                        f"{then}; Ctrl-C again: quit now, unsaved\n".encode())
 
         previous = signal.signal(signal.SIGINT, ask)
         try:
@@ -250,6 +261,15 @@ class Trainer:
             if envs is not None:
                 envs.close()
         self._envs = self._eval_envs = None
+
+
+class TrainingInterrupted(KeyboardInterrupt):
+    """Ctrl-C stopped :meth:`Trainer.train` after a whole iteration; ``env_steps`` trained, ``saved``:
+    the checkpoint in the run dir holds them (continue with :meth:`Trainer.resume` / ``--resume``)."""
+
+    def __init__(self, env_steps: int, saved: bool) -> None:
+        super().__init__(f"training stopped by Ctrl-C at {env_steps:,} env steps" + (", checkpoint saved" if saved else ""))
+        self.env_steps, self.saved = env_steps, saved
 
 
 def check_state_dict(algorithm: MetaAlgorithm) -> None:

@@ -28,12 +28,14 @@ import ast
 import contextlib
 import multiprocessing as mp
 import os
+import pickle
 import signal
 import sys
 import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from multiprocessing.reduction import ForkingPickler
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -225,8 +227,6 @@ def check_picklable(env_fn: Callable[[], Any]) -> None:
     """A :class:`UsageError` unless ``env_fn`` pickles: the ``shm`` backend sends it to its worker
     processes (started by spawn/forkserver), and a lambda or nested function would fail there with
     a traceback after the run had started."""
-    from multiprocessing.reduction import ForkingPickler
-
     try:
         ForkingPickler.dumps(env_fn)  # the pickler multiprocessing hands Process arguments to
     except RuntimeError as e:
@@ -331,6 +331,10 @@ def _exit_with_parent(lifeline: Any) -> None:
 def _worker(pipe, go, done, shm_name: str, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
             spin_s: float, lifeline: Any) -> None:
     signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes the workers
+    if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while it started us (see _start)
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+    if isinstance(env_fn, bytes):  # unpickled only now, with Ctrl-C ignored: it may import the simulator
+        env_fn = pickle.loads(env_fn)
     threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
     shm = SharedMemory(name=shm_name)
     arrays = block = None
@@ -419,10 +423,19 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._go: list[Any] = [None] * workers
         self._done: list[Any] = [None] * workers
         self._closed = False
-        self._inline = _Block(self._arrays, *self._blocks[0], env_fn) if in_parent else None
+        self._inline = None
         self._remote = range(1 if in_parent else 0, workers)
-        for w in self._remote:
-            self._start(w)
+        try:  # the workers get env_fn pickled: they unpickle it after ignoring Ctrl-C
+            self._payload: Any = ForkingPickler.dumps(env_fn).tobytes()
+        except RuntimeError:  # holds locks or queues, which pickle only while a process starts
+            self._payload = env_fn
+        try:
+            self._inline = _Block(self._arrays, *self._blocks[0], env_fn) if in_parent else None
+            for w in self._remote:
+                self._start(w)
+        except BaseException:  # a failed start or a Ctrl-C: no workers or shared memory left behind
+            self.close_extras()
+            raise
 
     @property
     def worker_processes(self) -> list[Any]:
@@ -436,9 +449,16 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         parent, child = self._ctx.Pipe()
         go, done = self._ctx.Semaphore(0), self._ctx.Semaphore(0)  # fresh: a dead worker's counts are void
         proc = self._ctx.Process(target=_worker, args=(child, go, done, self._shm.name, self._dims, lo, hi,
-                                                       self.env_fn, self.spin_s, self._lifeline[0]),
+                                                       self._payload, self.spin_s, self._lifeline[0]),
                                  daemon=True, name=f"metarl-env-{w}")
-        proc.start()
+        # Ctrl-C blocked while the worker starts: the child (and a forkserver started now) inherits the
+        # mask, so a Ctrl-C before the worker ignores SIGINT stays pending instead of killing it
+        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") else None
+        try:
+            proc.start()
+        finally:
+            if mask is not None:
+                signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self._procs[w], self._pipes[w], self._go[w], self._done[w] = proc, parent, go, done
         self._expect(w, "start", self.start_timeout)

@@ -233,9 +233,13 @@ def _interrupting_trainer(tmp_path, signals_in_first_update):
 def test_ctrl_c_finishes_the_iteration_saves_and_skips_the_final_evaluation(tmp_path):
     import signal
 
+    from metarl.trainer import TrainingInterrupted
+
     before = signal.getsignal(signal.SIGINT)
     trainer = _interrupting_trainer(tmp_path, 1)
-    assert trainer.train() is None and trainer.interrupted
+    with pytest.raises(TrainingInterrupted, match="stopped by Ctrl-C at 10 env steps, checkpoint saved") as stop:
+        trainer.train()  # a KeyboardInterrupt: a script's loop over seeds stops too
+    assert isinstance(stop.value, KeyboardInterrupt) and stop.value.saved and trainer.interrupted
     assert trainer.state.iteration == 1 and trainer.state.env_steps == 10  # the iteration in progress completed
     saved = checkpoint.load(tmp_path / checkpoint.CHECKPOINT_NAME)
     assert saved["trainer"]["iteration"] == 1 and not list(tmp_path.glob("eval*.json"))
@@ -268,6 +272,35 @@ def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, mo
     args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out)]
     assert main(args) == 130
     err = capsys.readouterr().err
-    assert "stopping after this iteration" in err and "continue with the same command plus --resume" in err
+    assert f"continue with `metarl train Toy --agent random --out {out} --resume`" in err
     monkeypatch.setattr(Trainer, "iteration", real)
     assert main([*args, "--resume", "--no-final-eval"]) == 0
+
+
+def test_ctrl_c_handling_leaves_an_ignored_or_custom_sigint_alone(tmp_path):
+    import signal
+
+    for handler in (signal.SIG_IGN, lambda signum, frame: None):
+        previous = signal.signal(signal.SIGINT, handler)
+        try:
+            trainer = _interrupting_trainer(tmp_path, 1)
+            trainer.config = type(trainer.config)(**{**trainer.config.__dict__, "steps": 20})
+            trainer.train()  # the SIGINT went to the caller's handler: training ran to its budget
+            assert not trainer.interrupted and trainer.state.env_steps == 20
+            assert signal.getsignal(signal.SIGINT) is handler
+        finally:
+            signal.signal(signal.SIGINT, previous)
+
+
+def test_cli_ctrl_c_in_the_final_evaluation_points_to_metarl_eval(tmp_path, capsys, monkeypatch):
+    from metarl.cli import main
+    from metarl.trainer import Trainer
+
+    def evaluate(self, config):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(Trainer, "evaluate", evaluate)
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--steps", "20", "--num-envs", "2", "--out", str(out)]) == 130
+    assert f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights" in capsys.readouterr().err
+    assert (out / "checkpoint.pt").exists()

@@ -211,6 +211,17 @@ def test_logger_for_a_run_dir_that_does_not_exist_yet_makes_it(tmp_path):
     assert (tmp_path / "new" / "run" / "progress.csv").read_text().splitlines()[1:] == ["5,train/return,1.0"]
 
 
+@pytest.fixture
+def default_sigint():
+    """Python's own SIGINT handler, as in a terminal: a test run in the background of a shell script
+    starts with SIGINT ignored, which the Trainer rightly leaves alone."""
+    import signal
+
+    previous = signal.signal(signal.SIGINT, signal.default_int_handler)
+    yield
+    signal.signal(signal.SIGINT, previous)
+
+
 def _interrupting_trainer(tmp_path, signals_in_first_update):
     import os
     import signal
@@ -230,7 +241,7 @@ def _interrupting_trainer(tmp_path, signals_in_first_update):
     return metarl.Trainer(bench, algo, cfg, run_dir=tmp_path, logger=Logger([CSVWriter(tmp_path / "progress.csv")]))
 
 
-def test_ctrl_c_finishes_the_iteration_saves_and_skips_the_final_evaluation(tmp_path):
+def test_ctrl_c_finishes_the_iteration_saves_and_skips_the_final_evaluation(tmp_path, default_sigint):
     import signal
 
     from metarl.trainer import TrainingInterrupted
@@ -246,14 +257,14 @@ def test_ctrl_c_finishes_the_iteration_saves_and_skips_the_final_evaluation(tmp_
     assert signal.getsignal(signal.SIGINT) is before  # the handler is gone after training
 
 
-def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path):
+def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, default_sigint):
     trainer = _interrupting_trainer(tmp_path, 2)
     with pytest.raises(KeyboardInterrupt):
         trainer.train()
     assert not (tmp_path / checkpoint.CHECKPOINT_NAME).exists()
 
 
-def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, monkeypatch):
+def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, monkeypatch, default_sigint):
     import os
     import signal
 

@@ -98,8 +98,6 @@ def check_options(owner: str, factory: Any, options: dict[str, Any]) -> None:
     are only type-checked."""
     import inspect
 
-    from metarl.config import check_option
-
     try:
         params = inspect.signature(factory).parameters
     except (TypeError, ValueError):  # a builtin or C callable: let the factory judge
@@ -114,8 +112,16 @@ def check_options(owner: str, factory: Any, options: dict[str, Any]) -> None:
                 raise UsageError(f"{owner} has a single task class: drop --task")
             raise UsageError(f"{owner} takes no option {_FLAGS.get(key, key)} (its options: {takes}; "
                              "`metarl envs` describes them)")
+    _check_kinds(owner, named, options)
+
+
+def _check_kinds(owner: str, params: Any, options: dict[str, Any]) -> None:
+    """Each option's value is of the kind of its parameter's default, where that is a bool, number or
+    text (``params``: name -> ``inspect.Parameter``)."""
+    from metarl.config import check_option
+
     for key, value in options.items():
-        default = named[key].default if key in named else None
+        default = params[key].default if key in params else None
         if isinstance(default, (bool, int, float, str)):
             check_option(owner, key, value, default, ranges=False)
 
@@ -180,8 +186,6 @@ def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, op
     :class:`UsageError` s (factories with ``**kwargs`` check those names themselves)."""
     import inspect
 
-    from metarl.config import check_option
-
     try:
         sig = inspect.signature(factory)
     except (TypeError, ValueError):
@@ -201,10 +205,7 @@ def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, op
         takes = [p.name for p in params[2:] if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
         raise UsageError(f"agent {name!r} does not take these options ({e}); its options: "
                          f"{', '.join(takes) or 'none'}") from None
-    for key, value in options.items():
-        default = sig.parameters[key].default if key in sig.parameters else None
-        if isinstance(default, (bool, int, float, str)):
-            check_option(f"agent {name!r}", key, value, default, ranges=False)
+    _check_kinds(f"agent {name!r}", sig.parameters, options)
 
 
 def check_agent(name: str, agent: Any) -> MetaAlgorithm:

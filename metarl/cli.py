@@ -499,7 +499,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
           f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     resume = " ".join(shlex.quote(a) for a in ["metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []),
-                                                 "--agent", cfg.agent, "--out", str(out), "--resume"])
+                                                 "--agent", cfg.agent, "--out", str(out), "--resume",
+                                                 *([] if cfg.trainer.final_eval else ["--no-final-eval"])])
     try:
         result = trainer.train()
     except TrainingInterrupted as stop:
@@ -511,6 +512,8 @@ def cmd_train(args: argparse.Namespace) -> int:
     except KeyboardInterrupt:
         if not trainer.final_evaluation_running:
             raise
+        trainer.logger.close()
+        print(f"learning curve: {plot_run(out)}", file=sys.stderr)
         print(f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
               f"`metarl eval {shlex.quote(str(out))}` evaluates them", file=sys.stderr)
         return 130

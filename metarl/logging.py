@@ -126,7 +126,8 @@ class Logger:
         """Console, plus CSV and TensorBoard when there is a run directory."""
         writers: list[Writer] = [ConsoleWriter()] if console else []
         if run_dir is not None:
-            Path(run_dir).mkdir(parents=True, exist_ok=True)
+            run_dir = Path(run_dir)
+            run_dir.mkdir(parents=True, exist_ok=True)
             writers += [CSVWriter(run_dir / "progress.csv"), TensorBoardWriter(run_dir / "tb")]
         return cls(writers)
 

@@ -169,7 +169,7 @@ class Trainer:
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=self._deadline())
                     if self.state.iteration % cfg.checkpoint_every == 0:
                         self.save()
-            self.save()
+                self.save()  # still under the Ctrl-C handler: a Ctrl-C here waits for the write
             if self.interrupted:
                 raise TrainingInterrupted(self.state.env_steps, saved=self.run_dir is not None)
             self.final_evaluation_running = cfg.final_eval
@@ -270,6 +270,9 @@ class TrainingInterrupted(KeyboardInterrupt):
     def __init__(self, env_steps: int, saved: bool) -> None:
         super().__init__(f"training stopped by Ctrl-C at {env_steps:,} env steps" + (", checkpoint saved" if saved else ""))
         self.env_steps, self.saved = env_steps, saved
+
+    def __reduce__(self) -> tuple:  # picklable, e.g. out of a process pool running a seed sweep
+        return TrainingInterrupted, (self.env_steps, self.saved)
 
 
 def check_state_dict(algorithm: MetaAlgorithm) -> None:

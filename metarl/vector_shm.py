@@ -35,7 +35,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from multiprocessing.reduction import ForkingPickler
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -228,7 +227,7 @@ def check_picklable(env_fn: Callable[[], Any]) -> None:
     processes (started by spawn/forkserver), and a lambda or nested function would fail there with
     a traceback after the run had started."""
     try:
-        ForkingPickler.dumps(env_fn)  # the pickler multiprocessing hands Process arguments to
+        pickle.dumps(env_fn)  # by value: multiprocessing's own pickler would move tensors to shared memory
     except RuntimeError as e:
         if "inheritance" in str(e):  # locks, queues, mp.Values: they pickle only while a process starts
             return
@@ -243,6 +242,16 @@ def _unpicklable(e: Exception) -> UsageError:
                       "make TaskSet.env_factory (and vector_factory) a module-level function or a functools.partial "
                       "of one, not a lambda or nested function, and task params picklable; or use the sync or "
                       "async backend")
+
+
+def _payload(env_fn: Callable[[], Any]) -> Any:
+    """What a worker gets: ``env_fn`` pickled (by value, reusable for every worker and restart), which
+    the worker unpickles only after it ignores Ctrl-C; ``env_fn`` itself where it holds locks or queues,
+    which pickle only while a process starts."""
+    try:
+        return pickle.dumps(env_fn)
+    except Exception:
+        return env_fn
 
 
 def check_main_guard(backend: str, start_method: str) -> None:
@@ -402,7 +411,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self.observation_space = gym.vector.utils.batch_space(self.single_observation_space, num_envs)
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
-        self.env_fn, self.step_timeout, self.max_restarts, self.restarts = env_fn, step_timeout, max_restarts, 0
+        self.step_timeout, self.max_restarts, self.restarts = step_timeout, max_restarts, 0
         self.start_timeout = start_timeout
         if spin_us is None:  # processes: the workers, plus this one unless it is one of them
             spin_us = DEFAULT_SPIN_US if workers + (not in_parent) <= _cores() else 0.0
@@ -413,10 +422,6 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._blocks = [(int(a), int(b)) for a, b in zip(bounds[:-1], bounds[1:], strict=True)]
         self._dims = (num_envs, int(np.prod(self.single_observation_space.shape)),
                       int(np.prod(self.single_action_space.shape)))
-        self._shm = SharedMemory(create=True, size=_nbytes(*self._dims))
-        self._arrays = _views(self._shm.buf, *self._dims)
-        self._ctx = mp.get_context(start_method)
-        self._lifeline = self._ctx.Pipe(duplex=False)  # (read end for the workers, write end kept here)
         self._tasks: list[Any] = [None] * num_envs
         self._procs: list[Any] = [None] * workers
         self._pipes: list[Any] = [None] * workers
@@ -425,15 +430,17 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._closed = False
         self._inline = None
         self._remote = range(1 if in_parent else 0, workers)
-        try:  # the workers get env_fn pickled: they unpickle it after ignoring Ctrl-C
-            self._payload: Any = ForkingPickler.dumps(env_fn).tobytes()
-        except RuntimeError:  # holds locks or queues, which pickle only while a process starts
-            self._payload = env_fn
-        try:
+        self._lifeline: tuple[Any, ...] = ()
+        self._shm = SharedMemory(create=True, size=_nbytes(*self._dims))
+        try:  # from here on, whatever fails (a Ctrl-C too) leaves no workers or shared memory behind
+            self._arrays = _views(self._shm.buf, *self._dims)
+            self._ctx = mp.get_context(start_method)
+            self._lifeline = self._ctx.Pipe(duplex=False)  # (read end for the workers, write end kept here)
+            self._payload = _payload(env_fn) if self._remote else env_fn
             self._inline = _Block(self._arrays, *self._blocks[0], env_fn) if in_parent else None
             for w in self._remote:
                 self._start(w)
-        except BaseException:  # a failed start or a Ctrl-C: no workers or shared memory left behind
+        except BaseException:
             self.close_extras()
             raise
 
@@ -600,6 +607,6 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             self._kill(w)
         for end in self._lifeline:
             end.close()
-        del self._arrays
+        self.__dict__.pop("_arrays", None)  # views into the segment must go before it closes
         self._shm.close()
         self._shm.unlink()

@@ -280,12 +280,12 @@ def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, mo
 
     monkeypatch.setattr(Trainer, "iteration", iteration)
     out = tmp_path / "run"
-    args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out)]
+    args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out), "--no-final-eval"]
     assert main(args) == 130
-    err = capsys.readouterr().err
-    assert f"continue with `metarl train Toy --agent random --out {out} --resume`" in err
+    err = capsys.readouterr().err  # the command keeps --no-final-eval, which a resume does not inherit
+    assert f"continue with `metarl train Toy --agent random --out {out} --resume --no-final-eval`" in err
     monkeypatch.setattr(Trainer, "iteration", real)
-    assert main([*args, "--resume", "--no-final-eval"]) == 0
+    assert main([*args, "--resume"]) == 0
 
 
 def test_ctrl_c_handling_leaves_an_ignored_or_custom_sigint_alone(tmp_path):
@@ -315,3 +315,12 @@ def test_cli_ctrl_c_in_the_final_evaluation_points_to_metarl_eval(tmp_path, caps
     assert main(["train", "Toy", "--agent", "random", "--steps", "20", "--num-envs", "2", "--out", str(out)]) == 130
     assert f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights" in capsys.readouterr().err
     assert (out / "checkpoint.pt").exists()
+
+
+def test_training_interrupted_pickles():
+    import pickle
+
+    from metarl.trainer import TrainingInterrupted
+
+    again = pickle.loads(pickle.dumps(TrainingInterrupted(120, saved=True)))
+    assert (again.env_steps, again.saved, str(again)) == (120, True, "training stopped by Ctrl-C at 120 env steps, checkpoint saved")

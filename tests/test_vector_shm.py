@@ -422,3 +422,25 @@ def test_workers_do_not_load_torch():
             assert "libtorch" not in Path(f"/proc/{proc.pid}/maps").read_text()
     finally:
         envs.close()
+
+
+def _scripted_with(weights):  # a module-level factory whose argument is a torch tensor
+    return ScriptedEnv()
+
+
+def test_env_factories_holding_tensors_reach_every_worker_and_a_lone_block_needs_no_pickling():
+    import functools
+
+    from metarl.types import Task
+
+    envs = SharedMemoryVectorEnv(functools.partial(_scripted_with, torch.ones(3)), num_envs=4, num_workers=2,
+                                 in_parent=False)  # the same payload for both workers (and any restart)
+    envs.set_attr("task", [Task("a", i, "train", (3, False, -1)) for i in range(4)])
+    obs, _ = envs.reset(seed=0)
+    assert len(envs.worker_processes) == 2 and obs.shape == (4, 2)
+    envs.close()
+    before = set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()
+    lone = SharedMemoryVectorEnv(lambda: ScriptedEnv(), num_envs=2, num_workers=1, in_parent=True)  # no process
+    assert lone.worker_processes == []
+    lone.close()
+    assert (set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()) == before

@@ -8,8 +8,10 @@ stored as tensors for that reason.
 
 from __future__ import annotations
 
+import io
 import os
 import pickle
+import re
 import tempfile
 from collections import OrderedDict
 from pathlib import Path
@@ -55,6 +57,30 @@ def check_loadable(obj: Any, where: str = "state") -> None:
         raise UsageError(f"checkpoint {where} is a {type(obj).__module__}.{type(obj).__qualname__}, which a "
                          "weights-only checkpoint cannot hold: have state_dict() return tensors, NumPy arrays, "
                          "numbers, text, and dicts/lists of them (a NumPy Generator: its .bit_generator.state)")
+
+
+def check_state_dict(algorithm: Any) -> None:
+    """The agent's ``state_dict()`` is a dict a weights-only checkpoint holds and reads back: checked by
+    key path, then by a round trip through ``torch.save`` / ``torch.load(weights_only=True)`` in
+    memory (torch's own allow-list decides). A one-line :class:`UsageError` if not."""
+    name = f"{type(algorithm).__name__}.state_dict()"
+    state = algorithm.state_dict()
+    if not isinstance(state, dict):
+        raise UsageError(f"{name} returned a {type(state).__name__}: return a dict (of tensors, arrays, numbers, "
+                         "text) that load_state_dict takes back")
+    safe = to_safe(state)
+    check_loadable(safe, name)
+    buf = io.BytesIO()
+    torch.save(safe, buf)
+    buf.seek(0)
+    try:
+        torch.load(buf, map_location="cpu", weights_only=True)
+    except Exception as e:
+        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
+        why = next((line.strip() for line in first if "Unsupported" in line or "global" in line.lower()),
+                   first[0] if first else type(e).__name__)
+        raise UsageError(f"{name} holds something a weights-only checkpoint cannot read back ({why[:200]}): "
+                         "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:

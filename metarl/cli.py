@@ -442,7 +442,7 @@ def cmd_train(args: argparse.Namespace) -> int:
     from metarl import checkpoint
     from metarl.logging import Logger
     from metarl.seeding import resolve_device, seed_everything
-    from metarl.trainer import Trainer, TrainingInterrupted, check_state_dict
+    from metarl.trainer import Trainer, TrainingInterrupted
 
     if args.resume:
         if args.force:
@@ -468,7 +468,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         agent = agent_as_saved(cfg.agent, bench, str(device), cfg.agent_options, saved)
     else:
         agent = metarl.make_agent(cfg.agent, bench, device=str(device), **cfg.agent_options)
-    check_state_dict(agent)  # before a run dir is replaced or written: checkpoints must hold it
+    checkpoint.check_state_dict(agent)  # before a run dir is replaced or written: checkpoints must hold it
     out = args.out or Path("runs") / f"{bench.label.replace('/', '-')}-{cfg.agent}-s{cfg.trainer.seed}"
     if not args.resume:
         from metarl.envs.bench import git_commit
@@ -501,24 +501,23 @@ def cmd_train(args: argparse.Namespace) -> int:
     resume = " ".join(shlex.quote(a) for a in ["metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []),
                                                  "--agent", cfg.agent, "--out", str(out), "--resume",
                                                  *([] if cfg.trainer.final_eval else ["--no-final-eval"])])
+    stop: KeyboardInterrupt | None = None
     try:
         result = trainer.train()
-    except TrainingInterrupted as stop:
-        trainer.logger.close()
-        print(f"learning curve: {plot_run(out)}", file=sys.stderr)
+    except KeyboardInterrupt as e:  # Ctrl-C after a saved iteration, or during the final evaluation
+        if not isinstance(e, TrainingInterrupted) and not trainer.final_evaluation_running:
+            raise
+        stop = e
+    trainer.logger.close()
+    print(f"learning curve: {plot_run(out)}", file=sys.stderr)
+    if isinstance(stop, TrainingInterrupted):
         print(f"interrupted: {out} checkpointed at {stop.env_steps:,} env steps, no final evaluation; continue "
               f"with `{resume}` (add --steps / --max-minutes to change the budget)", file=sys.stderr)
         return 130
-    except KeyboardInterrupt:
-        if not trainer.final_evaluation_running:
-            raise
-        trainer.logger.close()
-        print(f"learning curve: {plot_run(out)}", file=sys.stderr)
+    if stop is not None:
         print(f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
               f"`metarl eval {shlex.quote(str(out))}` evaluates them", file=sys.stderr)
         return 130
-    trainer.logger.close()
-    print(f"learning curve: {plot_run(out)}", file=sys.stderr)
     if result is not None:
         print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         _print_table(result, bench, cfg.trainer.seed)
@@ -795,7 +794,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         path = target / eval_file_name(bench.test, args.eval_tasks, args.actions,
                                        {**env_options, **options, **other_seed})
         write_eval_json(path, result, bench, seed, eval_seed,  # the weights' env steps, as training writes it
-                        **({"trained_env_steps": trained} if isinstance(trained, int) else {}),
+                        **({"trained_env_steps": trained} if trained is not None else {}),
                         **({"agent_overrides": options} if options else {}),
                         **({"env_overrides": env_options} if env_options else {}))
     if args.json:

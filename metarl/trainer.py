@@ -99,7 +99,7 @@ class Trainer:
                  run_dir: Path | None = None, logger: Logger | None = None) -> None:
         self.benchmark, self.algorithm, self.config, self.run_dir = benchmark, algorithm, config, run_dir
         if run_dir is not None:  # checkpoints go there: find a state_dict they can't hold now, not after training
-            check_state_dict(algorithm)
+            checkpoint.check_state_dict(algorithm)
             Path(run_dir).mkdir(parents=True, exist_ok=True)
         self.logger = logger or Logger([])
         self.rng = seed_everything(config.seed)
@@ -273,34 +273,6 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __reduce__(self) -> tuple:  # picklable, e.g. out of a process pool running a seed sweep
         return TrainingInterrupted, (self.env_steps, self.saved)
-
-
-def check_state_dict(algorithm: MetaAlgorithm) -> None:
-    """The agent's ``state_dict()`` is a dict a weights-only checkpoint holds and reads back: checked by
-    key path, then by a round trip through ``torch.save`` / ``torch.load(weights_only=True)`` in
-    memory (torch's own allow-list decides). A one-line :class:`UsageError` if not."""
-    import io
-
-    import torch
-
-    name = f"{type(algorithm).__name__}.state_dict()"
-    state = algorithm.state_dict()
-    if not isinstance(state, dict):
-        raise UsageError(f"{name} returned a {type(state).__name__}: return a dict (of tensors, arrays, numbers, "
-                         "text) that load_state_dict takes back")
-    safe = checkpoint.to_safe(state)
-    checkpoint.check_loadable(safe, name)
-    buf = io.BytesIO()
-    torch.save(safe, buf)
-    buf.seek(0)
-    try:
-        torch.load(buf, map_location="cpu", weights_only=True)
-    except Exception as e:
-        first = re.sub(r"\x1b\[[0-9;]*m", "", str(e)).strip().splitlines()
-        why = next((line.strip() for line in first if "Unsupported" in line or "global" in line.lower()),
-                   first[0] if first else type(e).__name__)
-        raise UsageError(f"{name} holds something a weights-only checkpoint cannot read back ({why[:200]}): "
-                         "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
 def _rollout_metrics(pre: Rollout, post: Rollout | None, adapts_while_acting: bool = False) -> dict[str, float]:

@@ -126,7 +126,7 @@ def check_backend(dist: TaskDistribution, backend: str) -> str:
     if backend == "native" and not has_native:
         raise UsageError("backend 'native' needs a family with a batched vector env "
                          "(TaskSet.vector_factory): use --backend auto, sync, async or shm")
-    if backend == "shm":  # checked here, before a run directory is written, as well as in the env
+    if backend == "shm":  # here too: the CLI checks before it writes a run directory
         check_picklable(dist.make_env)
     return backend
 

@@ -222,15 +222,17 @@ def _always_runs(stmt: ast.stmt, line: int) -> bool:
     return any(_spans(h, line) for h in head) or any(_always_runs(s, line) for s in parts if _spans(s, line))
 
 
-def check_picklable(env_fn: Callable[[], Any]) -> None:
-    """A :class:`UsageError` unless ``env_fn`` pickles: the ``shm`` backend sends it to its worker
-    processes (started by spawn/forkserver), and a lambda or nested function would fail there with
-    a traceback after the run had started."""
+def check_picklable(env_fn: Callable[[], Any]) -> bytes | Callable[[], Any]:
+    """What the ``shm`` backend sends its worker processes (started by spawn/forkserver): ``env_fn``
+    pickled by value (plain pickle: multiprocessing's own would send tensors as one-use descriptors),
+    unpickled by each worker once it ignores Ctrl-C; ``env_fn`` itself where it holds locks, queues or
+    ``mp.Value`` s, which pickle only while a process starts. A :class:`UsageError` if it does not
+    pickle (a lambda or nested function would fail in the workers, after the run had started)."""
     try:
-        pickle.dumps(env_fn)  # by value: multiprocessing's own pickler would move tensors to shared memory
+        return pickle.dumps(env_fn)
     except RuntimeError as e:
-        if "inheritance" in str(e):  # locks, queues, mp.Values: they pickle only while a process starts
-            return
+        if "inheritance" in str(e):
+            return env_fn
         raise _unpicklable(e) from e
     except Exception as e:  # PicklingError, AttributeError ("Can't pickle local object"), TypeError
         raise _unpicklable(e) from e
@@ -242,16 +244,6 @@ def _unpicklable(e: Exception) -> UsageError:
                       "make TaskSet.env_factory (and vector_factory) a module-level function or a functools.partial "
                       "of one, not a lambda or nested function, and task params picklable; or use the sync or "
                       "async backend")
-
-
-def _payload(env_fn: Callable[[], Any]) -> Any:
-    """What a worker gets: ``env_fn`` pickled (by value, reusable for every worker and restart), which
-    the worker unpickles only after it ignores Ctrl-C; ``env_fn`` itself where it holds locks or queues,
-    which pickle only while a process starts."""
-    try:
-        return pickle.dumps(env_fn)
-    except Exception:
-        return env_fn
 
 
 def check_main_guard(backend: str, start_method: str) -> None:
@@ -401,9 +393,10 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         workers = min(num_envs, num_workers or _cores())
         if in_parent is None:
             in_parent = workers >= _cores()
+        self._payload: Any = env_fn  # what _start sends a worker; a lone in-parent block needs no pickle
         if workers > int(in_parent):
             check_main_guard("shm", start_method)
-            check_picklable(env_fn)  # before the probe env: no env built to be refused
+            self._payload = check_picklable(env_fn)  # before the probe env: no env built to be refused
         probe = env_fn()
         self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space
         probe.close()
@@ -436,7 +429,6 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             self._arrays = _views(self._shm.buf, *self._dims)
             self._ctx = mp.get_context(start_method)
             self._lifeline = self._ctx.Pipe(duplex=False)  # (read end for the workers, write end kept here)
-            self._payload = _payload(env_fn) if self._remote else env_fn
             self._inline = _Block(self._arrays, *self._blocks[0], env_fn) if in_parent else None
             for w in self._remote:
                 self._start(w)

@@ -26,7 +26,7 @@ import numpy as np
 from metarl.errors import UsageError
 from metarl.learner import Learner
 from metarl.rollout import collect
-from metarl.seeding import SlotNoise, slot_noise, torch_rng_seeded
+from metarl.seeding import SlotNoise, phase_seeds, slot_noise, torch_rng_seeded
 from metarl.tasks import TaskDistribution, interleave
 from metarl.types import Rollout, Task
 
@@ -209,14 +209,17 @@ def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
     The Learner draws from the per-slot streams ``noise`` (:class:`metarl.seeding.SlotNoise`), by
     default seeded with each slot's reset seed (``seed``: one per slot, or ``s`` for ``s + i``),
     continued across both collects: a slot's trial depends on its task, its seeds and the weights, not on
-    the other slots. Without either, it draws from torch's global generator."""
+    the other slots. The evaluation episodes start with a reset seeded from each slot's seed
+    (:func:`metarl.seeding.phase_seeds`): a slot that finished its adaptation episodes early kept
+    stepping as padding, which would otherwise carry into its env's random stream. Without ``seed``,
+    envs continue their streams and the Learner draws from torch's global generator."""
     learner.reset(envs.num_envs)
     noise = slot_noise(seed, envs.num_envs) if noise is None else noise
     pre = collect(envs, learner, config.adapt_episodes, seed=seed, noise=noise)
     learner.observe(pre)
     learner.adapt()
     post = collect(envs, learner, config.eval_episodes, deterministic=eval_deterministic(learner, config),
-                   prev_reward=pre.last_rewards(), noise=noise)
+                   seed=phase_seeds(seed, envs.num_envs), prev_reward=pre.last_rewards(), noise=noise)
     return pre, post
 
 

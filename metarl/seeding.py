@@ -44,6 +44,24 @@ def torch_rng_seeded(seed: int) -> Iterator[None]:
         np.random.set_state(np_state)
 
 
+EVAL_PHASE_TAG = 0x6576616C
+"""Mixed into a slot's reset seed for the reset that starts a trial's evaluation episodes."""
+
+
+def phase_seeds(seeds: Sequence[int] | int | None, num_slots: int, tag: int = EVAL_PHASE_TAG) -> list[int] | None:
+    """Reset seeds for a later phase of the trials that :func:`collect` started with ``seeds`` (a list:
+    one per slot; an int ``s``: ``s + i``; None: None), each a 32-bit number mixed from the slot's seed
+    and ``tag`` by NumPy's ``SeedSequence``.
+
+    A slot that finished its episodes keeps stepping (and resetting) while slower slots finish theirs;
+    without a seed of its own, the next phase's first reset would continue the env's RNG from wherever
+    that padding left it, which depends on the other slots' episode lengths."""
+    if seeds is None:
+        return None
+    base = [seeds + i for i in range(num_slots)] if isinstance(seeds, (int, np.integer)) else list(seeds)
+    return [int(np.random.SeedSequence([int(s) % 2**64, tag]).generate_state(1)[0]) for s in base]
+
+
 NOISE_STREAM_TAG = 0x6E6F6973
 """Mixed into a slot's seed for its noise stream, so it differs from the env RNG seeded with the same number."""
 

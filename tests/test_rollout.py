@@ -176,8 +176,11 @@ def test_evaluation_batches_take_classes_in_turn_and_each_task_keeps_its_seed():
     from metarl.tasks import TaskSet
     from metarl.types import Task
 
-    tasks = [Task(name, i, "test", (3, False, 2)) for name, k in (("a", 3), ("b", 2), ("c", 1)) for i in range(k)]
-    dist = TaskSet("test", tuple(tasks), _SeededEnv, horizon=3)
+    # episodes of 3, 4 and 2 steps: a slot of a shorter class pads (steps and resets) while a longer one
+    # finishes its adaptation episodes, which must not reach its evaluation episodes' draws
+    tasks = [Task(name, i, "test", (length, False, 2)) for name, k, length in (("a", 3, 3), ("b", 2, 4), ("c", 1, 2))
+             for i in range(k)]
+    dist = TaskSet("test", tuple(tasks), _SeededEnv, horizon=4)
     per_goal = {}
     for n in (1, 2, 3, 4):  # 4: the second batch is padded
         envs = make_vector_env(dist, n)
@@ -192,6 +195,7 @@ def test_evaluation_batches_take_classes_in_turn_and_each_task_keeps_its_seed():
             assert batches == [["a", "b", "c"], ["a", "b", "a"]]
     assert [(g["task"], g["index"]) for g in per_goal[1]] == [(t.name, t.index) for t in tasks]
     assert len({g["pre_return"] for g in per_goal[1]}) == len(tasks)  # every task drew from its own seed
+    assert len({g["return"] for g in per_goal[1]}) == len(tasks)
     for n in (2, 3, 4):  # ... the same one whichever batch and slot it ran in
         assert per_goal[n] == per_goal[1], n
 

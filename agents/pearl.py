@@ -23,7 +23,10 @@ of every episode, and the posterior takes in each transition as it happens.
 
 Differences from the paper's code, by choice: the prior is one factor of the posterior product (the
 empty context gives the prior, no special case); ``z`` is resampled per episode during the evaluation
-episodes too (the paper's meta-test does the same, trajectory by trajectory).
+episodes too (the paper's meta-test does the same, trajectory by trajectory). By default the evaluation
+episodes keep adding their transitions to the posterior, as the paper's meta-test does;
+``online_after_adapt=False`` keeps the posterior the adaptation episodes built (Meta-World's evaluator,
+garage).
 """
 
 from __future__ import annotations
@@ -90,6 +93,12 @@ class PEARLConfig:
     """Episodes per slot before ``adapt()`` in meta-training (posterior sampling, per episode)."""
     post_episodes: int = 1
     """Episodes per slot after ``adapt()`` in meta-training."""
+    online_after_adapt: bool = True
+    """After ``adapt()`` (the evaluation episodes; meta-training's post episodes), keep adding each
+    transition to the posterior, so evaluation episode 2 draws ``z`` from a posterior that includes
+    evaluation episode 1 (the paper's meta-test: ``accum_context=True``). False: the posterior stays what
+    the adaptation episodes built, as in Meta-World's own evaluator (its agents see no rewards during
+    evaluation episodes) and garage's PEARL; ``z`` is still redrawn from it at every episode start."""
     init_alpha: float = 0.1
     """Initial SAC temperature (learned; target entropy ``-act_dim``)."""
     checkpoint_replay: bool = True
@@ -161,6 +170,7 @@ class PEARLLearner:
         self.prev_obs: torch.Tensor | None = None  # [N, obs_dim] of the previous step (None: trial start)
         self.prev_action = torch.zeros(num_slots, self.algo.spec.act_dim, device=dev)
         self._z_pending = False  # adapt() was called: the next act() draws every slot's z
+        self._frozen = False  # adapt() was called with online_after_adapt=False: the posterior stays
 
     def _sample_z(self, rows: torch.Tensor, noise: SlotNoise | None, active: np.ndarray | None = None) -> None:
         """Draw ``z`` of the slots ``rows`` (``[N]`` bool) from their posteriors (with ``noise``: only
@@ -172,12 +182,13 @@ class PEARLLearner:
 
     @torch.no_grad()
     def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
-        """Take in each slot's previous transition, redraw ``z`` where an episode starts, act on ``[s, z]``."""
+        """Take in each slot's previous transition (not after ``adapt()`` with ``online_after_adapt=False``),
+        redraw ``z`` where an episode starts, act on ``[s, z]``."""
         if step.obs.shape[0] != self.num_slots:
             raise RuntimeError("PEARLLearner.act() needs reset(num_slots) with the slot count of the step first")
         algo, dev = self.algo, self.algo.device
         obs = torch.as_tensor(step.obs, device=dev)  # [N, obs_dim]
-        if self.prev_obs is not None:
+        if self.prev_obs is not None and not self._frozen:
             reward = torch.as_tensor(step.prev_reward, device=dev)
             prec, prec_mean = algo.encoder.factors(algo.context_input(self.prev_obs, self.prev_action, reward))
             self.prec += prec
@@ -207,8 +218,10 @@ class PEARLLearner:
     def adapt(self) -> None:
         """Have the next :meth:`act` draw every slot's ``z`` from its posterior (the one :meth:`observe`
         built), whether or not an episode starts there; later episode starts redraw as usual. The draw
-        waits for ``act`` to use its ``StepInput.noise``."""
+        waits for ``act`` to use its ``StepInput.noise``. With ``online_after_adapt=False`` the posterior
+        stays as it is from here on (until ``reset``)."""
         self._z_pending = True
+        self._frozen = not self.algo.cfg.online_after_adapt
 
 
 class _TaskBuffer:

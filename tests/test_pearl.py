@@ -78,6 +78,31 @@ def test_online_posterior_equals_the_rollouts_context_and_z_is_redrawn_per_episo
     torch.testing.assert_close(learner.prec, from_pre + prec.sum(0))
 
 
+def test_online_after_adapt_false_keeps_the_adaptation_posterior_and_still_redraws_z():
+    _, algo, envs = _setup(online_after_adapt=False)
+    learner = algo.make_learner()
+    learner.reset(3)
+    learner.observe(collect(envs, learner, 2, seed=[0, 1, 2]))
+    built = learner.prec.clone(), learner.prec_mean.clone()
+    learner.adapt()
+    zs = []
+    act = learner.act
+
+    def recording_act(step, deterministic=False):  # z in use at each step
+        out = act(step, deterministic)
+        zs.append(learner.z.clone())
+        return out
+
+    learner.act = recording_act
+    collect(envs, learner, 2, noise=SlotNoise([7, 8, 9]))
+    assert torch.equal(learner.prec, built[0]) and torch.equal(learner.prec_mean, built[1])
+    assert not torch.equal(zs[4], zs[5])  # the second episode's start still draws z (from the same posterior)
+    learner.reset(3)  # a new trial takes in context again
+    collect(envs, learner, 1, seed=[0, 1, 2])
+    envs.close()
+    assert (learner.prec > 0).all()
+
+
 def test_adaptation_draws_z_from_the_context_and_changes_actions():
     _, algo, envs = _setup()
     learner = algo.make_learner()

@@ -81,7 +81,10 @@ class MAMLConfig:
     baseline_reg: float = 1e-5
     """Ridge coefficient of the linear feature baseline (garage's ``LinearFeatureBaseline`` default)."""
     normalize_inner_adv: bool = False
-    """Standardise inner-loop advantages per slot (as in garage's ML10 example: ``center_adv=False``)."""
+    """Standardise inner-loop advantages per slot (as in garage's ML10 example: ``center_adv=False``).
+    The outer (meta) loss always standardises the post-adaptation advantages per slot (garage's default
+    ``center_adv=True``; its ML10 example turns it off in both loops): each slot's surrogate then weighs
+    alike in the meta-gradient whatever its task's reward scale."""
     init_log_std: float = 0.0
     """Initial log-std in policy units, state-independent and learned (garage's ``GaussianMLPPolicy``
     ``init_std=1.0``); the env-space std starts at ``exp(init_log_std) / action_scale``."""

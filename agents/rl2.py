@@ -30,7 +30,9 @@ Meta-update: PPO over whole trials, with the trial treated as one episode of the
 
 from __future__ import annotations
 
+import contextlib
 import math
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -108,6 +110,28 @@ class RL2Config:
     """Initial log-std of the Gaussian policy (state-independent, learned)."""
 
 
+@contextlib.contextmanager
+def _ieee_rnn(device: torch.device) -> Iterator[None]:
+    """On CUDA, run cuDNN's RNNs in full float32 for the block. PyTorch lets cuDNN run RNNs in TF32 by
+    default (Ampere and later: 10-bit mantissas), while acting's ``torch.gru_cell`` multiplies in float32;
+    replaying a trial in TF32 would give PPO's first ratio errors of ~1e-4 in log-probability (a
+    simulated 256-unit GRU over a 104-step trial), growing with chunk length."""
+    rnn = getattr(torch.backends.cudnn, "rnn", None)
+    if device.type != "cuda":
+        yield
+    elif rnn is not None and hasattr(rnn, "fp32_precision"):  # torch >= 2.9
+        before = rnn.fp32_precision
+        rnn.fp32_precision = "ieee"
+        try:
+            yield
+        finally:
+            rnn.fp32_precision = before
+    else:
+        c = torch.backends.cudnn
+        with c.flags(enabled=c.enabled, benchmark=c.benchmark, deterministic=c.deterministic, allow_tf32=False):
+            yield
+
+
 class GRUActorCritic(nn.Module):
     """One GRU shared by a Gaussian policy head (state-independent log-std) and a value head.
 
@@ -124,7 +148,8 @@ class GRUActorCritic(nn.Module):
         self.log_std = nn.Parameter(torch.full((act_dim,), init_log_std))
 
     def forward(self, x: torch.Tensor, h0: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
-        out, h = self.gru(x, h0.unsqueeze(0).contiguous())  # out: [B, L, hidden]
+        with _ieee_rnn(x.device):
+            out, h = self.gru(x, h0.unsqueeze(0).contiguous())  # out: [B, L, hidden]
         return self.pi(out), self.v(out).squeeze(-1), h.squeeze(0)
 
     def step(self, x: torch.Tensor, h: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -39,7 +39,8 @@ class StepInput(NamedTuple):
 
     Attributes:
         obs: ``[N, obs_dim]`` float32 observation.
-        prev_reward: ``[N]`` float32 reward of the step that led to ``obs`` (0 after a reset).
+        prev_reward: ``[N]`` float32 reward of the slot's previous step: at an episode's first step, the
+            previous episode's last reward (0 at a trial's first step; ``collect(prev_reward=...)``).
         first: ``[N]`` bool, True where ``obs`` is the first observation of an episode.
         active: ``[N]`` bool, False where the slot has finished its episodes and only steps because
             slower slots haven't (padding: its step is discarded; a Learner with memory should leave

@@ -247,3 +247,18 @@ def test_an_evaluation_trial_split_into_two_collects_matches_one_contiguous_tria
         assert tail.sum() == ours.sum() > 0
         np.testing.assert_allclose(post.extras["hidden"][ours, slot], whole.extras["hidden"][tail, slot], atol=1e-6)
         np.testing.assert_allclose(post.actions[ours, slot], whole.actions[tail, slot], atol=1e-6)
+
+
+def test_the_replayed_gru_runs_in_full_float32_on_cuda():
+    """Acting's gru_cell multiplies in float32; cuDNN would replay the same trial in TF32 by default."""
+    from metarl.agents.rl2 import _ieee_rnn
+
+    rnn = getattr(torch.backends.cudnn, "rnn", None)
+    if rnn is None or not hasattr(rnn, "fp32_precision"):
+        pytest.skip("torch < 2.9: the legacy allow_tf32 flag is used")
+    before = rnn.fp32_precision
+    with _ieee_rnn(torch.device("cuda")):
+        assert rnn.fp32_precision == "ieee"
+    assert rnn.fp32_precision == before
+    with _ieee_rnn(torch.device("cpu")):
+        assert rnn.fp32_precision == before

@@ -25,7 +25,7 @@ import numpy as np
 
 from metarl.errors import UsageError
 from metarl.learner import Learner
-from metarl.rollout import collect
+from metarl.rollout import collect, retry_trial
 from metarl.seeding import SlotNoise, phase_seeds, slot_noise, torch_rng_seeded
 from metarl.tasks import TaskDistribution, interleave
 from metarl.types import Rollout, Task
@@ -212,15 +212,23 @@ def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
     the other slots. The evaluation episodes start with a reset seeded from each slot's seed
     (:func:`metarl.seeding.phase_seeds`): a slot that finished its adaptation episodes early kept
     stepping as padding, which would otherwise carry into its env's random stream. Without ``seed``,
-    envs continue their streams and the Learner draws from torch's global generator."""
-    learner.reset(envs.num_envs)
-    noise = slot_noise(seed, envs.num_envs) if noise is None else noise
-    pre = collect(envs, learner, config.adapt_episodes, seed=seed, noise=noise)
-    learner.observe(pre)
-    learner.adapt()
-    post = collect(envs, learner, config.eval_episodes, deterministic=eval_deterministic(learner, config),
-                   seed=phase_seeds(seed, envs.num_envs), prev_reward=pre.last_rewards(), noise=noise)
-    return pre, post
+    envs continue their streams and the Learner draws from torch's global generator. ``noise`` must be
+    fresh (nothing drawn yet): a trial that a worker restart interrupts is collected again from the start,
+    with new streams from the same seeds."""
+    given = noise
+
+    def trial() -> tuple[Rollout, Rollout]:
+        # a retried trial (a worker restart) starts its streams afresh, as the first try did
+        noise = slot_noise(seed, envs.num_envs) if given is None else SlotNoise(given.seeds, given.block)
+        learner.reset(envs.num_envs)
+        pre = collect(envs, learner, config.adapt_episodes, seed=seed, noise=noise)
+        learner.observe(pre)
+        learner.adapt()
+        post = collect(envs, learner, config.eval_episodes, deterministic=eval_deterministic(learner, config),
+                       seed=phase_seeds(seed, envs.num_envs), prev_reward=pre.last_rewards(), noise=noise)
+        return pre, post
+
+    return retry_trial(trial, "evaluation trial")
 
 
 def eval_deterministic(learner: Learner, config: EvalConfig) -> bool:

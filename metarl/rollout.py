@@ -9,7 +9,9 @@
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+import warnings
+from collections.abc import Callable, Iterator
+from typing import TypeVar
 
 import numpy as np
 import torch
@@ -19,6 +21,32 @@ from metarl.errors import UsageError
 from metarl.learner import Learner
 from metarl.seeding import SlotNoise
 from metarl.types import Rollout, StepInput
+
+
+class WorkerRestarted(RuntimeError):
+    """A vector env restarted a crashed or hung worker process during :func:`collect`: the slots it
+    stepped came back reset mid-episode (``info["worker_restarted"]``), so the trial they were in is lost.
+    :func:`retry_trial` collects it again."""
+
+
+T = TypeVar("T")
+
+MAX_TRIAL_RETRIES = 10
+"""Collect attempts after a worker restart before giving up (a vector env's own restart limit,
+``max_restarts`` of the ``shm`` backend, usually ends a failing run first)."""
+
+
+def retry_trial(run: Callable[[], T], what: str) -> T:
+    """``run()`` (one whole trial: a fresh Learner state and its collects), again from the start each time
+    a worker restart interrupts it (:class:`WorkerRestarted`, with a warning naming ``what``)."""
+    for attempt in range(MAX_TRIAL_RETRIES + 1):
+        try:
+            return run()
+        except WorkerRestarted as e:
+            if attempt == MAX_TRIAL_RETRIES:
+                raise
+            warnings.warn(f"{what}: {e}; collecting the trial again", RuntimeWarning, stacklevel=2)
+    raise AssertionError("unreachable")
 
 
 def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = False,
@@ -40,6 +68,10 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
 
     Returns:
         A :class:`Rollout` with ``T`` = steps until the slowest slot finished.
+
+    Raises:
+        WorkerRestarted: the vector env reported ``info["worker_restarted"]`` (a worker process was
+            restarted and its slots' episodes lost); collect the trial again (:func:`retry_trial`).
     """
     mode = envs.metadata.get("autoreset_mode")
     assert mode == AutoresetMode.DISABLED, f"collect() needs autoreset disabled, got {mode}"
@@ -63,6 +95,9 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
         actions = _checked_actions(out, n, act_size)
         next_obs, reward, terminated, truncated, info = envs.step(np.clip(actions, low, high).reshape(
             (n, *envs.single_action_space.shape)))
+        if "worker_restarted" in info and np.any(info["worker_restarted"]):
+            lost = np.flatnonzero(np.asarray(info["worker_restarted"], bool)).tolist()
+            raise WorkerRestarted(f"slot(s) {lost} lost their episodes to a worker restart")
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(n, -1)
         reward = np.asarray(reward, dtype=np.float32)
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)

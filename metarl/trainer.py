@@ -34,7 +34,7 @@ from metarl.errors import UsageError
 from metarl.evaluator import EvalConfig, EvalResult, eval_slots, evaluate, is_partial
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
-from metarl.rollout import collect, torch_threads
+from metarl.rollout import collect, retry_trial, torch_threads
 from metarl.seeding import rng_state, seed_everything, set_rng_state
 from metarl.tasks import Benchmark, TaskDistribution
 from metarl.types import MetaBatch, Rollout
@@ -115,16 +115,21 @@ class Trainer:
         if self._envs is None:
             self._envs = make_vector_env(self.benchmark.train, n, self.config.backend, self.config.num_workers)
         self._envs.set_tasks(tasks)
-        learner = algo.make_learner()
-        learner.reset(n)
         seeds = [int(s) for s in self.rng.integers(2**31 - 1, size=n)]
-        start = time.perf_counter()
-        with torch_threads(self.config.collect_threads):
+
+        def trial() -> tuple[Rollout, Rollout | None]:
+            learner = algo.make_learner()
+            learner.reset(n)
             pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
             learner.observe(pre)
             learner.adapt()
             post = (collect(self._envs, learner, algo.post_episodes, prev_reward=pre.last_rewards())
                     if algo.post_episodes else None)  # the trial goes on, as in the evaluator
+            return pre, post
+
+        start = time.perf_counter()
+        with torch_threads(self.config.collect_threads):
+            pre, post = retry_trial(trial, f"training iteration {self.state.iteration + 1}")
         collected = time.perf_counter()
         metrics = algo.meta_update(MetaBatch(tasks, pre, post))
         if not isinstance(metrics, dict):

@@ -13,12 +13,16 @@ Resets, task changes and errors go through a pipe (pickled; rare): the parent ra
 ``info`` carries only ``"success"`` (what :mod:`metarl.rollout` reads).
 
 Robustness: a worker that dies or doesn't answer within ``step_timeout`` seconds is killed and
-restarted with its slots' tasks; its slots come back reset, with ``truncated=True`` and
-``info["worker_restarted"]`` set, so the rollout ends those episodes cleanly. More than
-``max_restarts`` restarts in total raise :class:`WorkerError` instead of hanging. ``close()``
-stops and joins every worker and frees the shared memory (also at interpreter exit). Workers also
-exit by themselves when the parent dies (killed, crashed): a watchdog thread in each waits for EOF
-on a "lifeline" pipe whose only write end the parent holds.
+restarted with its slots' tasks; its slots come back reset, and the next ``step`` reports them with
+``truncated=True`` and ``info["worker_restarted"]`` (their episodes are lost: :func:`metarl.rollout.collect`
+raises :class:`metarl.rollout.WorkerRestarted` and the trainer and evaluator collect that trial again). A
+reset asked for while the worker died is sent again with its seeds. More than ``max_restarts`` restarts
+in total raise :class:`WorkerError` instead of hanging. An interrupted call (Ctrl-C) leaves what it
+started owed: the next call first waits for that step or answer, so no stale answer is taken for a new
+one. ``close()`` stops and joins every worker and frees the shared memory; without it, multiprocessing's
+resource tracker frees it at interpreter exit (with a warning). Workers also exit by themselves when
+the parent dies (killed, crashed): a watchdog thread in each waits for EOF on a "lifeline" pipe whose
+only write end the parent holds.
 Autoreset is disabled, as for every metarl vector env.
 """
 
@@ -44,7 +48,7 @@ from gymnasium.vector import AutoresetMode
 
 from metarl.errors import UsageError
 
-_FIELDS = (("obs", np.float64, "obs"), ("act", np.float32, "act"), ("rew", np.float64, None),
+_FIELDS = (("obs", np.float64, "obs"), ("act", np.float64, "act"), ("rew", np.float64, None),
            ("term", np.bool_, None), ("trunc", np.bool_, None), ("succ", np.float64, None),
            ("ctl", np.int8, None))  # ctl[lo]: 1 = worker of block lo..hi, your next wake-up is a pipe message
 
@@ -296,19 +300,21 @@ class _Block:
 
     def __init__(self, arrays: dict[str, np.ndarray], lo: int, hi: int, env_fn: Callable) -> None:
         self.envs = [env_fn() for _ in range(lo, hi)]
+        space = self.envs[0].action_space if self.envs else None
+        self.act_dtype, self.act_shape = getattr(space, "dtype", None), getattr(space, "shape", None)
         self.obs, self.act, self.rew, self.term, self.trunc, self.succ = (
             arrays[k][lo:hi] for k in ("obs", "act", "rew", "term", "trunc", "succ"))
 
     def step(self) -> None:
-        for j, env in enumerate(self.envs):
-            o, r, te, tr, info = env.step(self.act[j])
-            self.obs[j], self.rew[j], self.term[j], self.trunc[j] = o, r, te, tr
+        for j, env in enumerate(self.envs):  # each env gets an action array of its own, in its space's dtype
+            o, r, te, tr, info = env.step(self.act[j].astype(self.act_dtype).reshape(self.act_shape))
+            self.obs[j], self.rew[j], self.term[j], self.trunc[j] = np.ravel(o), r, te, tr
             self.succ[j] = float(info.get("success", 0.0))
 
     def command(self, cmd: str, arg: Any) -> None:
         if cmd == "reset":
             for j, seed in arg:
-                self.obs[j] = self.envs[j].reset(seed=seed)[0]
+                self.obs[j] = np.ravel(self.envs[j].reset(seed=seed)[0])
         elif cmd == "tasks":
             for env, task in zip(self.envs, arg, strict=True):
                 env.task = task
@@ -416,6 +422,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._dims = (num_envs, int(np.prod(self.single_observation_space.shape)),
                       int(np.prod(self.single_action_space.shape)))
         self._tasks: list[Any] = [None] * num_envs
+        self._lost = np.zeros(num_envs, bool)  # slots a restart reset behind the caller's back (next step says so)
+        self._owed: list[str | None] = [None] * workers  # "step" / "answer" an interrupted call left unread
         self._procs: list[Any] = [None] * workers
         self._pipes: list[Any] = [None] * workers
         self._go: list[Any] = [None] * workers
@@ -460,6 +468,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self._procs[w], self._pipes[w], self._go[w], self._done[w] = proc, parent, go, done
+        self._owed[w] = "answer"
         self._expect(w, "start", self.start_timeout)
 
     def _answer(self, w: int, timeout: float) -> tuple[str, Any] | None:
@@ -468,12 +477,14 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         try:
             return self._pipes[w].recv() if self._pipes[w].poll(timeout) else None
         except (EOFError, ConnectionResetError, BrokenPipeError):
+            self._procs[w].join(timeout=1)  # the pipe closes just before the process is reaped
             return "error", f"process exited with code {self._procs[w].exitcode}"
 
     def _expect(self, w: int, what: str, timeout: float | None = None) -> bool:
         """Wait for worker ``w``'s answer; False if it died, hung or failed (it is then restarted)."""
         timeout = self.step_timeout if timeout is None else timeout
         answer = self._answer(w, timeout)
+        self._owed[w] = None  # answered, or restarted below
         if answer is not None and answer[0] != "error":
             return True
         self._restart(w, answer[1] if answer else f"no answer to {what} within {timeout:g} s")
@@ -482,6 +493,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
     def _restart(self, w: int, problem: str) -> None:
         lo, hi = self._blocks[w]
         self.restarts += 1
+        self._lost[lo:hi] = True
         self._kill(w)
         if self.restarts > self.max_restarts:
             self.close()
@@ -495,11 +507,21 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             self._send(w, "tasks", self._tasks[lo:hi])
             self._send(w, "reset", [(j, None) for j in range(hi - lo)])
 
-    def _command(self, w: int, cmd: str, arg: Any) -> None:
+    def _command(self, w: int, cmd: str, arg: Any) -> bool:
+        """Run ``cmd`` on block ``w``; False if its worker failed and was restarted instead."""
         if w == 0 and self._inline is not None:
             self._inline.command(cmd, arg)
-        else:
-            self._send(w, cmd, arg)
+            return True
+        self._settle(w)
+        return self._send(w, cmd, arg)
+
+    def _settle(self, w: int) -> None:
+        """Take what an interrupted call left owed by worker ``w`` (its step, or a command's answer)."""
+        owed = self._owed[w]
+        if owed == "step" and self._wait_step(w):
+            self._owed[w] = None
+        elif owed == "answer":
+            self._expect(w, "an earlier, interrupted command")
 
     def _send(self, w: int, cmd: str, arg: Any = None) -> bool:
         self._post_command(w, cmd, arg)
@@ -507,6 +529,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
 
     def _post_command(self, w: int, cmd: str, arg: Any) -> None:
         """Flag, wake, then send: the worker reads while we write, so any message size works."""
+        self._owed[w] = "answer"
         self._arrays["ctl"][self._blocks[w][0]] = 1
         self._go[w].release()
         _post(self._pipes[w], (cmd, arg))
@@ -515,6 +538,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         """Wait for worker ``w``'s step; False if it died, hung or failed (it is then restarted)."""
         done, proc = self._done[w], self._procs[w]
         if _acquire(done, self.spin_s, timeout=0.0):
+            self._owed[w] = None
             return True
         deadline = time.monotonic() + self.step_timeout
         while not done.acquire(True, 0.05):  # between slices: an error report, a death, the timeout
@@ -527,8 +551,10 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                 problem = f"no answer to step within {self.step_timeout:g} s"
             else:
                 continue
+            self._owed[w] = None
             self._restart(w, problem)
             return False
+        self._owed[w] = None
         return True
 
     def _kill(self, w: int) -> None:
@@ -552,38 +578,37 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         mask = np.ones(self.num_envs, bool) if not options or "reset_mask" not in options else options["reset_mask"]
         seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
                                                              for i in range(self.num_envs)]
+        mask = np.asarray(mask, bool).reshape(-1)
         for w, (lo, hi) in enumerate(self._blocks):
             todo = [(i - lo, seeds[i]) for i in range(lo, hi) if mask[i]]
-            if todo:
-                self._command(w, "reset", todo)
-        return self._arrays["obs"].copy(), {}
+            while todo and not self._command(w, "reset", todo):  # restarted: its slots reset unseeded; again
+                pass
+        self._lost &= ~mask
+        return self._observations(), {}
+
+    def _observations(self) -> np.ndarray:
+        """``[num_envs, *obs_shape]`` copy of the observation rows, in the observation space's dtype."""
+        space = self.single_observation_space
+        return self._arrays["obs"].reshape(self.num_envs, *space.shape).astype(space.dtype)
 
     def step(self, actions):
-        self._arrays["act"][:] = np.asarray(actions, np.float32).reshape(self.num_envs, -1)
+        for w in self._remote:  # an interrupted call's step or answer first
+            self._settle(w)
+        self._arrays["act"][:] = np.asarray(actions, np.float64).reshape(self.num_envs, -1)
         for w in self._remote:
+            self._owed[w] = "step"  # until waited for: an interruption (an error here, Ctrl-C) leaves it owed
             self._go[w].release()
-        pending = list(self._remote)
-        restarted = np.zeros(self.num_envs, bool)
-        try:
-            if self._inline is not None:
-                self._inline.step()
-            while pending:
-                if not self._wait_step(pending[0]):
-                    restarted[slice(*self._blocks[pending[0]])] = True
-                pending.pop(0)
-        finally:  # interrupted (an error here, Ctrl-C): let the released steps finish, or their
-            # counts would answer the next step early
-            deadline = time.monotonic() + self.step_timeout
-            for w in pending if not self._closed else ():
-                while (not self._done[w].acquire(True, 0.05) and self._procs[w].is_alive()
-                       and time.monotonic() < deadline):
-                    pass
-        a = self._arrays
+        if self._inline is not None:
+            self._inline.step()
+        for w in self._remote:
+            self._wait_step(w)
+        a, restarted = self._arrays, self._lost.copy()  # slots a restart reset (in this step or before)
+        self._lost[:] = False
         trunc = a["trunc"] | restarted
         info = {"success": a["succ"].copy(), "_success": np.ones(self.num_envs, bool)}
         if restarted.any():
             info["worker_restarted"], info["_worker_restarted"] = restarted, restarted
-        return a["obs"].copy(), a["rew"].copy(), a["term"] & ~restarted, trunc, info
+        return self._observations(), a["rew"].copy(), a["term"] & ~restarted, trunc, info
 
     def close_extras(self, **kwargs: Any) -> None:
         if self._closed:

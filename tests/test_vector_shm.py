@@ -4,6 +4,7 @@ import os
 import time
 from pathlib import Path
 
+import gymnasium as gym
 import numpy as np
 import pytest
 import torch
@@ -444,3 +445,154 @@ def test_env_factories_holding_tensors_reach_every_worker_and_a_lone_block_needs
     assert lone.worker_processes == []
     lone.close()
     assert (set(os.listdir("/dev/shm")) if os.path.isdir("/dev/shm") else set()) == before
+
+
+class GridEnv(ScriptedEnv):
+    """A ``(2, 3)`` float32 observation, a float64 action space, and a reference to its last action kept
+    (as envs that remember ``last_action`` do): observation ``[0]`` = t, ``[1]`` = the action before last."""
+
+    def __init__(self):
+        super().__init__()
+        self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2, 3), np.float32)
+        self.action_space = gym.spaces.Box(-1.0, 1.0, (1,), np.float64)
+        self.last = np.zeros(1)
+
+    def reset(self, *, seed=None, options=None):
+        self.t = 0
+        return np.zeros((2, 3), np.float32), {}
+
+    def step(self, action):
+        assert action.dtype == np.float64 and action.shape == (1,)
+        obs = np.full((2, 3), self.t + 1, np.float32)
+        obs[1] = self.last[0]
+        self.t, self.last = self.t + 1, action  # no copy: the env owns the array it was given
+        return obs, float(action[0]), False, False, {}
+
+
+def _grid_env():
+    return GridEnv()
+
+
+def test_shm_gives_envs_their_own_actions_in_the_spaces_dtypes_and_shapes():
+    from gymnasium.vector import AutoresetMode, SyncVectorEnv
+
+    results = []
+    for envs in (SyncVectorEnv([_grid_env] * 3, autoreset_mode=AutoresetMode.DISABLED),
+                 SharedMemoryVectorEnv(_grid_env, num_envs=3, num_workers=2, in_parent=True)):
+        envs.set_attr("task", [None] * 3)
+        out = [envs.reset()[0]]
+        for k in range(3):
+            obs, rew, *_ = envs.step(np.full((3, 1), 0.1 * (k + 1)))  # 0.1 is not a float32
+            out += [obs, rew]
+        envs.close()
+        results.append(out)
+    for sync, shm in zip(*results, strict=True):
+        assert sync.dtype == shm.dtype and sync.shape == shm.shape
+        np.testing.assert_array_equal(sync, shm)
+    assert results[1][-2][0, 1, 0] == np.float32(0.2) and results[1][-1][0] == 0.1 * 3  # float64 exactly
+
+
+class CrashOnceEnv(ScriptedEnv):
+    """Kills its process when reset with seed 999 (``on_step``: at any step) while ``marker`` doesn't
+    exist (it creates it first): one crash per test, whichever process. Its first observation is
+    ``[seed, episode]``."""
+
+    def __init__(self, marker, on_step=False):
+        super().__init__()
+        self.marker, self.on_step = marker, on_step
+
+    def _crash_once(self):
+        if not os.path.exists(self.marker):
+            Path(self.marker).touch()
+            os._exit(3)
+
+    def reset(self, *, seed=None, options=None):
+        if seed == 999 and not self.on_step:
+            self._crash_once()
+        obs, info = super().reset(seed=seed)
+        return (obs if seed is None else np.array([seed, obs[1]], np.float32)), info
+
+    def step(self, action):
+        if self.on_step and self.task.index == 1:
+            self._crash_once()
+        return super().step(action)
+
+
+def test_a_restart_during_a_partial_reset_keeps_the_seed_and_reports_the_other_slot(tmp_path):
+    import functools
+
+    from metarl.types import Task
+
+    envs = SharedMemoryVectorEnv(functools.partial(CrashOnceEnv, str(tmp_path / "crashed")), num_envs=2,
+                                 num_workers=1, in_parent=False)
+    envs.set_attr("task", [Task("s", i, "train", (9, False, -1)) for i in range(2)])
+    envs.reset()
+    envs.step(np.zeros((2, 1)))
+    with pytest.warns(RuntimeWarning, match="slots 0..1 failed"):  # slot 0's episode ended; slot 1 runs on
+        obs, _ = envs.reset(seed=[999, None], options={"reset_mask": np.array([True, False])})
+    assert obs[0, 0] == 999  # the reset asked for happened, with its seed, after the restart
+    obs, _, term, trunc, info = envs.step(np.zeros((2, 1)))
+    # slot 1 was reset by the restart behind the caller's back: its episode is reported lost
+    assert trunc.tolist() == [False, True] and info["worker_restarted"].tolist() == [False, True]
+    _, _, _, trunc, info = envs.step(np.zeros((2, 1)))
+    assert not trunc.any() and "worker_restarted" not in info  # reported once
+    envs.close()
+
+
+def test_collect_refuses_a_trial_a_restart_broke_and_the_trainer_collects_it_again(tmp_path):
+    import functools
+
+    from metarl.rollout import WorkerRestarted
+    from metarl.tasks import Benchmark, TaskSet
+    from metarl.types import Task
+
+    from .conftest import ConstantLearner
+
+    tasks = tuple(Task("s", i, "train", (3, False, -1)) for i in range(2))
+    dist = TaskSet("train", tasks, functools.partial(CrashOnceEnv, str(tmp_path / "crashed"), True), horizon=3)
+    envs = metarl.make_vector_env(dist, 2, "shm", num_workers=2, shm_options={"in_parent": False})
+    envs.set_tasks(list(tasks))
+    with pytest.warns(RuntimeWarning, match="slots 1..1 failed"), pytest.raises(WorkerRestarted, match=r"\[1\]"):
+        collect(envs, ConstantLearner(), episodes=2, seed=[0, 7])  # no made-up transition comes back
+    ro = collect(envs, ConstantLearner(), episodes=2, seed=[0, 7])  # crashed once: runs now
+    assert ro.valid.all() and ro.obs[0, :, 0].tolist() == [0, 7]
+    envs.close()
+    dist = TaskSet("train", tasks, functools.partial(CrashOnceEnv, str(tmp_path / "crashed-in-step"), True), 3)
+    bench = Benchmark("CrashOnce", dist, dist, seed=0)
+    agent = metarl.make_agent("random", bench)
+    trainer = metarl.Trainer(bench, agent, metarl.TrainerConfig(num_envs=2, backend="shm", num_workers=2, seed=0,
+                                                                progress=False))
+    trainer._envs = metarl.make_vector_env(dist, 2, "shm", num_workers=2, shm_options={"in_parent": False})
+    with pytest.warns(RuntimeWarning) as caught:
+        trainer.iteration()
+    assert [str(w.message) for w in caught if "collecting the trial again" in str(w.message)] == [
+        "training iteration 1: slot(s) [1] lost their episodes to a worker restart; collecting the trial again"]
+    trainer.close()
+    # one trial's steps counted: the broken one was dropped
+    assert trainer.state.env_steps == 2 * 3 * (agent.adapt_episodes + agent.post_episodes)
+
+
+class SlowResetEnv(ScriptedEnv):
+    """Resets slowly; its first observation is ``[seed, episode]``."""
+
+    def reset(self, *, seed=None, options=None):
+        time.sleep(0.2)
+        obs, info = super().reset(seed=seed)
+        return np.array([-1 if seed is None else seed, obs[1]], np.float32), info
+
+
+def _slow_reset_env():
+    return SlowResetEnv()
+
+
+def test_a_command_left_unanswered_by_an_interruption_is_not_taken_for_the_next_ones_answer():
+    from metarl.types import Task
+
+    envs = SharedMemoryVectorEnv(_slow_reset_env, num_envs=1, num_workers=1, in_parent=False)
+    envs.set_attr("task", [Task("s", 0, "train", (5, False, -1))])
+    envs._post_command(0, "reset", [(0, 5)])  # what a reset interrupted by Ctrl-C leaves: its answer unread
+    obs, _ = envs.reset(seed=[42])
+    assert obs[0, 0] == 42  # not the seed-5 reset's "ok" taken as this one's while the worker still resets
+    obs, *_ = envs.step(np.zeros((1, 1)))
+    assert obs[0].tolist() == [1, 100]  # the second reset's episode (5, then 42), stepped once
+    envs.close()

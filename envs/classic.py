@@ -257,21 +257,24 @@ class PointNavEnv(gym.Env):
 
 
 def _interleaved(rng: np.random.Generator, n: int, lo: float, hi: float, num_bins: int, split: str) -> np.ndarray:
-    """``n`` sorted values in ``[lo, hi)``: bins ``0, 2, 4, ...`` (train) or ``1, 3, ...`` (test) of
-    ``num_bins`` equal bins, each bin of the split used in turn (seeded order), uniform within it."""
+    """``n`` values in ``[lo, hi)``: bins ``0, 2, 4, ...`` (train) or ``1, 3, ...`` (test) of
+    ``num_bins`` equal bins, each bin of the split used in turn (seeded order), uniform within it. Kept in
+    that order, not sorted: evaluations of the first K tasks (``--eval-tasks K``, periodic ones) then see
+    K different bins spread over the range, not its low end."""
     bins = np.arange(0 if split == "train" else 1, num_bins, 2)
     chosen = np.resize(rng.permutation(bins), n)
-    return np.sort(lo + (hi - lo) / num_bins * (chosen + rng.uniform(size=n)))
+    return lo + (hi - lo) / num_bins * (chosen + rng.uniform(size=n))
 
 
 def _checkerboard(rng: np.random.Generator, n: int, lo: float, hi: float, cells: int,
                   split: str) -> list[tuple[float, float]]:
-    """``n`` points in ``[lo, hi)^2`` from the split's colour of a ``cells x cells`` checkerboard."""
+    """``n`` points in ``[lo, hi)^2`` from the split's colour of a ``cells x cells`` checkerboard, cells in
+    seeded order (not sorted: the first K tasks are K different cells anywhere on the board)."""
     ij = [(i, j) for i in range(cells) for j in range(cells) if (i + j) % 2 == (0 if split == "train" else 1)]
     chosen = np.resize(rng.permutation(len(ij)), n)
     width = (hi - lo) / cells
     pts = [(lo + width * (ij[c][0] + rng.uniform()), lo + width * (ij[c][1] + rng.uniform())) for c in chosen]
-    return sorted((float(x), float(y)) for x, y in pts)
+    return [(float(x), float(y)) for x, y in pts]
 
 
 def _check(name: str, task: str | None, horizon: int, counts: dict[str, int]) -> None:

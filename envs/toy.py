@@ -69,7 +69,7 @@ class PointGoalEnv(gym.Env):
 
 
 def _goals(rng: np.random.Generator, n: int, lo: float, hi: float) -> list[tuple[float, float]]:
-    angles = np.sort(rng.uniform(lo, hi, size=n))
+    angles = rng.uniform(lo, hi, size=n)  # random order: the first K goals are a fair sample of the arc
     return [(math.cos(a), math.sin(a)) for a in angles]
 
 
@@ -99,13 +99,15 @@ toy_goal.describe = lambda: {  # type: ignore[attr-defined]
 
 
 def _side_goals(rng: np.random.Generator, n: int, split: str) -> list[tuple[float, float]]:
-    """``n`` goals on the x-axis, ``n - n // 2`` right of the start and ``n // 2`` left of it."""
+    """``n`` goals on the x-axis, ``n - n // 2`` right of the start and ``n // 2`` left of it, alternating
+    right, left, ... (the first K goals of an evaluation cover both sides), in drawn order on each side."""
     bins = np.arange(0 if split == "train" else 1, 10, 2)  # this split's bins of width 0.05 in [0.5, 1)
-    goals = []
+    sides = []
     for side, k in ((1.0, n - n // 2), (-1.0, n // 2)):
         dist = 0.5 + 0.05 * (rng.choice(bins, size=k, replace=k > len(bins)) + rng.uniform(size=k))
-        goals += [(float(side * d), 0.0) for d in np.sort(dist)]
-    return goals
+        sides.append([(float(side * d), 0.0) for d in dist])
+    right, left = sides
+    return [g for pair in zip(right, left, strict=False) for g in pair] + right[len(left):]
 
 
 def toy_sides(seed: int = 0, task: str | None = None, num_tasks: int = 10, horizon: int = 8) -> Benchmark:

@@ -91,6 +91,9 @@ def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     check_loadable(state)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
+        umask = os.umask(0o022)  # mkstemp makes the file owner-only: give it the mode a plain open() would
+        os.umask(umask)
+        os.chmod(tmp, 0o666 & ~umask)
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()
@@ -106,8 +109,17 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
     A file that isn't one (truncated, another format) is a one-line :class:`UsageError`."""
     try:
-        return torch.load(Path(path), map_location="cpu", weights_only=True)
-    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError) as e:
-        first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
-        raise UsageError(f"{path} is not a readable metarl checkpoint ({first}): it may be truncated; "
-                         "retrain, or restore it from a copy") from None
+        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+    except (RuntimeError, EOFError, pickle.UnpicklingError, ValueError, OSError) as e:
+        text = str(e).strip()
+        first = text.splitlines()[0] if text else type(e).__name__
+        if isinstance(e, pickle.UnpicklingError) or "Weights only load failed" in first:
+            first = "not a weights-only torch file"  # torch's own text suggests weights_only=False: not for this
+        elif isinstance(e, OSError):
+            first = f"{type(e).__name__}: {e.strerror or first}"
+        raise UsageError(f"{path} is not a readable metarl checkpoint ({first[:200]}): it may be truncated or "
+                         "overwritten; retrain, or restore it from a copy") from None
+    if not isinstance(state, dict):
+        raise UsageError(f"{path} is not a metarl checkpoint (it holds a {type(state).__name__}, not a dict): pass "
+                         "the checkpoint.pt that `metarl train` wrote")
+    return state

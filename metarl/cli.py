@@ -418,7 +418,7 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
         ("--num-envs", args.num_envs is not None and args.num_envs != t.num_envs),
         ("--backend", args.backend is not None and args.backend != t.backend),
         ("--reward-version", args.reward_version is not None and args.reward_version != (cfg.reward_version or "v2")),
-        ("--agent-opt", any(cfg.agent_options.get(k, object()) != v for k, v in agent_opts.items())),
+        ("--agent-opt", any(_differs_from_saved(k, v, cfg.agent_options, args.out) for k, v in agent_opts.items())),
         ("--env-opt", any(cfg.env_options.get(k, object()) != v for k, v in env_opts.items()))) if clash]
     if args.num_workers is not None and not conflicts and t.backend != "shm":
         raise UsageError(f"--num-workers sets the shm backend's worker processes; {args.out} was trained with backend "
@@ -484,7 +484,7 @@ def cmd_train(args: argparse.Namespace) -> int:
         trainer.logger.rewind(trainer.state.env_steps)  # rows logged after the checkpoint are logged again
         at_budget, out_of_time = trainer.state.env_steps >= cfg.trainer.steps, trainer.out_of_time()
         if at_budget or out_of_time:
-            done = _already_evaluated(trainer.final_eval_path(), trainer.state.env_steps)
+            done = _already_evaluated(trainer.final_eval_path(), trainer.state.env_steps, trainer.final_tasks_digest())
             if done:  # the same weights: evaluating again would repeat it and log it twice
                 trainer.config = replace(trainer.config, final_eval=False)
             note = (f"; {trainer.final_eval_path()} already evaluates these weights (`metarl eval {out}` repeats it)"
@@ -542,10 +542,24 @@ def _record_resume(path: Path, env_steps: int) -> None:
         tmp.unlink(missing_ok=True)
 
 
-def _already_evaluated(path: Path, env_steps: int) -> bool:
-    """``path`` holds a final evaluation written after ``env_steps`` of training."""
+def _differs_from_saved(key: str, value: Any, saved: dict[str, Any], out: Path) -> bool:
+    """Whether ``--agent-opt key=value`` contradicts the run in ``out``: its saved option, or, where it was
+    left at its default, the agent's resolved config in ``config.json`` (so repeating a default is fine)."""
+    if key in saved:
+        return saved[key] != value
     try:
-        return json.loads(path.read_text()).get("trained_env_steps") == env_steps
+        resolved = json.loads((out / "config.json").read_text())["resolved"]["agent_config"]
+        return key not in resolved or resolved[key] != json.loads(json.dumps(value))
+    except (OSError, ValueError, KeyError, TypeError):
+        return True
+
+
+def _already_evaluated(path: Path, env_steps: int, digest: str) -> bool:
+    """``path`` holds a final evaluation written after ``env_steps`` of training, on the held-out tasks
+    whose :func:`metarl.evaluator.tasks_digest` is ``digest``."""
+    try:
+        obj = json.loads(path.read_text())
+        return obj.get("trained_env_steps") == env_steps and obj.get("tasks_digest") == digest
     except (OSError, ValueError, AttributeError):
         return False
 

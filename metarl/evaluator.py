@@ -109,7 +109,7 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
 
 
 def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig, seed: int) -> EvalResult:
-    tasks = _select(dist.evaluation_tasks(), config.max_tasks_per_class)
+    tasks = select_tasks(dist.evaluation_tasks(), config.max_tasks_per_class)
     config = replace(config, deterministic=eval_deterministic(learner, config))
     n = envs.num_envs
     by_class: dict[str, list[int]] = {}
@@ -181,7 +181,7 @@ def _canonical(x: Any) -> Any:
 def is_partial(dist: TaskDistribution, max_tasks_per_class: int | None) -> bool:
     """Whether ``max_tasks_per_class`` leaves out some of ``dist``'s evaluation tasks."""
     every = dist.evaluation_tasks()
-    return len(_select(every, max_tasks_per_class)) < len(every)
+    return len(select_tasks(every, max_tasks_per_class)) < len(every)
 
 
 def protocol(config: EvalConfig, partial: bool) -> str:
@@ -197,7 +197,7 @@ def eval_slots(dist: TaskDistribution, config: EvalConfig, num_envs: int) -> int
     evaluated (a quick ``max_tasks_per_class=1`` check on ML1 would otherwise step 9 padded slots of 10).
     The Trainer and ``metarl eval`` both size their vector envs with it, so a re-evaluation repeats
     training's final one exactly."""
-    return max(1, min(num_envs, len(_select(dist.evaluation_tasks(), config.max_tasks_per_class))))
+    return max(1, min(num_envs, len(select_tasks(dist.evaluation_tasks(), config.max_tasks_per_class))))
 
 
 def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
@@ -239,7 +239,9 @@ def eval_deterministic(learner: Learner, config: EvalConfig) -> bool:
     return bool(getattr(learner, "eval_deterministic", True))
 
 
-def _select(tasks: list[Task], k: int | None) -> list[Task]:
+def select_tasks(tasks: list[Task], k: int | None) -> list[Task]:
+    """The first ``k`` tasks of each class, in ``tasks``' order (None: all): what an evaluation with
+    ``max_tasks_per_class=k`` runs."""
     if k is None:
         return tasks
     seen: dict[str, int] = {}

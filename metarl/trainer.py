@@ -31,7 +31,15 @@ from rich.text import Text
 
 from metarl import checkpoint
 from metarl.errors import UsageError
-from metarl.evaluator import EvalConfig, EvalResult, eval_slots, evaluate, is_partial
+from metarl.evaluator import (
+    EvalConfig,
+    EvalResult,
+    eval_slots,
+    evaluate,
+    is_partial,
+    select_tasks,
+    tasks_digest,
+)
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
 from metarl.rollout import collect, retry_trial, torch_threads
@@ -166,7 +174,7 @@ class Trainer:
                     metrics["train/iteration"] = self.state.iteration
                     # once per multiple of eval_every crossed by this batch (a resumed run may have a new one),
                     # except on the last batch when the final evaluation follows at the same step
-                    last = self.state.env_steps >= cfg.steps and cfg.final_eval
+                    last = (self.state.env_steps >= cfg.steps or self.out_of_time()) and cfg.final_eval
                     if (cfg.eval_every and not last
                             and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
                         metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
@@ -240,16 +248,39 @@ class Trainer:
             return evaluate(self.benchmark.test, self.algorithm.make_learner(), self._eval_envs, config,
                             self.config.seed)
 
+    def final_tasks_digest(self) -> str:
+        """:func:`metarl.evaluator.tasks_digest` of the tasks the final evaluation runs."""
+        k = self.config.final_eval_tasks_per_class
+        return tasks_digest(select_tasks(self.benchmark.test.evaluation_tasks(), k))
+
+    def _tasks_digests(self) -> dict[str, str]:
+        return {"train": tasks_digest(list(self.benchmark.train.tasks)),
+                "test": tasks_digest(self.benchmark.test.evaluation_tasks())}
+
     def save(self) -> None:
-        """Atomically write ``checkpoint.pt`` in the run directory (no-op without one)."""
+        """Atomically write ``checkpoint.pt`` in the run directory (no-op without one), with the digests
+        of the benchmark's tasks (a resume on other tasks is refused)."""
         if self.run_dir is None:
             return
-        state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict()}
+        state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict(),
+                 "tasks": self._tasks_digests()}
         checkpoint.save(self.run_dir / checkpoint.CHECKPOINT_NAME, state)
 
     def resume(self, path: Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`."""
+        """Continue from a checkpoint written by :meth:`save`: the same tasks (by digest, where the
+        checkpoint has them), then its counters, random state and the algorithm's state."""
         state = checkpoint.load(path)
+        missing = [k for k in ("trainer", "rng", "algorithm") if k not in state]
+        if missing:
+            raise UsageError(f"{path} is not a metarl training checkpoint (no {', '.join(missing)}): pass the "
+                             "checkpoint.pt that `metarl train` wrote")
+        now = self._tasks_digests()
+        for split, digest in state.get("tasks", {}).items():
+            if now.get(split, digest) != digest:
+                raise UsageError(f"{path} was trained on other {split} tasks than {self.benchmark.label} gives now "
+                                 f"(tasks digest {digest} vs {now[split]}: the task family's code or data changed); "
+                                 "resume with the version that wrote it (config.json's resolved.git_commit), or "
+                                 "start a new run")
         state["trainer"].pop("next_eval", None)  # checkpoints before 2026-11-28 stored the derived schedule
         self.state = TrainState(**state["trainer"])
         set_rng_state(self.rng, state["rng"])
@@ -312,7 +343,12 @@ def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: 
                     **extra: Any) -> dict:
     """Write (and return) the evaluation as one JSON object (``extra``: more top-level keys)."""
     obj = {**eval_summary(result, benchmark, seed, eval_seed), **extra}
-    path.write_text(json.dumps(obj, indent=2) + "\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    try:  # whole or not at all: `metarl compare` and a resumed run read it
+        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
     return obj
 
 

@@ -512,3 +512,42 @@ def test_parse_options_reads_python_and_json_literals():
 
     got = parse_options(["a=True", "b=false", "c=null", "d=1,2", "e=true_story", "f=[1, 2]"], "--agent-opt", "x=1")
     assert got == {"a": True, "b": False, "c": None, "d": [1, 2], "e": "true_story", "f": [1, 2]}
+
+
+def test_resume_accepts_a_default_repeated_and_refuses_a_changed_one(tmp_path, capsys):
+    out = tmp_path / "run"
+    base = ["train", "Toy", "--agent", "zero-shot", "--num-envs", "2", "--out", str(out), "--no-final-eval"]
+    assert main([*base, "--steps", "40"]) == 0
+    gamma = json.loads((out / "config.json").read_text())["resolved"]["agent_config"]["gamma"]
+    assert main([*base, "--steps", "80", "--resume", "--agent-opt", f"gamma={gamma}"]) == 0  # the run's own value
+    capsys.readouterr()
+    assert main([*base, "--steps", "120", "--resume", "--agent-opt", f"gamma={gamma / 2}"]) == 2
+    assert "--agent-opt differs" in capsys.readouterr().err
+
+
+def test_a_truncated_or_foreign_checkpoint_is_one_line(tmp_path, capsys):
+    from metarl import checkpoint
+
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--num-envs", "2", "--steps", "40", "--no-final-eval",
+                 "--out", str(out)]) == 0
+    path = out / checkpoint.CHECKPOINT_NAME
+    assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable as the run's other files are
+    whole = path.read_bytes()
+    for broken in (whole[: len(whole) // 2], b"\x80\x04garbage", None):
+        if broken is None:
+            path.unlink()
+            path.mkdir()  # a directory where the file should be
+        else:
+            path.write_bytes(broken)
+        capsys.readouterr()
+        assert main(["eval", str(out)]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error:") and err.count("\n") == 1 and "Traceback" not in err
+        assert "not a readable metarl checkpoint" in err and "weights_only=False" not in err
+
+
+def _umask():
+    mask = os.umask(0o022)
+    os.umask(mask)
+    return mask

@@ -324,3 +324,23 @@ def test_training_interrupted_pickles():
 
     again = pickle.loads(pickle.dumps(TrainingInterrupted(120, saved=True)))
     assert (again.env_steps, again.saved, str(again)) == (120, True, "training stopped by Ctrl-C at 120 env steps, checkpoint saved")
+
+
+def test_resume_refuses_a_checkpoint_trained_on_other_tasks(tmp_path):
+    (tmp_path / "a").mkdir()
+    _run(tmp_path / "a", 20)
+    bench = metarl.make_benchmark("Toy", seed=3, num_tasks=7, horizon=5)  # num_tasks=6 made the checkpoint
+    trainer = metarl.Trainer(bench, metarl.make_agent("zero-shot", bench, **SMALL["zero-shot"]),
+                             metarl.TrainerConfig(steps=40, num_envs=2, seed=3, progress=False))
+    with pytest.raises(metarl.UsageError, match="trained on other train tasks than Toy gives now"):
+        trainer.resume(tmp_path / "a" / checkpoint.CHECKPOINT_NAME)
+
+
+def test_a_time_limit_ending_the_run_skips_the_periodic_evaluation_before_the_final_one(tmp_path):
+    bench = metarl.make_benchmark("Toy", seed=3, num_tasks=6, horizon=5)
+    cfg = metarl.TrainerConfig(steps=10_000, max_seconds=1e-9, num_envs=2, seed=3, eval_every=1, progress=False)
+    logger = Logger([CSVWriter(tmp_path / "progress.csv")])
+    metarl.Trainer(bench, metarl.make_agent("random", bench), cfg, logger=logger).train()
+    logger.close()
+    rows = [(step, key) for step, key, _ in _metrics(tmp_path / "progress.csv") if key == "eval/success_rate"]
+    assert len(rows) == 1  # the final evaluation only (one iteration ran out of the time)

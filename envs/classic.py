@@ -12,7 +12,7 @@ its bin, so both splits cover the whole range and no test goal is a training goa
 (PEARL, Rakelly et al. 2019, arXiv:1903.08254, uses ``[0, 3]``: option ``max_velocity=3``). Reward
 ``-|x_velocity - v_goal| - 0.05 |a|^2``: the control weight 0.05 is that of MAML's and PEARL's code
 (``half_cheetah_env_rand.py``, ``rlkit/envs/half_cheetah_vel.py``), not gymnasium's 0.1.
-20 bins of 0.1 m/s.
+20 bins of ``max_velocity / 20`` (0.1 m/s at the default 2).
 
 ``HalfCheetahDir`` (class ``cheetah-dir``): run forward (``+1``) or backward (``-1``); reward
 ``dir * x_velocity - 0.05 |a|^2`` (MAML section 5.3, same control weight). Only two tasks exist, so
@@ -44,7 +44,7 @@ termination. 80 train / 20 test goals by default (PEARL's config); 20 angle bins
 
 Success (``info["success"]`` per step; an episode succeeds if any step does):
     cheetah-vel: the mean x-velocity over the last ``SUCCESS_WINDOW`` steps (1 s) is within
-        ``VEL_TOLERANCE`` (0.2 m/s, a tenth of the goal range) of ``v_goal``;
+        ``VEL_TOLERANCE`` (0.2 m/s, a tenth of the default goal range) of ``v_goal``;
     cheetah-dir: the mean velocity along the direction over the last 1 s is >= 1 m/s;
     ant-dir: the mean velocity along ``θ`` over the last 1 s is >= 0.5 m/s;
     point-nav: distance to the goal < 0.1; point-nav-sparse: inside the 0.2 goal radius.

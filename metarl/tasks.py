@@ -96,7 +96,8 @@ class TaskSet:
         """Balanced meta-batch: classes in turn from a random offset, variants without replacement.
 
         With ``n`` a multiple of the class count every class gets ``n / classes`` slots (Meta-World's
-        ML10 convention). Within a class, variants are drawn without replacement while enough remain.
+        ML10 convention). Within a class, variants are drawn without replacement; past the class's
+        variant count, in whole shuffled rounds (HalfCheetahDir's 2 directions in 10 slots: 5 each).
 
         Order: classes interleave (one task of each drawn class in sorted class order, then the next
         round), so consecutive slots (the ones one worker process steps) run different classes: a
@@ -116,8 +117,9 @@ class TaskSet:
         drawn: list[list[Task]] = []
         for name in names:
             pool, k = groups[name], counts[name]
-            if k:
-                idx = rng.choice(len(pool), size=k, replace=k > len(pool))
+            if k:  # whole shuffled rounds of the pool, then a part of one: every variant within one of the others
+                rounds = [rng.permutation(len(pool)) for _ in range(k // len(pool))]
+                idx = np.concatenate([*rounds, rng.choice(len(pool), size=k % len(pool), replace=False)])
                 drawn.append([pool[j] for j in idx])
         return interleave(drawn)
 

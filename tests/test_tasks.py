@@ -27,6 +27,10 @@ def test_sample_is_balanced_and_reproducible():
     # within a class, no repeats while enough variants remain
     big = ts.sample(12, np.random.default_rng(1))
     assert len({t.id for t in big}) == 12
+    # past the variant count, whole rounds: 10 slots of one class with 4 variants -> each 2 or 3 times
+    for seed in range(5):
+        counts = np.unique([t.id for t in ts.sample(30, np.random.default_rng(seed))], return_counts=True)[1]
+        assert len(counts) == 12 and set(counts) <= {2, 3}
 
 
 def test_sample_interleaves_classes_so_neighbouring_slots_differ():

@@ -315,6 +315,9 @@ class MAMLLearner:
 class MAML:
     """MAML meta-algorithm: a shared Gaussian MLP policy, VPG inner steps and a TRPO meta-update."""
 
+    config_class = MAMLConfig
+    """Its options (``--agent-opt``) and their defaults, as ``metarl envs`` lists them."""
+
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
         self.cfg = cfg = config_from_options(MAMLConfig, options, "maml agent")
         self.spec, self.device = spec, torch.device(device)

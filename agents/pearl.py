@@ -245,6 +245,9 @@ class _TaskBuffer:
 class PEARL:
     """PEARL meta-algorithm: context encoder, SAC policy and twin critics on ``[s, z]``, replay per task."""
 
+    config_class = PEARLConfig
+    """Its options (``--agent-opt``) and their defaults, as ``metarl envs`` lists them."""
+
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:
         self.cfg = cfg = config_from_options(PEARLConfig, options, "pearl agent")
         if cfg.tau == 0:  # counts and rates are checked by config_from_options; tau in [0, 1] there

@@ -122,6 +122,9 @@ def ppo_epochs(net: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict[str
 class ZeroShotPPO:
     """Multi-task PPO: one policy for all tasks, updated on every iteration's rollout."""
 
+    config_class = PPOConfig
+    """Its options (``--agent-opt``) and their defaults, as ``metarl envs`` lists them."""
+
     post_episodes = 0
 
     def __init__(self, spec: EnvSpec, device: torch.device | str = "cpu", **options: Any) -> None:

@@ -263,6 +263,9 @@ def trial_gae(rewards: np.ndarray, values: np.ndarray, valid: np.ndarray, gamma:
 class RL2:
     """RL² meta-algorithm: a recurrent policy trained with PPO over trials (see the module docstring)."""
 
+    config_class = RL2Config
+    """Its options (``--agent-opt``) and their defaults, as ``metarl envs`` lists them."""
+
     post_episodes = 0
     adapts_while_acting = True  # the GRU carries the trial
 

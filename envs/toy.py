@@ -78,8 +78,9 @@ def toy_goal(seed: int = 0, task: str | None = None, num_tasks: int = 20, horizo
     """The ``Toy`` benchmark: ``num_tasks`` train and ``num_tasks`` test goals, one class ``point-goal``."""
     if task is not None:
         raise UsageError(f"Toy has a single task class: drop --task {task}")
-    if num_tasks < 1 or horizon < 1:
-        raise UsageError("Toy needs num_tasks >= 1 and horizon >= 1")
+    for opt, value, least in (("num_tasks", num_tasks, 1), ("horizon", horizon, 1)):
+        if value < least:
+            raise UsageError(f"Toy needs {opt} >= {least}, got {value}: pass e.g. {opt}=20")
     rng = np.random.default_rng(seed)
     factory = functools.partial(PointGoalEnv, horizon=horizon, terminate_on_success=terminate_on_success)
     splits = {"train": (0.0, 1.5 * math.pi), "test": (1.5 * math.pi, 2 * math.pi)}
@@ -114,8 +115,10 @@ def toy_sides(seed: int = 0, task: str | None = None, num_tasks: int = 10, horiz
     """The ``ToySides`` benchmark: ``num_tasks`` goals per split, half on each side, class ``point-sides``."""
     if task is not None:
         raise UsageError(f"ToySides has a single task class: drop --task {task}")
-    if num_tasks < 2 or horizon < 1:
-        raise UsageError("ToySides needs num_tasks >= 2 (one goal per side at least) and horizon >= 1")
+    if num_tasks < 2:
+        raise UsageError(f"ToySides needs num_tasks >= 2 (one goal per side at least), got {num_tasks}: pass e.g. num_tasks=10")
+    if horizon < 1:
+        raise UsageError(f"ToySides needs horizon >= 1, got {horizon}: pass e.g. horizon=8")
     rng = np.random.default_rng(seed)
     factory = functools.partial(PointGoalEnv, horizon=horizon)
     sets = {split: TaskSet(split, tuple(Task("point-sides", i, split, g) for i, g in enumerate(_side_goals(rng, num_tasks, split))),

@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import metarl
-from metarl.config import agent_config
+from metarl.config import agent_config, option_defaults
 from metarl.errors import UsageError, exit_code
 from metarl.plot import plot_run
 from metarl.registry import agent_factory, benchmark_factory
@@ -101,8 +101,9 @@ def _whole(flag: str, example: int, minimum: int = 1, maximum: int | None = None
 
 def build_parser() -> argparse.ArgumentParser:
     p = _Parser(prog="metarl", description=__doc__.splitlines()[0].replace("``", ""))
+    p.add_argument("--version", action="version", version=f"metarl {metarl.__version__}")
     sub = p.add_subparsers(dest="command", required=True, parser_class=_Parser)
-    e = sub.add_parser("envs", help="list benchmarks, task classes, splits and agents")
+    e = sub.add_parser("envs", help="list benchmarks, task classes, splits, agents and their options")
     e.add_argument("--json", action="store_true", help="print one JSON object")
     t = sub.add_parser("train", help="meta-train an agent, then run the held-out evaluation")
     t.add_argument("benchmark", help="benchmark name, e.g. ML1, ML10, ML45, Toy")
@@ -111,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     t.add_argument("--steps", type=_whole("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
     t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
     t.add_argument("--seed", type=_whole("--seed", 1, minimum=0, maximum=SEED_MAX), help="seed for tasks, resets and torch (default 0)")
-    t.add_argument("--out", type=Path, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
+    t.add_argument("--out", type=_path_arg, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=_whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     _add_vector_flags(t)
@@ -263,8 +264,10 @@ def cmd_envs(args: argparse.Namespace) -> int:
         except UsageError as e:
             broken_agents[name] = str(e)
     agents = [n for n in metarl.agent_names() if n not in broken_agents]
+    options = {n: option_defaults(agent_factory(n)) for n in agents}
     if args.json:
-        print(json.dumps({"benchmarks": rows, "agents": agents, "unavailable_agents": broken_agents}, indent=2))
+        print(json.dumps({"benchmarks": rows, "agents": agents, "unavailable_agents": broken_agents,
+                          "agent_options": options}, indent=2, default=str))
         return 0
     for name, d in rows.items():
         if "error" in d:
@@ -277,10 +280,15 @@ def cmd_envs(args: argparse.Namespace) -> int:
         else:
             print(f"  train: {' '.join(d['train'])}\n  test:  {' '.join(d['test'])}")
         for opt, text in d.get("options", {}).items():
-            print(f"  option {opt}: {text}")
+            flag = _RESERVED["--env-opt"].get(opt)
+            print(f"  option {opt}: {text}" + (f" (give it as {flag}, not --env-opt)" if flag else ""))
         if "note" in d:
             print(f"  note: {d['note']}")
     print(f"agents: {' '.join(agents)}")
+    for name in agents:  # --agent-opt KEY=VALUE; lists as 128,128 (one layer: 128)
+        if options[name]:
+            shown = (f"{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}" for k, v in options[name].items())
+            print(f"  {name} options (--agent-opt, defaults): {' '.join(shown)}")
     for name, err in broken_agents.items():
         print(f"agent {name}: unavailable: {err}")
     print("Meta-World rewards: v2 (default) or v1, chosen with --reward-version")
@@ -319,9 +327,17 @@ def _check_num_envs_early(name: str, requested: int | None) -> None:
 
 
 def _max_seconds(args: argparse.Namespace) -> float | None:
-    if args.max_minutes is not None and args.max_minutes <= 0:
-        raise UsageError(f"--max-minutes must be positive, got {args.max_minutes}: give e.g. --max-minutes 30")
+    if args.max_minutes is not None and not (0 < args.max_minutes < math.inf):
+        raise UsageError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes}: give e.g. "
+                         "--max-minutes 30 (or leave it out for no time limit)")
     return None if args.max_minutes is None else 60 * args.max_minutes
+
+
+def _path_arg(text: str) -> Path:
+    """A path flag's value; empty text (``--out ""``) is refused rather than read as the current folder."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("empty path: give a directory, e.g. --out runs/my-run")
+    return Path(text)
 
 
 def _option_flags(args: argparse.Namespace) -> dict[str, dict]:
@@ -496,8 +512,10 @@ def cmd_train(args: argparse.Namespace) -> int:
                   file=sys.stderr)
         else:
             _record_resume(out / "config.json", trainer.state.env_steps)
-    print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
-          f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with {cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
+    if not (args.resume and (at_budget or out_of_time)):
+        print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
+              f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with "
+              f"{cfg.trainer.num_envs} slots on {device}; run dir {out}", file=sys.stderr)
     resume = " ".join(shlex.quote(a) for a in ["metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []),
                                                  "--agent", cfg.agent, "--out", str(out), "--resume",
                                                  *([] if cfg.trainer.final_eval else ["--no-final-eval"])])
@@ -794,6 +812,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
         seed_everything(seed)
         agent = metarl.make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
         num_envs, threads = args.num_envs or 10, TrainerConfig.collect_threads
+        trained = None  # untrained weights
     det = {"auto": None, "mean": True, "sampled": False}[args.actions]
     config = EvalConfig(max_tasks_per_class=args.eval_tasks, deterministic=det)
     eval_seed = seed if args.eval_seed is None else args.eval_seed
@@ -803,16 +822,16 @@ def cmd_eval(args: argparse.Namespace) -> int:
             result = evaluate(bench.test, agent.make_learner(), envs, config, eval_seed)
     finally:
         envs.close()
+    extra = {**({"trained_env_steps": trained} if trained is not None else {}),  # as training writes it
+             **({"agent_overrides": options} if options else {}),
+             **({"env_overrides": env_options} if env_options else {})}
     if target.is_dir():  # a partial or non-default evaluation never replaces the official one
         other_seed = {} if eval_seed == seed else {"eval_seed": eval_seed}
         path = target / eval_file_name(bench.test, args.eval_tasks, args.actions,
                                        {**env_options, **options, **other_seed})
-        write_eval_json(path, result, bench, seed, eval_seed,  # the weights' env steps, as training writes it
-                        **({"trained_env_steps": trained} if trained is not None else {}),
-                        **({"agent_overrides": options} if options else {}),
-                        **({"env_overrides": env_options} if env_options else {}))
-    if args.json:
-        print(json.dumps(eval_summary(result, bench, seed, eval_seed), indent=2))
+        write_eval_json(path, result, bench, seed, eval_seed, **extra)
+    if args.json:  # the file's fields
+        print(json.dumps({**eval_summary(result, bench, seed, eval_seed), **extra}, indent=2))
     else:
         _print_table(result, bench, seed, eval_seed)
     return 0

@@ -33,12 +33,24 @@ def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
     if unknown:
         raise UsageError(f"{owner}: unknown option{'s' if len(unknown) > 1 else ''} {', '.join(unknown)}; "
                          f"it takes: {', '.join(sorted(known))}")
+    options = dict(options)
     for name, value in options.items():
         f = known[name]
         default = f.default if f.default is not MISSING else (
             f.default_factory() if f.default_factory is not MISSING else None)
+        if isinstance(default, (tuple, list)) and _is_whole(value):
+            value = options[name] = (value,)  # hidden=128: one layer of 128
         check_option(owner, name, value, default)
     return cls(**options)
+
+
+def option_defaults(factory: Any) -> dict[str, Any] | None:
+    """``{option: default}`` of an agent factory with a dataclass ``config_class`` (None without one)."""
+    cls = getattr(factory, "config_class", None)
+    if not (isinstance(cls, type) and is_dataclass(cls)):
+        return None
+    return {f.name: (f.default if f.default is not MISSING else
+                     f.default_factory() if f.default_factory is not MISSING else None) for f in fields(cls)}
 
 
 def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool = True) -> None:
@@ -64,7 +76,7 @@ def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool =
         values = [value]
     elif isinstance(default, (tuple, list)):
         if not isinstance(value, (tuple, list)) or not all(_is_whole(v) for v in value):
-            raise bad(f"must be a list of whole numbers, e.g. {name}=128,128 (one layer: {name}=128,)")
+            raise bad(f"must be whole numbers, e.g. {name}=128,128 (one layer: {name}=128)")
         values = list(value)
     elif isinstance(default, str):
         if not isinstance(value, str):

@@ -186,7 +186,8 @@ def is_partial(dist: TaskDistribution, max_tasks_per_class: int | None) -> bool:
 
 def protocol(config: EvalConfig, partial: bool) -> str:
     """``"official"``, or how ``config`` departs from the official protocol (``partial``: a task subset)."""
-    parts = [f"first {config.max_tasks_per_class} tasks per class"] if partial else []
+    k = config.max_tasks_per_class
+    parts = [f"first {k} task{'s' if k != 1 else ''} per class"] if partial else []
     if (config.adapt_episodes, config.eval_episodes) != (EvalConfig.adapt_episodes, EvalConfig.eval_episodes):
         parts.append(f"{config.adapt_episodes} + {config.eval_episodes} episodes")
     return ", ".join(parts) or "official"

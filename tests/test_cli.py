@@ -18,7 +18,7 @@ BAD = [
     (["train", "Toy", "--agent", "random", "--steps", "-5"], "must be positive"),
     (["train", "Toy", "--agent", "random", "--num-envs", "0"], "must be positive"),
     (["train", "Toy", "--agent", "random", "--device", "tpu"], "unknown device"),
-    (["train", "Toy", "--agent", "random", "--max-minutes", "0"], "must be positive"),
+    (["train", "Toy", "--agent", "random", "--max-minutes", "0"], "must be a positive number"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "nosuch=1"], "unknown option nosuch"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "lr"], "not KEY=VALUE"),
     (["eval", "Toy"], "add --agent"),
@@ -42,14 +42,17 @@ BAD = [
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "gamma=abc"], "must be a finite number"),
     (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=0"], "must be > 0 (default 2); for the policy without adaptation give inner_lr=0"),
     (["train", "Toy", "--agent", "rl2", "--seed", "-1"], "--seed: must be >= 0"),
-    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64"], "must be a list of whole numbers"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64.5"], "must be whole numbers"),
     (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
     (["train", "ml1", "--task", "reach-v3", "--agent", "random"], "did you mean 'ML1'"),
     (["eval", "/nonexistent-run", "--agent", "random"], "pass a run directory"),
     (["train", "ML1", "--task", "Reach-V3", "--agent", "random"], "did you mean 'reach-v3'"),
     (["train", "ML1", "--task", "reach-v2", "--agent", "random"], "did you mean 'reach-v3'"),
     (["train", "Toy", "--agent", "random", "--env-opt", "horizon=5", "--env-opt", "horizon=6"], "given twice"),
-    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64"], "e.g. hidden=128,128 (one layer: hidden=128,)"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=a,b"], "e.g. hidden=128,128 (one layer: hidden=128)"),
+    (["train", "Toy", "--agent", "random", "--max-minutes", "nan"], "--max-minutes must be a positive number"),
+    (["train", "Toy", "--agent", "random", "--max-minutes", "inf"], "--max-minutes must be a positive number"),
+    (["train", "Toy", "--agent", "random", "--env-opt", "reward_version=v1"], "use --reward-version"),
 ]
 
 
@@ -534,7 +537,7 @@ def test_a_truncated_or_foreign_checkpoint_is_one_line(tmp_path, capsys):
     path = out / checkpoint.CHECKPOINT_NAME
     assert path.stat().st_mode & 0o777 == 0o666 & ~_umask()  # readable as the run's other files are
     whole = path.read_bytes()
-    for broken in (whole[: len(whole) // 2], b"\x80\x04garbage", None):
+    for broken in (whole[: len(whole) // 2], b"\x80\x04garbage", b"junk\n", None):
         if broken is None:
             path.unlink()
             path.mkdir()  # a directory where the file should be
@@ -551,3 +554,16 @@ def _umask():
     mask = os.umask(0o022)
     os.umask(mask)
     return mask
+
+
+def test_envs_lists_each_agents_options_and_one_number_is_one_layer(capsys):
+    assert main(["envs", "--json"]) == 0
+    options = json.loads(capsys.readouterr().out)["agent_options"]
+    assert options["rl2"]["hidden"] == 256 and options["pearl"]["online_after_adapt"] is True
+    assert options["random"] is None  # no options
+    import metarl
+
+    bench = metarl.make_benchmark("Toy", num_tasks=2, horizon=3)
+    assert metarl.make_agent("zero-shot", bench, hidden=16).cfg.hidden == (16,)  # the help's hidden=128 form
+    assert main(["envs"]) == 0
+    assert "zero-shot options (--agent-opt, defaults): hidden=128,128 " in capsys.readouterr().out

@@ -83,6 +83,18 @@ def check_state_dict(algorithm: Any) -> None:
                          "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
+def _file_mode() -> int:
+    """The mode a plain ``open()`` gives a new file (0o666 less the umask), read once: setting the umask to
+    read it is process-wide, so not done while other threads may be creating files."""
+    umask = os.umask(0o022)
+    os.umask(umask)
+    return 0o666 & ~umask
+
+
+FILE_MODE = _file_mode()
+"""Mode of the files metarl writes through a temporary file (checkpoints, evaluation JSON)."""
+
+
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temp file + fsync + rename); NumPy arrays are stored as
     tensors (and load back as tensors). A value weights-only loading could not read is refused first."""
@@ -91,9 +103,7 @@ def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     check_loadable(state)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
-        umask = os.umask(0o022)  # mkstemp makes the file owner-only: give it the mode a plain open() would
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)
+        os.chmod(tmp, FILE_MODE)  # mkstemp makes the file owner-only
         with os.fdopen(fd, "wb") as f:
             torch.save(state, f)
             f.flush()

@@ -199,7 +199,7 @@ def cmd_bench(args: argparse.Namespace) -> int:
     if unknown or not sections:
         raise UsageError(f"--sections {args.sections!r}: choose from single, vector, driving (comma-separated)")
     if args.rss_steps < 0:
-        raise UsageError(f"--rss-steps must be >= 0, got {args.rss_steps}")
+        raise UsageError(f"--rss-steps must be >= 0, got {args.rss_steps}: give e.g. --rss-steps 1000000 (0: no RSS run)")
     worker_counts = None
     if args.worker_counts is not None:
         try:
@@ -243,7 +243,8 @@ def _check_writable(path: Path, flag: str) -> None:
     if path.is_dir():
         raise UsageError(f"{flag} {path} is a directory: give a file path inside it")
     if not path.parent.is_dir():
-        raise UsageError(f"{flag} {path}: folder {path.parent} does not exist; create it or choose another path")
+        what = "is a file, not a folder" if path.parent.exists() else "does not exist"
+        raise UsageError(f"{flag} {path}: {path.parent} {what}; create the folder or choose another path")
     if not os.access(path.parent, os.W_OK):
         raise UsageError(f"{flag} {path}: folder {path.parent} is not writable; choose another path")
 
@@ -563,11 +564,17 @@ def _record_resume(path: Path, env_steps: int) -> None:
 def _differs_from_saved(key: str, value: Any, saved: dict[str, Any], out: Path) -> bool:
     """Whether ``--agent-opt key=value`` contradicts the run in ``out``: its saved option, or, where it was
     left at its default, the agent's resolved config in ``config.json`` (so repeating a default is fine)."""
+    def same(a: Any, b: Any) -> bool:  # hidden=16 and hidden=16, (or [16] in JSON) build the same layers
+        a, b = json.loads(json.dumps(a)), json.loads(json.dumps(b))
+        if isinstance(a, list) != isinstance(b, list):
+            a, b = (a if isinstance(a, list) else [a]), (b if isinstance(b, list) else [b])
+        return a == b
+
     if key in saved:
-        return saved[key] != value
+        return not same(saved[key], value)
     try:
         resolved = json.loads((out / "config.json").read_text())["resolved"]["agent_config"]
-        return key not in resolved or resolved[key] != json.loads(json.dumps(value))
+        return key not in resolved or not same(resolved[key], value)
     except (OSError, ValueError, KeyError, TypeError):
         return True
 

@@ -13,8 +13,10 @@ import json
 import os
 import re
 import signal
+import tempfile
 import threading
 import time
+import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -275,6 +277,11 @@ class Trainer:
             raise UsageError(f"{path} is not a metarl training checkpoint (no {', '.join(missing)}): pass the "
                              "checkpoint.pt that `metarl train` wrote")
         now = self._tasks_digests()
+        if "tasks" not in state:
+            warnings.warn(f"{path} predates task digests (2026-12-04), so resuming can't check that it was trained "
+                          "on the tasks the family gives now; the classic and toy families renumbered theirs that "
+                          "day (task-keyed state such as PEARL's replay would be misfiled): for those, start a new run",
+                          RuntimeWarning, stacklevel=2)
         for split, digest in state.get("tasks", {}).items():
             if now.get(split, digest) != digest:
                 raise UsageError(f"{path} was trained on other {split} tasks than {self.benchmark.label} gives now "
@@ -343,12 +350,14 @@ def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: 
                     **extra: Any) -> dict:
     """Write (and return) the evaluation as one JSON object (``extra``: more top-level keys)."""
     obj = {**eval_summary(result, benchmark, seed, eval_seed), **extra}
-    tmp = path.with_name(f".{path.name}.tmp")
-    try:  # whole or not at all: `metarl compare` and a resumed run read it
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # whole or not at all:
+    try:  # `metarl compare` and a resumed run read it
+        with os.fdopen(fd, "w") as f:
+            f.write(json.dumps(obj, indent=2) + "\n")
+        os.chmod(tmp, checkpoint.FILE_MODE)
         os.replace(tmp, path)
     finally:
-        tmp.unlink(missing_ok=True)
+        Path(tmp).unlink(missing_ok=True)
     return obj
 
 

@@ -423,7 +423,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                       int(np.prod(self.single_action_space.shape)))
         self._tasks: list[Any] = [None] * num_envs
         self._lost = np.zeros(num_envs, bool)  # slots a restart reset behind the caller's back (next step says so)
-        self._owed: list[str | None] = [None] * workers  # "step" / "answer" an interrupted call left unread
+        self._owed: list[str | None] = [None] * workers  # "step" / "answer" / "start" an interrupted call left unread
+        self._unsent = [False] * workers  # restarted, its slots' tasks not yet given back (an interrupted restart)
         self._procs: list[Any] = [None] * workers
         self._pipes: list[Any] = [None] * workers
         self._go: list[Any] = [None] * workers
@@ -468,7 +469,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                 signal.pthread_sigmask(signal.SIG_SETMASK, mask)
         child.close()
         self._procs[w], self._pipes[w], self._go[w], self._done[w] = proc, parent, go, done
-        self._owed[w] = "answer"
+        self._owed[w] = "start"
         self._expect(w, "start", self.start_timeout)
 
     def _answer(self, w: int, timeout: float) -> tuple[str, Any] | None:
@@ -479,6 +480,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         except (EOFError, ConnectionResetError, BrokenPipeError):
             self._procs[w].join(timeout=1)  # the pipe closes just before the process is reaped
             return "error", f"process exited with code {self._procs[w].exitcode}"
+        except OSError as e:  # our end was closed: a restart interrupted between killing and starting
+            return "error", f"its pipe is closed ({e})"
 
     def _expect(self, w: int, what: str, timeout: float | None = None) -> bool:
         """Wait for worker ``w``'s answer; False if it died, hung or failed (it is then restarted)."""
@@ -502,10 +505,18 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
                               "script, the code that trains must sit under `if __name__ == \"__main__\":` (workers "
                               "start by forkserver/spawn and re-import it)")
         warnings.warn(f"env worker for slots {lo}..{hi - 1} failed ({problem}); restarted", RuntimeWarning, stacklevel=3)
+        self._unsent[w] = True
         self._start(w)
-        if all(t is not None for t in self._tasks[lo:hi]):
-            self._send(w, "tasks", self._tasks[lo:hi])
-            self._send(w, "reset", [(j, None) for j in range(hi - lo)])
+        self._resend(w)
+
+    def _resend(self, w: int) -> None:
+        """Give restarted worker ``w`` its slots' tasks and reset them (once, even after an interruption)."""
+        lo, hi = self._blocks[w]
+        if (self._unsent[w] and all(t is not None for t in self._tasks[lo:hi])
+                and not (self._send(w, "tasks", self._tasks[lo:hi])
+                         and self._send(w, "reset", [(j, None) for j in range(hi - lo)]))):
+            return  # restarted again: that restart gave them
+        self._unsent[w] = False
 
     def _command(self, w: int, cmd: str, arg: Any) -> bool:
         """Run ``cmd`` on block ``w``; False if its worker failed and was restarted instead."""
@@ -522,6 +533,10 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             self._owed[w] = None
         elif owed == "answer":
             self._expect(w, "an earlier, interrupted command")
+        elif owed == "start":
+            self._expect(w, "start", self.start_timeout)
+        if self._unsent[w]:
+            self._resend(w)
 
     def _send(self, w: int, cmd: str, arg: Any = None) -> bool:
         self._post_command(w, cmd, arg)

@@ -520,9 +520,10 @@ def test_parse_options_reads_python_and_json_literals():
 def test_resume_accepts_a_default_repeated_and_refuses_a_changed_one(tmp_path, capsys):
     out = tmp_path / "run"
     base = ["train", "Toy", "--agent", "zero-shot", "--num-envs", "2", "--out", str(out), "--no-final-eval"]
-    assert main([*base, "--steps", "40"]) == 0
+    assert main([*base, "--steps", "40", "--agent-opt", "hidden=16"]) == 0
     gamma = json.loads((out / "config.json").read_text())["resolved"]["agent_config"]["gamma"]
     assert main([*base, "--steps", "80", "--resume", "--agent-opt", f"gamma={gamma}"]) == 0  # the run's own value
+    assert main([*base, "--steps", "80", "--resume", "--agent-opt", "hidden=16,"]) == 0  # one layer either way
     capsys.readouterr()
     assert main([*base, "--steps", "120", "--resume", "--agent-opt", f"gamma={gamma / 2}"]) == 2
     assert "--agent-opt differs" in capsys.readouterr().err

@@ -596,3 +596,26 @@ def test_a_command_left_unanswered_by_an_interruption_is_not_taken_for_the_next_
     obs, *_ = envs.step(np.zeros((1, 1)))
     assert obs[0].tolist() == [1, 100]  # the second reset's episode (5, then 42), stepped once
     envs.close()
+
+
+def test_a_restart_interrupted_while_the_new_worker_starts_is_finished_by_the_next_call():
+    from metarl.types import Task
+
+    envs = SharedMemoryVectorEnv(_slow_reset_env, num_envs=1, num_workers=1, in_parent=False)
+    envs.set_attr("task", [Task("s", 0, "train", (5, False, -1))])
+    envs.reset(seed=[3])
+    expect = envs._expect
+
+    def interrupted(w, what, timeout=None):  # Ctrl-C while the restart waits for its new worker
+        envs._expect = expect
+        raise KeyboardInterrupt
+
+    envs._expect = interrupted
+    with pytest.warns(RuntimeWarning, match="restarted"), pytest.raises(KeyboardInterrupt):
+        envs._restart(0, "simulated hang")
+    assert envs._owed == ["start"] and envs.restarts == 1
+    obs, *_, info = envs.step(np.zeros((1, 1)))  # takes the start, gives the tasks back, steps
+    assert envs.restarts == 1 and obs[0, 0] == 1 and info["worker_restarted"].tolist() == [True]
+    obs, _ = envs.reset(seed=[7])
+    assert obs[0, 0] == 7 and envs.restarts == 1
+    envs.close()

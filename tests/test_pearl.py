@@ -30,6 +30,19 @@ def _setup(num_slots=3, **options):
     return bench, algo, envs
 
 
+def _record_z(learner):
+    """The list that each of ``learner``'s later act() calls appends its ``z`` in use to."""
+    zs, act = [], learner.act
+
+    def recording_act(step, deterministic=False):
+        out = act(step, deterministic)
+        zs.append(learner.z.clone())
+        return out
+
+    learner.act = recording_act
+    return zs
+
+
 def test_posterior_is_the_product_of_the_prior_and_the_factors():
     # Factors N(1, 0.5) and N(-2, 2) with the prior N(0, 1): precision 1 + 2 + 0.5, mean (2 - 1) / 3.5.
     prec = torch.tensor([[2.0], [0.5]])
@@ -44,15 +57,7 @@ def test_online_posterior_equals_the_rollouts_context_and_z_is_redrawn_per_episo
     _, algo, envs = _setup()
     learner = algo.make_learner()
     learner.reset(3)
-    zs = []
-    act = learner.act
-
-    def recording_act(step, deterministic=False):  # z in use at each step
-        out = act(step, deterministic)
-        zs.append(learner.z.clone())
-        return out
-
-    learner.act = recording_act
+    zs = _record_z(learner)
     ro = collect(envs, learner, 2, seed=[0, 1, 2])
     # While acting, each slot took in every transition but its last (whose reward no act() saw).
     online = learner.prec.clone(), learner.prec_mean.clone()
@@ -85,15 +90,7 @@ def test_online_after_adapt_false_keeps_the_adaptation_posterior_and_still_redra
     learner.observe(collect(envs, learner, 2, seed=[0, 1, 2]))
     built = learner.prec.clone(), learner.prec_mean.clone()
     learner.adapt()
-    zs = []
-    act = learner.act
-
-    def recording_act(step, deterministic=False):  # z in use at each step
-        out = act(step, deterministic)
-        zs.append(learner.z.clone())
-        return out
-
-    learner.act = recording_act
+    zs = _record_z(learner)
     collect(envs, learner, 2, noise=SlotNoise([7, 8, 9]))
     assert torch.equal(learner.prec, built[0]) and torch.equal(learner.prec_mean, built[1])
     assert not torch.equal(zs[4], zs[5])  # the second episode's start still draws z (from the same posterior)

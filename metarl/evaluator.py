@@ -67,7 +67,8 @@ class EvalResult:
     success_rate_se: float = float("nan")
     """Standard error of ``success_rate`` over the evaluated tasks (classes weighted as in the mean:
     ``sqrt(sum_c var_c / n_c) / C``, ``var_c`` the sample variance of class ``c``'s per-task success):
-    how far a re-evaluation with other random streams is likely to land. NaN with one task per class."""
+    it holds the tasks' differences as well as the draws', so it bounds from above how far a re-evaluation
+    with other random streams (the same tasks) is likely to land. NaN with one task per class."""
     pre_success_rate_se: float = float("nan")
     """The same for ``pre_success_rate``."""
 

@@ -346,6 +346,18 @@ def fast_class(cls: type) -> type:
     return type(f"Fast{cls.__name__}", (cls,), ns)
 
 
+def __getattr__(name: str) -> type:
+    """``FastX`` for an upstream v3 env class ``X``, built on first use: what unpickling a fast env looks up
+    (the classes are made by :func:`fast_class`, not defined in this module)."""
+    if name.startswith("Fast"):
+        from metaworld.env_dict import ALL_V3_ENVIRONMENTS
+
+        for cls in ALL_V3_ENVIRONMENTS.values():
+            if cls.__name__ == name[4:]:
+                return fast_class(cls)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
 def parity_check(env_name: str, episodes: int = 2, seed: int = 0, policy: Any = None) -> dict[str, float]:
     """Run upstream and fast envs side by side with the same task and actions; report differences.
 

@@ -66,3 +66,18 @@ def test_fast_class_is_a_subclass_and_cached():
 
     cls = ALL_V3_ENVIRONMENTS["pick-place-v3"]
     assert issubclass(fast_class(cls), cls) and fast_class(cls) is fast_class(cls)
+
+
+def test_a_fast_env_pickles_as_upstreams_does():
+    import pickle
+
+    from metarl.envs.metaworld import make_env
+
+    steps = []
+    for fast in (False, True):
+        env = make_env("reach-v3", seed=0, fast=fast)
+        env.reset()
+        copy = pickle.loads(pickle.dumps(env))  # the fast class is found by name in a fresh lookup
+        assert type(copy) is type(env)
+        steps.append(copy.step(np.full(4, 0.3, np.float32))[0])
+    np.testing.assert_array_equal(*steps)

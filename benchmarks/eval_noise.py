@@ -22,7 +22,7 @@ import sys
 from pathlib import Path
 
 from metarl.envs.bench import provenance
-from metarl.errors import UsageError, exit_code
+from metarl.errors import UsageError
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("success_rate", "pre_success_rate", "return", "pre_return")
@@ -60,6 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(args.eval_seeds)) != len(args.eval_seeds) or min(args.eval_seeds) < 0:
             raise UsageError(f"--eval-seeds {args.eval_seeds}: give distinct seeds >= 0, e.g. 0 1 2 3 4")
         extra = [a for opt in args.eval_opt for a in opt.split("=", 1)]
+        owned = {"--eval-seed", "--json"} & set(extra)
+        if owned:
+            raise UsageError(f"--eval-opt {sorted(owned)[0]} is this script's own (one evaluation per --eval-seeds): "
+                             "drop it")
         tag = "".join(f"-{opt.lstrip('-').split('=', 1)[-1]}" for opt in args.eval_opt)
         out = args.out or HERE / "results" / f"eval_noise-{args.run_dir.name}{tag}.json"
         rows = []
@@ -72,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
                   f"return {obj['return']:.1f} (pre {obj['pre_return']:.1f})", file=sys.stderr)
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
-        return exit_code(e)
+        return 2
     summary = {k: spread([r[k] for r in rows]) for k in KEYS}
     ses = [r["success_rate_se"] for r in rows if r["success_rate_se"] is not None]
     summary["mean_success_rate_se_over_tasks"] = statistics.fmean(ses) if ses else None

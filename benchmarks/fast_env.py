@@ -69,6 +69,9 @@ def main() -> None:
     p.add_argument("--quick", action="store_true")
     p.add_argument("--out", type=Path, default=None)
     args = p.parse_args()
+    if min(args.episodes, args.steps, args.repeats) < 1:
+        print("error: --episodes, --steps and --repeats must be >= 1: give e.g. --steps 3000", file=sys.stderr)
+        raise SystemExit(2)
     names = sorted(ALL_V3_ENVIRONMENTS)
     ml10 = sorted(ML10_V3["train"]) + sorted(ML10_V3["test"])
     speed_names = list(SPEED_ENVS) + [n for n in ml10 if n not in SPEED_ENVS]

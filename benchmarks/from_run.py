@@ -31,6 +31,8 @@ def collect_run(run: Path) -> dict:
     """Config, budget, curve and evaluations of ``run``; raises FileNotFoundError without config/progress."""
     config = json.loads((run / "config.json").read_text())
     rows = list(csv.DictReader((run / "progress.csv").open()))
+    if not any(r["key"] == "time/elapsed_s" for r in rows):
+        raise UsageError(f"{run / 'progress.csv'} has no training rows yet: let the run log an iteration first")
     steps = max(int(r["step"]) for r in rows)
     elapsed = max(float(r["value"]) for r in rows if r["key"] == "time/elapsed_s")
     curve: dict[int, dict[str, float]] = {}

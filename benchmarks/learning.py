@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 import time
 from dataclasses import asdict
@@ -35,7 +36,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed, **args.env_options)
     device = resolve_device(args.device)
     seed_everything(seed)
-    run_dir = Path("runs/learning") / f"{bench.label.replace('/', '-')}-{args.agent}{args.tag}-s{seed}"
+    run_dir = _run_dir(args, bench.label, seed)
     if args.evaluate_only:
         return evaluate_checkpoint(args, bench, run_dir, seed, str(device))
     agent = metarl.make_agent(args.agent, bench, device=str(device), **args.agent_options)
@@ -44,7 +45,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
                                eval_every=args.eval_every, final_eval=True, progress=False,
                                max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
                                final_eval_tasks_per_class=args.eval_tasks)
-    write_run_config(args, cfg, run_dir)
+    write_run_config(args, cfg, run_dir, bench, agent, str(device))
     trainer = metarl.Trainer(bench, agent, cfg, run_dir=run_dir, logger=Logger.for_run(run_dir))
     start = time.perf_counter()
     result = trainer.train()
@@ -54,11 +55,49 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
                 wall_seconds=wall, agent_config=agent_config(agent))
 
 
-def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path) -> None:
-    """``config.json`` as `metarl train` writes it, so `metarl eval/render/plot RUN_DIR` work on these runs."""
+def _run_dir(args: argparse.Namespace, label: str, seed: int) -> Path:
+    return Path("runs/learning") / f"{label.replace('/', '-')}-{args.agent}{args.tag}-s{seed}"
+
+
+def check_args(args: argparse.Namespace, out: Path) -> None:
+    """One-line errors before anything runs: bad numbers, a run dir that training would append to, a
+    results file holding other seeds (it would be overwritten after hours of training)."""
+    if args.steps < 1 or args.num_envs < 1 or args.eval_every < 0:
+        raise UsageError("--steps and --num-envs must be >= 1 and --eval-every >= 0: give e.g. --steps 1000000")
+    if args.max_minutes is not None and not (0 < args.max_minutes < math.inf):
+        raise UsageError(f"--max-minutes must be a positive number, got {args.max_minutes}: give e.g. --max-minutes 60")
+    if args.eval_tasks is not None and args.eval_tasks < 1:
+        raise UsageError(f"--eval-tasks must be >= 1, got {args.eval_tasks}: leave it out for the official protocol")
+    if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
+        raise UsageError(f"--seeds must be distinct and >= 0, got {args.seeds}: give e.g. --seeds 0 1 2")
+    label = f"{args.benchmark}/{args.task}" if args.task else args.benchmark
+    for seed in args.seeds if not args.evaluate_only else ():
+        run_dir = _run_dir(args, label, seed)
+        if (run_dir / "progress.csv").exists() or (run_dir / "checkpoint.pt").exists():
+            raise UsageError(f"{run_dir} already holds a run (training would append to its progress.csv): remove it, "
+                             "or give --tag for new run dirs (or --evaluate-only to evaluate it)")
+    if out.exists() and args.out is None:
+        try:
+            before = json.loads(out.read_text()).get("settings", {}).get("seeds")
+        except (OSError, ValueError, AttributeError):
+            before = None
+        if before != args.seeds:
+            raise UsageError(f"{out} holds the results of --seeds {' '.join(map(str, before or ['?']))}; this run has "
+                             f"--seeds {' '.join(map(str, args.seeds))}: give --out for another file "
+                             f"(e.g. --out {out.with_name(out.stem + '-s' + '-'.join(map(str, args.seeds)) + '.json')})")
+
+
+def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path, bench, agent,
+                     device: str) -> None:
+    """``config.json`` as `metarl train` writes it (with its ``resolved`` section: the commit, the agent's
+    whole config), so `metarl eval/render/plot/train --resume RUN_DIR` and `from_run.py` work on these runs."""
+    from metarl.envs.bench import git_commit
+
     run = RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task, trainer=cfg, device=args.device,
                     agent_options=args.agent_options, env_options=args.env_options)
-    (run_dir / "config.json").write_text(json.dumps(asdict(run), indent=2) + "\n")
+    resolved = {"device": device, "reward_version": bench.reward_version, "metarl": metarl.__version__,
+                "git_commit": git_commit(), "agent_config": agent_config(agent)}
+    (run_dir / "config.json").write_text(json.dumps({**asdict(run), "resolved": resolved}, indent=2) + "\n")
 
 
 def evaluate_checkpoint(args, bench, run_dir: Path, seed: int, device: str) -> dict:
@@ -111,18 +150,32 @@ def main() -> None:
     args = p.parse_args()
     args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
     args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
-    head = provenance(["python", *sys.argv])  # the commit the runs start from (it may move while they train)
-    rows = [run_seed(args, s) for s in args.seeds]
     label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
     out = args.out or HERE / "results" / f"{label}-{args.agent}{args.tag}.json"
-    mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
-    summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
-    out.write_text(json.dumps({
-        **head, "started_utc": head["date_utc"], "date_utc": provenance()["date_utc"],
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-        "summary": summary, "seeds": rows}, indent=2) + "\n")
+    check_args(args, out)
+    head = provenance(["python", *sys.argv])  # the commit the runs start from (it may move while they train)
+    earlier = _earlier_rows(out) if args.evaluate_only else {}
+    rows: list[dict] = []
+    for s in args.seeds:  # the file is rewritten after each seed: a later seed's failure keeps the earlier ones
+        row = run_seed(args, s)
+        rows.append({**{k: v for k, v in earlier.get((s, row["run_dir"]), {}).items() if k not in row}, **row})
+        mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
+        summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
+        out.write_text(json.dumps({
+            **head, "started_utc": head["date_utc"], "date_utc": provenance()["date_utc"],
+            "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
+            "seeds_done": [r["seed"] for r in rows], "summary": summary, "seeds": rows}, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}")
+
+
+def _earlier_rows(out: Path) -> dict:
+    """``(seed, run_dir) -> row`` of ``out``'s training run: ``--evaluate-only`` keeps what only training
+    measured (wall time, the agent's whole config) in the rows it rewrites."""
+    try:
+        return {(r["seed"], r["run_dir"]): r for r in json.loads(out.read_text()).get("seeds", [])}
+    except (OSError, ValueError, AttributeError, KeyError, TypeError):
+        return {}
 
 
 if __name__ == "__main__":

@@ -60,6 +60,9 @@ def main() -> None:
     p.add_argument("--num-envs", type=int, default=10)
     p.add_argument("--out", type=Path, default=HERE / "results" / "throughput.json")
     args = p.parse_args()
+    if args.steps < 1 or args.num_envs < 1:
+        print("error: --steps and --num-envs must be >= 1: give e.g. --steps 100000", file=sys.stderr)
+        raise SystemExit(2)
     torch.manual_seed(0)
     bench = metarl.make_benchmark("ML1", task="reach-v3", seed=0)
     rows = {"sb3-ppo": time_sb3(bench, args.num_envs, args.steps)}

@@ -120,6 +120,8 @@ def main() -> None:
     p.add_argument("--device", default="cpu", help="where the agent acts and learns: cpu or cuda")
     p.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/train_speed-<agent>-<label>[-<tag>].json)")
     args = p.parse_args()
+    if args.iterations < 1:
+        raise UsageError(f"--iterations must be >= 1, got {args.iterations}: give e.g. --iterations 3")
     args.env_options = parse_options(args.env_opt, "--env-opt", "horizon=200")
     args.agent_options = parse_options(args.agent_opt, "--agent-opt", "hidden=128")
     for text in args.variant:

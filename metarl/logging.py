@@ -57,8 +57,9 @@ class CSVWriter:
         self.path = path
         self._f = path.open("a", newline="")
         self._w = csv.writer(self._f)
-        if new:
+        if new:  # flushed at once: a run killed before its first row must not leave a file without it
             self._w.writerow(["step", "key", "value"])
+            self._f.flush()
 
     def write(self, step: int, metrics: dict[str, float]) -> None:
         for k in sorted(metrics):

@@ -6,8 +6,8 @@ import csv
 from collections import defaultdict
 from pathlib import Path
 
-CURVES = (("success rate", ("train/success_rate", "adapt/later_success_rate", "eval/success_rate",
-                           "eval/pre_success_rate")),
+CURVES = (("success rate", ("train/success_rate", "adapt/later_success_rate", "adapt/post_success_rate",
+                           "eval/success_rate", "eval/pre_success_rate")),
           ("return", ("train/return", "eval/return", "eval/pre_return")))
 
 
@@ -33,7 +33,8 @@ def plot_run(run_dir: Path, out: Path | None = None) -> Path:
         for key in keys:
             if key in series:
                 xs, ys = zip(*series[key], strict=True)
-                line, = ax.plot(xs, ys, marker="o" if key.startswith("eval") else None, markersize=3,
+                dots = key.startswith("eval") or len(xs) < 3  # a line of one or two points would not show
+                line, = ax.plot(xs, ys, marker="o" if dots else None, markersize=3,
                                 label=key.replace("eval/", "held-out ").replace("train/", "train ").replace("_", " "))
                 se = dict(series.get(f"{key}_se", []))  # evaluations' standard error over tasks: a band
                 if se:

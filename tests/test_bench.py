@@ -72,3 +72,31 @@ def test_results_record_the_command_as_it_was_typed(monkeypatch):
     assert provenance()["command"] == ["python", "-m", "metarl", "bench", "envs", "--json"]
     monkeypatch.setattr("sys.argv", ["/venv/bin/metarl", "bench", "envs"])
     assert provenance()["command"] == ["metarl", "bench", "envs"]
+
+
+def test_learning_script_refuses_to_overwrite_other_seeds_results_or_append_to_a_run(tmp_path, monkeypatch):
+    import argparse
+    import importlib.util
+    import json
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+    spec = importlib.util.spec_from_file_location("learning_script", path)
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(benchmark="Toy", task=None, agent="rl2", tag="", steps=100, num_envs=2, eval_every=0,
+                              max_minutes=None, eval_tasks=None, seeds=[1], evaluate_only=False, out=None)
+    out = tmp_path / "Toy-rl2.json"
+    out.write_text(json.dumps({"settings": {"seeds": [0]}}))
+    with pytest.raises(metarl.UsageError, match="holds the results of --seeds 0; this run has --seeds 1"):
+        learning.check_args(args, out)
+    args.seeds = [0]
+    learning.check_args(args, out)  # the same seeds: rewriting it is the point (e.g. --evaluate-only)
+    (tmp_path / "runs/learning/Toy-rl2-s0").mkdir(parents=True)
+    (tmp_path / "runs/learning/Toy-rl2-s0/progress.csv").write_text("step,key,value\n")
+    with pytest.raises(metarl.UsageError, match="already holds a run"):
+        learning.check_args(args, out)
+    args.max_minutes = float("nan")
+    with pytest.raises(metarl.UsageError, match="--max-minutes must be a positive number"):
+        learning.check_args(args, out)

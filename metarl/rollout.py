@@ -80,7 +80,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     n = envs.num_envs
     if noise is not None and len(noise) != n:
         raise ValueError(f"collect(): {len(noise)} noise streams for {n} slots")
-    low, high = envs.single_action_space.low, envs.single_action_space.high
+    low, high = envs.single_action_space.low.reshape(-1), envs.single_action_space.high.reshape(-1)  # [act_size]
     act_size = int(np.prod(envs.single_action_space.shape))
     obs, _ = envs.reset(seed=seed)
     obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)

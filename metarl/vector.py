@@ -61,6 +61,9 @@ class EnvSpec:
             if not isinstance(space, gym.spaces.Box):
                 raise UsageError(f"{what} space is {type(space).__name__}: metarl agents need a gymnasium Box "
                                  "(flatten it with gymnasium.wrappers.FlattenObservation or similar)")
+        if not (np.isfinite(act_space.low).all() and np.isfinite(act_space.high).all()):
+            raise UsageError(f"the action space {act_space} is unbounded: agents squash or scale actions into its "
+                             "box, so give it finite low/high (e.g. Box(-1, 1, ...)) and scale inside the env")
         return cls(
             obs_dim=int(np.prod(obs_space.shape)),
             act_dim=int(np.prod(act_space.shape)),
@@ -101,18 +104,34 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         self.distribution = dist
         self.backend = backend
         self.tasks: list[Task] | None = None
+        self._closed = False
+
+    def _check_open(self, what: str) -> None:
+        if self._closed:
+            raise RuntimeError(f"TaskVectorEnv.{what}() after close(): make a new vector env")
 
     def set_tasks(self, tasks: Sequence[Task]) -> None:
         """Give slot ``i`` task ``tasks[i]``; takes effect at each slot's next reset."""
+        self._check_open("set_tasks")
         if len(tasks) != self.num_envs:
             raise ValueError(f"set_tasks got {len(tasks)} tasks for {self.num_envs} slots")
         self.env.set_attr("task", list(tasks))
         self.tasks = list(tasks)
 
     def reset(self, *, seed=None, options=None):
+        self._check_open("reset")
         if self.tasks is None:
             raise RuntimeError("TaskVectorEnv.reset() before set_tasks(): give every slot a task first")
-        return self.env.reset(seed=seed, options=options)
+        # a copy: gymnasium's sync/async envs pop reset_mask out of the dict they are given
+        return self.env.reset(seed=seed, options=None if options is None else dict(options))
+
+    def step(self, actions):
+        self._check_open("step")
+        return self.env.step(actions)
+
+    def close(self, **kwargs: Any) -> None:
+        self._closed = True
+        super().close(**kwargs)
 
 
 def check_backend(dist: TaskDistribution, backend: str) -> str:

@@ -345,3 +345,46 @@ def test_evaluation_standard_error_by_hand():
     assert result.pre_success_rate_se == 0.0
     assert result.metrics()["eval/success_rate_se"] == result.success_rate_se  # logged: the plot draws a band
     assert np.isnan(standard_error([[1.0], [0.0, 1.0]]))  # one task in a class: no variance to estimate
+
+
+class _BoxActionEnv(gym.Env):
+    """An action Box of shape (2, 1) with a different bound per component; the observation is the action."""
+
+    observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+    action_space = gym.spaces.Box(np.array([[-1.0], [-0.1]], np.float32), np.array([[1.0], [0.1]], np.float32))
+    task = None
+
+    def reset(self, *, seed=None, options=None):
+        return np.zeros(2, np.float32), {}
+
+    def step(self, action):
+        assert action.shape == (2, 1)
+        return action.reshape(-1).astype(np.float32), 0.0, False, True, {}
+
+
+def test_actions_are_clipped_per_component_of_a_multi_dimensional_box_and_closed_envs_refuse():
+    from metarl.tasks import TaskSet
+    from metarl.types import Task
+
+    dist = TaskSet("train", (Task("box", 0, "train", None),), _BoxActionEnv, horizon=1)
+    envs = make_vector_env(dist, 2)
+    envs.set_tasks([dist.tasks[0]] * 2)
+    ro = collect(envs, ConstantLearner(act_dim=2, value=0.5), episodes=1)
+    np.testing.assert_array_equal(ro.next_obs[0], np.float32([[0.5, 0.1], [0.5, 0.1]]))  # each slot, each bound its own
+    envs.close()
+    with pytest.raises(RuntimeError, match="after close"):
+        envs.reset()
+
+
+def test_an_unbounded_action_space_is_refused_with_the_reason():
+    import metarl
+    from metarl.tasks import TaskSet
+    from metarl.types import Task
+    from metarl.vector import EnvSpec
+
+    class Unbounded(_BoxActionEnv):
+        action_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
+
+    dist = TaskSet("train", (Task("box", 0, "train", None),), Unbounded, horizon=1)
+    with pytest.raises(metarl.UsageError, match="unbounded"):
+        EnvSpec.from_distribution(dist)

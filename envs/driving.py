@@ -177,8 +177,9 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             seeds = [seed + i for i in range(n)] if isinstance(seed, (int, np.integer)) else list(seed)
             if len(seeds) != n:
                 raise ValueError(f"reset got {len(seeds)} seeds for {n} slots: give an int or one seed per slot")
-            self._seed[mask] = np.asarray(seeds, dtype=np.int64).astype(np.uint64)[mask]
-            self._resets[mask] = 0
+            given = mask & np.array([s is not None for s in seeds])  # None: that slot continues its stream
+            self._seed[given] = np.asarray([0 if s is None else s for s in seeds], dtype=np.int64).astype(np.uint64)[given]
+            self._resets[given] = 0
         if not self._has_task[mask].all():
             raise RuntimeError("DrivingVectorEnv.reset() before a task was set: call set_attr('task', tasks)")
         self._p[:, mask] = self._pending_p[:, mask]

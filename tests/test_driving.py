@@ -154,3 +154,21 @@ def test_reset_before_task_and_bad_options_are_clear():
         env.reset(seed=[1, 2, 3])
     with pytest.raises(TypeError, match="not a Driving task"):
         env.set_attr("task", list(metarl.make_benchmark("Toy").train.tasks[:2]))
+
+
+def test_a_seed_list_with_none_reseeds_only_the_slots_given_a_seed():
+    import metarl
+
+    bench = metarl.make_benchmark("Driving", seed=0)
+    a, b = metarl.make_vector_env(bench.test, 3), metarl.make_vector_env(bench.test, 3)
+    for env in (a, b):
+        env.set_tasks(list(bench.test.tasks[:3]))
+    a.reset(seed=[1, 2, 3])
+    obs_a, _ = a.reset(seed=[5, None, 9])  # slot 1 continues its stream: its second reset
+    b.reset(seed=[0, 2, 0])
+    obs_b, _ = b.reset(seed=[5, None, 9])
+    np.testing.assert_array_equal(obs_a, obs_b)
+    c = metarl.make_vector_env(bench.test, 3)
+    c.set_tasks(list(bench.test.tasks[:3]))
+    obs_c, _ = c.reset(seed=[5, 2, 9])  # slot 1's first reset with seed 2: not what a second one gives
+    assert np.array_equal(obs_c[[0, 2]], obs_a[[0, 2]]) and not np.array_equal(obs_c[1], obs_a[1])

@@ -594,6 +594,9 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         seeds = seed if isinstance(seed, (list, tuple)) else [None if seed is None else seed + i
                                                              for i in range(self.num_envs)]
         mask = np.asarray(mask, bool).reshape(-1)
+        if mask.shape != (self.num_envs,) or len(seeds) != self.num_envs:
+            raise ValueError(f"reset got {mask.size} mask entries and {len(seeds)} seeds for {self.num_envs} slots: "
+                             "give one of each per slot (or an int seed)")
         for w, (lo, hi) in enumerate(self._blocks):
             todo = [(i - lo, seeds[i]) for i in range(lo, hi) if mask[i]]
             while todo and not self._command(w, "reset", todo):  # restarted: its slots reset unseeded; again

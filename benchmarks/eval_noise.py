@@ -60,10 +60,10 @@ def main(argv: list[str] | None = None) -> int:
         if len(set(args.eval_seeds)) != len(args.eval_seeds) or min(args.eval_seeds) < 0:
             raise UsageError(f"--eval-seeds {args.eval_seeds}: give distinct seeds >= 0, e.g. 0 1 2 3 4")
         extra = [a for opt in args.eval_opt for a in opt.split("=", 1)]
-        owned = {"--eval-seed", "--json"} & set(extra)
+        # argparse takes any unambiguous prefix (--eval-s): refuse those too
+        owned = [a for a in extra if len(a) > 2 and a.startswith("--") and any(f.startswith(a) for f in ("--eval-seed", "--json"))]
         if owned:
-            raise UsageError(f"--eval-opt {sorted(owned)[0]} is this script's own (one evaluation per --eval-seeds): "
-                             "drop it")
+            raise UsageError(f"--eval-opt {owned[0]} is this script's own (one evaluation per --eval-seeds): drop it")
         tag = "".join(f"-{opt.lstrip('-').split('=', 1)[-1]}" for opt in args.eval_opt)
         out = args.out or HERE / "results" / f"eval_noise-{args.run_dir.name}{tag}.json"
         rows = []

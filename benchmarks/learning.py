@@ -71,17 +71,21 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
     if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
         raise UsageError(f"--seeds must be distinct and >= 0, got {args.seeds}: give e.g. --seeds 0 1 2")
     label = f"{args.benchmark}/{args.task}" if args.task else args.benchmark
-    for seed in args.seeds if not args.evaluate_only else ():
+    for seed in args.seeds:
         run_dir = _run_dir(args, label, seed)
-        if (run_dir / "progress.csv").exists() or (run_dir / "checkpoint.pt").exists():
+        held = (run_dir / "progress.csv").exists() or (run_dir / "checkpoint.pt").exists()
+        if not args.evaluate_only and held:
             raise UsageError(f"{run_dir} already holds a run (training would append to its progress.csv): remove it, "
                              "or give --tag for new run dirs (or --evaluate-only to evaluate it)")
+        if args.evaluate_only and not (run_dir / "checkpoint.pt").exists():
+            raise UsageError(f"{run_dir / 'checkpoint.pt'} does not exist: --evaluate-only needs every seed's run "
+                             "trained (drop the seeds that aren't, or train them first)")
     if out.exists() and args.out is None:
         try:
             before = json.loads(out.read_text()).get("settings", {}).get("seeds")
         except (OSError, ValueError, AttributeError):
             before = None
-        if before != args.seeds:
+        if sorted(before or []) != sorted(args.seeds):
             raise UsageError(f"{out} holds the results of --seeds {' '.join(map(str, before or ['?']))}; this run has "
                              f"--seeds {' '.join(map(str, args.seeds))}: give --out for another file "
                              f"(e.g. --out {out.with_name(out.stem + '-s' + '-'.join(map(str, args.seeds)) + '.json')})")
@@ -159,12 +163,14 @@ def main() -> None:
     for s in args.seeds:  # the file is rewritten after each seed: a later seed's failure keeps the earlier ones
         row = run_seed(args, s)
         rows.append({**{k: v for k, v in earlier.get((s, row["run_dir"]), {}).items() if k not in row}, **row})
-        mean = lambda k: sum(r[k] for r in rows) / len(rows)  # noqa: E731
-        summary = {k: mean(k) for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
+        done = {r["seed"] for r in rows}  # --evaluate-only: seeds not re-evaluated yet keep their earlier rows
+        rows_out = rows + [r for (seed, _), r in earlier.items() if seed not in done and seed in args.seeds]
+        summary = {k: sum(r[k] for r in rows_out) / len(rows_out)
+                   for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
         out.write_text(json.dumps({
             **head, "started_utc": head["date_utc"], "date_utc": provenance()["date_utc"],
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "seeds_done": [r["seed"] for r in rows], "summary": summary, "seeds": rows}, indent=2) + "\n")
+            "seeds_done": [r["seed"] for r in rows], "summary": summary, "seeds": rows_out}, indent=2) + "\n")
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}")
 

@@ -49,6 +49,8 @@ def time_metarl(bench, agent: str, num_envs: int, steps: int) -> float:
     algo = metarl.make_agent(agent, bench)
     trainer = metarl.Trainer(bench, algo, metarl.TrainerConfig(steps=steps, num_envs=num_envs, final_eval=False,
                                                                progress=False))
+    # its envs built before the clock starts, as SB3's are (DummyVecEnv above)
+    trainer._envs = metarl.make_vector_env(bench.train, num_envs, trainer.config.backend, trainer.config.num_workers)
     start = time.perf_counter()
     trainer.train()
     return trainer.state.env_steps / (time.perf_counter() - start)

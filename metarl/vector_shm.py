@@ -528,9 +528,9 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
 
     def _settle(self, w: int) -> None:
         """Take what an interrupted call left owed by worker ``w`` (its step, or a command's answer)."""
-        owed = self._owed[w]
-        if owed == "step" and self._wait_step(w):
-            self._owed[w] = None
+        owed = self._owed[w]  # each wait below clears it (answered, or the worker restarted)
+        if owed == "step":
+            self._wait_step(w)
         elif owed == "answer":
             self._expect(w, "an earlier, interrupted command")
         elif owed == "start":

@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import sys
 import time
 from dataclasses import asdict
 from pathlib import Path
 
 import metarl
-from metarl.cli import RunConfig, agent_as_saved, parse_options
+from metarl.cli import RunConfig, agent_as_saved, max_seconds, parse_options
 from metarl.config import agent_config
 from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
@@ -43,7 +42,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = metarl.TrainerConfig(steps=args.steps, num_envs=args.num_envs, seed=seed, backend=args.backend,
                                eval_every=args.eval_every, final_eval=True, progress=False,
-                               max_seconds=None if args.max_minutes is None else 60 * args.max_minutes,
+                               max_seconds=max_seconds(args),
                                final_eval_tasks_per_class=args.eval_tasks)
     write_run_config(args, cfg, run_dir, bench, agent, str(device))
     trainer = metarl.Trainer(bench, agent, cfg, run_dir=run_dir, logger=Logger.for_run(run_dir))
@@ -64,8 +63,7 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
     results file holding other seeds (it would be overwritten after hours of training)."""
     if args.steps < 1 or args.num_envs < 1 or args.eval_every < 0:
         raise UsageError("--steps and --num-envs must be >= 1 and --eval-every >= 0: give e.g. --steps 1000000")
-    if args.max_minutes is not None and not (0 < args.max_minutes < math.inf):
-        raise UsageError(f"--max-minutes must be a positive number, got {args.max_minutes}: give e.g. --max-minutes 60")
+    max_seconds(args)  # `metarl train`'s own check of --max-minutes
     if args.eval_tasks is not None and args.eval_tasks < 1:
         raise UsageError(f"--eval-tasks must be >= 1, got {args.eval_tasks}: leave it out for the official protocol")
     if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):

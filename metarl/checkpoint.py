@@ -12,7 +12,6 @@ import io
 import os
 import pickle
 import re
-import tempfile
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -21,6 +20,7 @@ import numpy as np
 import torch
 
 from metarl.errors import UsageError
+from metarl.files import atomic_write
 
 CHECKPOINT_NAME = "checkpoint.pt"
 
@@ -83,35 +83,14 @@ def check_state_dict(algorithm: Any) -> None:
                          "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
-def _file_mode() -> int:
-    """The mode a plain ``open()`` gives a new file (0o666 less the umask), read once: setting the umask to
-    read it is process-wide, so not done while other threads may be creating files."""
-    umask = os.umask(0o022)
-    os.umask(umask)
-    return 0o666 & ~umask
-
-
-FILE_MODE = _file_mode()
-"""Mode of the files metarl writes through a temporary file (checkpoints, evaluation JSON)."""
-
-
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
     """Write ``state`` to ``path`` atomically (temp file + fsync + rename); NumPy arrays are stored as
     tensors (and load back as tensors). A value weights-only loading could not read is refused first."""
     path = Path(path)
     state = to_safe(state)
     check_loadable(state)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        os.chmod(tmp, FILE_MODE)  # mkstemp makes the file owner-only
-        with os.fdopen(fd, "wb") as f:
-            torch.save(state, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_write(path, "wb") as f:
+        torch.save(state, f)
 
 
 def load(path: str | os.PathLike) -> dict[str, Any]:

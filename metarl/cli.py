@@ -21,6 +21,7 @@ from typing import TYPE_CHECKING, Any
 import metarl
 from metarl.config import agent_config, option_defaults
 from metarl.errors import UsageError, exit_code
+from metarl.files import atomic_write
 from metarl.plot import plot_run
 from metarl.registry import agent_factory, benchmark_factory
 from metarl.tasks import Benchmark
@@ -327,7 +328,8 @@ def _check_num_envs_early(name: str, requested: int | None) -> None:
         _fit_num_envs(len(train), name, requested)
 
 
-def _max_seconds(args: argparse.Namespace) -> float | None:
+def max_seconds(args: argparse.Namespace) -> float | None:
+    """``--max-minutes`` in seconds (None: no limit); a one-line error unless a positive finite number."""
     if args.max_minutes is not None and not (0 < args.max_minutes < math.inf):
         raise UsageError(f"--max-minutes must be a positive number of minutes, got {args.max_minutes}: give e.g. "
                          "--max-minutes 30 (or leave it out for no time limit)")
@@ -351,7 +353,7 @@ def _run_config(args: argparse.Namespace) -> RunConfig:
     trainer = _trainer_config(
         steps=args.steps or 100_000, num_envs=1, seed=args.seed or 0, backend=args.backend or "auto",
         num_workers=args.num_workers,
-        max_seconds=_max_seconds(args),
+        max_seconds=max_seconds(args),
         eval_every=args.eval_every or 0, final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every or 10,
         progress=sys.stderr.isatty(),
@@ -445,7 +447,7 @@ def _resumed_config(args: argparse.Namespace, cfg: RunConfig) -> RunConfig:
                          f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
                          f"differ{'s' if len(conflicts) == 1 else ''} from it: give the saved values (or leave the "
                          "flags out), or start a new run with --force")
-    new = {"steps": args.steps, "max_seconds": _max_seconds(args),
+    new = {"steps": args.steps, "max_seconds": max_seconds(args),
            "eval_every": args.eval_every,
            "final_eval_tasks_per_class": args.eval_tasks, "checkpoint_every": args.checkpoint_every,
            "num_workers": args.num_workers}
@@ -553,12 +555,8 @@ def _record_resume(path: Path, env_steps: int) -> None:
     if resumes and resumes[-1]["env_steps"] == env_steps:  # that resume stopped before its first iteration
         resumes.pop()
     resumes.append({"env_steps": env_steps, "git_commit": git_commit()})
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        tmp.write_text(json.dumps(obj, indent=2) + "\n")
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_write(path) as f:
+        f.write(json.dumps(obj, indent=2) + "\n")
 
 
 def _differs_from_saved(key: str, value: Any, saved: dict[str, Any], out: Path) -> bool:

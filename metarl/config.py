@@ -35,9 +35,7 @@ def config_from_options(cls: type[C], options: dict[str, Any], owner: str) -> C:
                          f"it takes: {', '.join(sorted(known))}")
     options = dict(options)
     for name, value in options.items():
-        f = known[name]
-        default = f.default if f.default is not MISSING else (
-            f.default_factory() if f.default_factory is not MISSING else None)
+        default = _default(known[name])
         if isinstance(default, (tuple, list)) and _is_whole(value):
             value = options[name] = (value,)  # hidden=128: one layer of 128
         check_option(owner, name, value, default)
@@ -49,8 +47,12 @@ def option_defaults(factory: Any) -> dict[str, Any] | None:
     cls = getattr(factory, "config_class", None)
     if not (isinstance(cls, type) and is_dataclass(cls)):
         return None
-    return {f.name: (f.default if f.default is not MISSING else
-                     f.default_factory() if f.default_factory is not MISSING else None) for f in fields(cls)}
+    return {f.name: _default(f) for f in fields(cls)}
+
+
+def _default(f: Any) -> Any:
+    """A dataclass field's default value (None for a required field)."""
+    return f.default if f.default is not MISSING else f.default_factory() if f.default_factory is not MISSING else None
 
 
 def check_option(owner: str, name: str, value: Any, default: Any, ranges: bool = True) -> None:

@@ -8,12 +8,13 @@ from __future__ import annotations
 
 import csv
 import math
-import os
 import time
 from pathlib import Path
 from typing import Protocol
 
 from rich.console import Console
+
+from metarl.files import atomic_write
 
 STDERR = Console(stderr=True)
 """The console for run-time output (metric lines, the progress bar): one instance, so a line printed
@@ -73,10 +74,8 @@ class CSVWriter:
             rows = list(csv.reader(f))
         keep = rows[:1] + [r for r in rows[1:] if r and float(r[0]) <= step]
         if len(keep) < len(rows):
-            tmp = self.path.with_name(self.path.name + ".tmp")
-            with tmp.open("w", newline="") as f:
+            with atomic_write(self.path, newline="") as f:
                 csv.writer(f).writerows(keep)
-            os.replace(tmp, self.path)
         self._f = self.path.open("a", newline="")
         self._w = csv.writer(self._f)
 

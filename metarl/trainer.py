@@ -9,11 +9,11 @@ checkpoint. The x-axis of every metric is env steps.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
 import signal
-import tempfile
 import threading
 import time
 import warnings
@@ -42,6 +42,7 @@ from metarl.evaluator import (
     select_tasks,
     tasks_digest,
 )
+from metarl.files import atomic_write
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
 from metarl.rollout import collect, retry_trial, torch_threads
@@ -255,7 +256,8 @@ class Trainer:
         k = self.config.final_eval_tasks_per_class
         return tasks_digest(select_tasks(self.benchmark.test.evaluation_tasks(), k))
 
-    def _tasks_digests(self) -> dict[str, str]:
+    @functools.cached_property
+    def _tasks_digests(self) -> dict[str, str]:  # the benchmark's tasks don't change: once per Trainer
         return {"train": tasks_digest(list(self.benchmark.train.tasks)),
                 "test": tasks_digest(self.benchmark.test.evaluation_tasks())}
 
@@ -265,7 +267,7 @@ class Trainer:
         if self.run_dir is None:
             return
         state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict(),
-                 "tasks": self._tasks_digests()}
+                 "tasks": self._tasks_digests}
         checkpoint.save(self.run_dir / checkpoint.CHECKPOINT_NAME, state)
 
     def resume(self, path: Path) -> None:
@@ -276,7 +278,7 @@ class Trainer:
         if missing:
             raise UsageError(f"{path} is not a metarl training checkpoint (no {', '.join(missing)}): pass the "
                              "checkpoint.pt that `metarl train` wrote")
-        now = self._tasks_digests()
+        now = self._tasks_digests
         if "tasks" not in state:
             warnings.warn(f"{path} predates task digests (2026-12-04), so resuming can't check that it was trained "
                           "on the tasks the family gives now; the classic and toy families renumbered theirs that "
@@ -350,14 +352,8 @@ def write_eval_json(path: Path, result: EvalResult, benchmark: Benchmark, seed: 
                     **extra: Any) -> dict:
     """Write (and return) the evaluation as one JSON object (``extra``: more top-level keys)."""
     obj = {**eval_summary(result, benchmark, seed, eval_seed), **extra}
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)  # whole or not at all:
-    try:  # `metarl compare` and a resumed run read it
-        with os.fdopen(fd, "w") as f:
-            f.write(json.dumps(obj, indent=2) + "\n")
-        os.chmod(tmp, checkpoint.FILE_MODE)
-        os.replace(tmp, path)
-    finally:
-        Path(tmp).unlink(missing_ok=True)
+    with atomic_write(path) as f:  # whole or not at all: `metarl compare` and a resumed run read it
+        f.write(json.dumps(obj, indent=2) + "\n")
     return obj
 
 

@@ -12,14 +12,15 @@ SB3 is used as the reference in the throughput benchmark instead.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
-from typing import Any
+from typing import Any, NamedTuple
 
 import numpy as np
 import torch
 
 from metarl.config import config_from_options
-from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
+from metarl.returns import RunningMeanStd, gae, normalise_rewards
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
@@ -85,27 +86,44 @@ class PPOLearner:
         pass
 
 
-def ppo_epochs(net: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict[str, torch.Tensor],
-               log_prob_fn, value_fn, cfg: PPOConfig) -> dict[str, float]:
-    """Clipped-surrogate PPO over flat ``batch`` tensors ``[B, ...]`` for ``cfg.epochs`` epochs.
+class PPOTerms(NamedTuple):
+    """One minibatch's inputs to the PPO loss, each ``[b]`` over the same ``b`` steps."""
 
-    ``log_prob_fn(idx) -> (log_prob [b], entropy [b])`` and ``value_fn(idx) -> [b]`` evaluate the
-    current network on minibatch indices, so recurrent agents can supply their own.
+    log_prob: torch.Tensor
+    """Log-probability of the taken actions under the current policy (with gradient)."""
+    entropy: torch.Tensor
+    """The current policy's entropy (with gradient)."""
+    value: torch.Tensor
+    """The current value estimate (with gradient)."""
+    old_log_prob: torch.Tensor
+    """Log-probability of the actions when they were taken."""
+    adv: torch.Tensor
+    """Advantages (standardised here, per minibatch)."""
+    ret: torch.Tensor
+    """Value targets."""
+
+
+def ppo_epochs(net: torch.nn.Module, opt: torch.optim.Optimizer, size: int,
+               terms: Callable[[torch.Tensor], PPOTerms], cfg: PPOConfig) -> dict[str, float]:
+    """Clipped-surrogate PPO for ``cfg.epochs`` epochs over ``size`` batch items, shuffled into minibatches
+    of ``cfg.minibatch_size`` items each epoch.
+
+    ``terms(idx)`` evaluates the current network on the items ``idx`` (``[b]`` indices into the batch:
+    steps for a feed-forward agent, BPTT chunks for RL², which returns their valid steps only) and
+    returns the loss's inputs (:class:`PPOTerms`).
     """
-    size = batch["adv"].shape[0]
+    device = next(net.parameters()).device
     stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clip_frac": []}
     for _ in range(cfg.epochs):
-        perm = torch.randperm(size, device=batch["adv"].device)
+        perm = torch.randperm(size, device=device)
         for start in range(0, size, cfg.minibatch_size):
-            idx = perm[start:start + cfg.minibatch_size]
-            adv = batch["adv"][idx]
-            adv = (adv - adv.mean()) / (adv.std(unbiased=False) + 1e-8)
-            log_prob, entropy = log_prob_fn(idx)
-            log_ratio = log_prob - batch["log_prob"][idx]
+            t = terms(perm[start:start + cfg.minibatch_size])
+            adv = (t.adv - t.adv.mean()) / (t.adv.std(unbiased=False) + 1e-8)
+            log_ratio = t.log_prob - t.old_log_prob
             ratio = log_ratio.exp()
             pg = -torch.min(ratio * adv, ratio.clamp(1 - cfg.clip, 1 + cfg.clip) * adv).mean()
-            v_loss = 0.5 * (value_fn(idx) - batch["ret"][idx]).pow(2).mean()
-            loss = pg + cfg.vf_coef * v_loss - cfg.ent_coef * entropy.mean()
+            v_loss = 0.5 * (t.value - t.ret).pow(2).mean()
+            loss = pg + cfg.vf_coef * v_loss - cfg.ent_coef * t.entropy.mean()
             opt.zero_grad()
             loss.backward()
             torch.nn.utils.clip_grad_norm_(net.parameters(), cfg.max_grad_norm)
@@ -113,7 +131,7 @@ def ppo_epochs(net: torch.nn.Module, opt: torch.optim.Optimizer, batch: dict[str
             with torch.no_grad():
                 stats["policy_loss"].append(pg.item())
                 stats["value_loss"].append(v_loss.item())
-                stats["entropy"].append(entropy.mean().item())
+                stats["entropy"].append(t.entropy.mean().item())
                 stats["approx_kl"].append(((ratio - 1) - log_ratio).mean().item())
                 stats["clip_frac"].append(((ratio - 1).abs() > cfg.clip).float().mean().item())
     return {f"meta/{k}": float(np.mean(v)) for k, v in stats.items()}
@@ -145,23 +163,22 @@ class ZeroShotPPO:
             next_values = self.net.value(torch.as_tensor(ro.next_obs, device=self.device)).cpu().numpy()  # [T, N]
         norm: dict[str, float] = {}
         if self.cfg.normalize_rewards:
-            div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, ro.dones, self.cfg.gamma)[ro.valid])
-            rewards = rewards / np.float32(div)
-            norm = {"meta/return_std": div, "meta/value_scale": scale if self.cfg.rescale_value else 1.0}
-            if self.cfg.rescale_value:
-                values, next_values = values * np.float32(scale), next_values * np.float32(scale)  # new std's units
-                rescale_output(self.net.v, scale)
+            rewards, scale, norm = normalise_rewards(self.ret_rms, rewards, ro.dones, ro.valid, self.cfg.gamma,
+                                                     self.cfg.rescale_value)
+            values, next_values = values * np.float32(scale), next_values * np.float32(scale)  # new std's units
+            rescale_output(self.net.v, scale)
         adv, ret = gae(rewards, values, next_values, ro.terminated, ro.dones, self.cfg.gamma, self.cfg.lam)
         v = ro.valid  # flatten valid steps only: [B, ...]
         flat = {k: torch.as_tensor(a[v], device=self.device) for k, a in
                 {"obs": ro.obs, "act": ro.actions, "log_prob": ro.extras["log_prob"], "adv": adv, "ret": ret}.items()}
 
-        def log_prob_fn(idx):
-            dist = self.net.dist(flat["obs"][idx])
-            return dist.log_prob(flat["act"][idx]).sum(-1), dist.entropy().sum(-1)
+        def terms(idx: torch.Tensor) -> PPOTerms:
+            obs = flat["obs"][idx]
+            dist = self.net.dist(obs)
+            return PPOTerms(dist.log_prob(flat["act"][idx]).sum(-1), dist.entropy().sum(-1), self.net.value(obs),
+                            flat["log_prob"][idx], flat["adv"][idx], flat["ret"][idx])
 
-        return {**ppo_epochs(self.net, self.opt, flat, log_prob_fn, lambda idx: self.net.value(flat["obs"][idx]), self.cfg),
-                **norm}
+        return {**ppo_epochs(self.net, self.opt, int(v.sum()), terms, self.cfg), **norm}
 
     def state_dict(self) -> dict[str, Any]:
         return {"net": self.net.state_dict(), "opt": self.opt.state_dict(), "ret_rms": self.ret_rms.state_dict(),

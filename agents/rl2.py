@@ -42,12 +42,12 @@ from torch import nn
 
 from metarl.config import config_from_options
 from metarl.errors import UsageError
-from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
+from metarl.returns import RunningMeanStd, gae, normalise_rewards
 from metarl.types import ActOutput, MetaBatch, Rollout, StepInput
 from metarl.vector import EnvSpec
 
 from .nets import gaussian_act, rescale_output
-from .ppo import PPOConfig, ppo_epochs
+from .ppo import PPOConfig, PPOTerms, ppo_epochs
 
 REWARD_CLIP = 10.0
 """Bound on the normalised reward input."""
@@ -226,22 +226,6 @@ class RL2Learner:
         """No-op: RL² adapts through its hidden state, step by step, inside :meth:`act`."""
 
 
-class _ValidSteps:
-    """A ``[chunks, L]`` tensor that :func:`ppo_epochs` indexes by chunk ids, yielding the valid steps.
-
-    ``ppo_epochs`` only reads ``shape[0]``, ``device`` and ``batch[key][idx]``; indexing here returns the
-    flat ``[b_valid]`` entries of the chunks ``idx`` where ``mask`` is True (row-major order, the same
-    order as the masked network outputs), so padded and invalid steps never enter a loss or a mean.
-    """
-
-    def __init__(self, data: torch.Tensor, mask: torch.Tensor) -> None:
-        self.data, self.mask = data, mask
-        self.shape, self.device = data.shape, data.device
-
-    def __getitem__(self, idx: torch.Tensor) -> torch.Tensor:
-        return self.data[idx][self.mask[idx]]
-
-
 def trial_ends(valid: np.ndarray) -> np.ndarray:
     """``[T, N]`` bool: each slot's last valid step (``valid`` is a prefix of every slot's steps)."""
     return valid & ~np.concatenate([valid[1:], np.zeros_like(valid[:1])])
@@ -355,26 +339,18 @@ class RL2:
         rewards, values = ro.rewards * cfg.reward_scale, ro.extras["value"]  # [T, N]
         norm: dict[str, float] = {}
         if cfg.normalize_rewards:
-            div, scale = normalise_returns(self.ret_rms, discounted_returns(rewards, trial_ends(ro.valid), cfg.gamma)[ro.valid])
-            rewards = rewards / np.float32(div)
-            norm = {"meta/return_std": div, "meta/value_scale": scale if cfg.rescale_value else 1.0}
-            if cfg.rescale_value:
-                values = values * np.float32(scale)  # the new std's units
-                rescale_output(self.net.v, scale)
+            rewards, scale, norm = normalise_rewards(self.ret_rms, rewards, trial_ends(ro.valid), ro.valid, cfg.gamma,
+                                                     cfg.rescale_value)
+            values = values * np.float32(scale)  # the new std's units
+            rescale_output(self.net.v, scale)
         adv, ret = trial_gae(rewards, values, ro.valid, cfg.gamma, cfg.lam)
         data = self.replay_batch(ro, {"adv": adv, "ret": ret, "log_prob": ro.extras["log_prob"]})
-        flat = {k: _ValidSteps(data[k], data["mask"]) for k in ("adv", "ret", "log_prob")}
-        cache: dict[str, Any] = {}
 
-        def log_prob_fn(idx):
-            log_prob, entropy, cache["value"] = self.replay(data, idx)
-            cache["idx"] = idx
-            return log_prob, entropy
+        def terms(idx: torch.Tensor) -> PPOTerms:  # chunks idx -> their valid steps (row-major, as replay's)
+            m = data["mask"][idx]  # [b, L]
+            return PPOTerms(*self.replay(data, idx), *(data[k][idx][m] for k in ("log_prob", "adv", "ret")))
 
-        def value_fn(idx):  # ppo_epochs asks for values right after log-probs: reuse that forward pass
-            return cache["value"] if cache.get("idx") is idx else self.replay(data, idx)[2]
-
-        metrics = ppo_epochs(self.net, self.opt, flat, log_prob_fn, value_fn, self._ppo)
+        metrics = ppo_epochs(self.net, self.opt, data["mask"].shape[0], terms, self._ppo)
         if cfg.normalize_rewards:
             self.rew_rms.update(ro.rewards[ro.valid] * cfg.reward_scale)
         return {**metrics, **norm, "meta/bptt_chunks": float(data["mask"].shape[0]),

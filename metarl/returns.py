@@ -1,4 +1,4 @@
-"""Discounted returns and generalised advantage estimation (pure NumPy functions).
+"""Discounted returns, generalised advantage estimation and return normalisation (pure NumPy functions).
 
 All arrays are ``[T, N]`` (time, slot). Bootstrapping follows the gymnasium convention:
 ``terminated`` ends the MDP (no value after it), ``truncated`` only cuts the episode, so its
@@ -75,6 +75,24 @@ def normalise_returns(rms: RunningMeanStd, returns: np.ndarray) -> tuple[float, 
     prior, old = rms.count < 1, rms.std
     rms.update(returns)
     return rms.std, min(1.0, old / rms.std) if prior else old / rms.std
+
+
+def normalise_rewards(rms: RunningMeanStd, rewards: np.ndarray, ends: np.ndarray, valid: np.ndarray, gamma: float,
+                      rescale_value: bool = True) -> tuple[np.ndarray, float, dict[str, float]]:
+    """Divide ``[T, N]`` rewards by the running std of their discounted returns; PPO and RL² share it.
+
+    The returns restart after every ``ends`` step (episode ends for PPO, trial ends for RL²) and only
+    ``valid`` steps enter ``rms`` (see :func:`normalise_returns`).
+
+    Returns:
+        ``(rewards / std, value_scale, metrics)``: ``value_scale`` is what the value head and the values it
+        predicted must be multiplied by to move to the new std's units (1 when ``rescale_value`` is off,
+        the ablation that leaves them in stale units); ``metrics`` are ``meta/return_std`` and
+        ``meta/value_scale``.
+    """
+    div, scale = normalise_returns(rms, discounted_returns(rewards, ends, gamma)[valid])
+    scale = scale if rescale_value else 1.0
+    return rewards / np.float32(div), scale, {"meta/return_std": div, "meta/value_scale": scale}
 
 
 class RunningMeanStd:

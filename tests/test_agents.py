@@ -110,7 +110,8 @@ def test_zero_shot_value_targets_follow_the_return_normaliser(monkeypatch, resca
     with torch.no_grad():
         before = algo.net.value(obs)
     std_before, seen = algo.ret_rms.std, {}
-    monkeypatch.setattr(ppo_module, "ppo_epochs", lambda net, opt, batch, *a: seen.update(batch) or {})
+    monkeypatch.setattr(ppo_module, "ppo_epochs",
+                        lambda net, opt, size, terms, cfg: seen.update(terms(torch.arange(size))._asdict()) or {})
     metrics = algo.meta_update(MetaBatch(list(envs.tasks), ro))
     envs.close()
     assert std_before / algo.ret_rms.std < 0.5

@@ -1,7 +1,7 @@
 import numpy as np
 import pytest
 
-from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns
+from metarl.returns import RunningMeanStd, discounted_returns, gae, normalise_returns, normalise_rewards
 
 
 def test_gae_matches_hand_computation_constant_value():
@@ -72,3 +72,24 @@ def test_normalise_returns_scales_values_from_the_old_std_to_the_new():
     zeros = RunningMeanStd()
     product = np.prod([normalise_returns(zeros, np.zeros(2000))[1] for _ in range(50)])
     assert 1.0 <= product < 3.0, product
+
+
+@pytest.mark.parametrize("rescale_value", [True, False])
+def test_normalise_rewards_divides_by_the_return_std_cut_at_ends(rescale_value):
+    rms = RunningMeanStd()
+    rms.update(np.array([2.0, -2.0]))  # std 2 (count 2 + the prior's 1e-4)
+    old = rms.std
+    rewards = np.array([[1.0, 4.0], [2.0, 0.0], [3.0, 9.0]], np.float32)  # [T=3, N=2]
+    ends = np.array([[False, True], [True, False], [False, True]])
+    valid = np.array([[True, True], [True, True], [True, False]])  # slot 1's last step is padding
+    scaled, scale, metrics = normalise_rewards(rms, rewards, ends, valid, 0.5, rescale_value)
+    # by hand: slot 0 [1 + 0.5 * 2, 2, 3], slot 1 [4, 0 + 0.5 * 9, 9 (padding: left out)]
+    returns = np.array([2.0, 4.0, 2.0, 4.5, 3.0])  # the valid steps, row-major
+    expected = RunningMeanStd()
+    expected.update(np.array([2.0, -2.0]))
+    expected.update(returns)
+    assert rms.std == pytest.approx(expected.std) and rms.count == pytest.approx(2 + 1e-4 + 5)
+    np.testing.assert_array_equal(scaled, rewards / np.float32(rms.std))
+    assert scaled.dtype == np.float32
+    assert scale == (pytest.approx(old / rms.std) if rescale_value else 1.0)
+    assert metrics == {"meta/return_std": rms.std, "meta/value_scale": scale}

@@ -113,19 +113,18 @@ def test_update_replays_the_acted_log_probs(device, rescale_value, bptt_offset, 
     checked = []
     real = rl2_module.ppo_epochs
 
-    def checking_ppo_epochs(net, opt, batch, log_prob_fn, value_fn, cfg):
-        idx = torch.arange(batch["adv"].shape[0], device=batch["adv"].device)
+    def checking_ppo_epochs(net, opt, size, terms, cfg):
         with torch.no_grad():
-            log_prob, _ = log_prob_fn(idx)
-            value = value_fn(idx)
-        torch.testing.assert_close(log_prob, batch["log_prob"][idx], atol=1e-5, rtol=1e-5)  # ratio == 1
+            t = terms(torch.arange(size, device=algo.device))
+        log_prob, value = t.log_prob, t.value
+        torch.testing.assert_close(log_prob, t.old_log_prob, atol=1e-5, rtol=1e-5)  # ratio == 1
         # the value head now predicts in units of the updated return std (PopArt's output preservation)
         assert abs(std_before / algo.ret_rms.std - 1) > 1e-3
         scale = std_before / algo.ret_rms.std if rescale_value else 1.0
         torch.testing.assert_close(value, stored_value * scale, atol=1e-5, rtol=1e-5)
         assert log_prob.shape[0] == ro.num_steps
         checked.append(True)
-        return real(net, opt, batch, log_prob_fn, value_fn, cfg)
+        return real(net, opt, size, terms, cfg)
 
     monkeypatch.setattr(rl2_module, "ppo_epochs", checking_ppo_epochs)
     var_before, std_before = float(algo.rew_rms.var), algo.ret_rms.std

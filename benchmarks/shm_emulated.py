@@ -28,7 +28,7 @@ import torch
 import metarl
 from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
-from metarl.vector_shm import SharedMemoryVectorEnv
+from metarl.vector.shm import SharedMemoryVectorEnv
 
 HERE = Path(__file__).resolve().parent
 

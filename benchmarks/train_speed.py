@@ -30,7 +30,7 @@ from metarl.errors import UsageError, exit_code
 
 HERE = Path(__file__).resolve().parent
 TRAINER_KEYS = ("backend", "collect_threads", "num_workers")
-SHM_KEYS = ("spin_us",)  # the shm backend's default spin (metarl.vector_shm.DEFAULT_SPIN_US) for this variant
+SHM_KEYS = ("spin_us",)  # the shm backend's default spin (metarl.vector.shm.DEFAULT_SPIN_US) for this variant
 
 
 def parse_variant(text: str) -> tuple[dict, dict, dict]:
@@ -45,7 +45,7 @@ def parse_variant(text: str) -> tuple[dict, dict, dict]:
 def run_variant(args: argparse.Namespace, text: str, write: Callable[[dict], None]) -> dict:
     """One variant's measurement; ``write(partial)`` is called after every measured iteration (a run cut
     short by a time limit keeps what it measured)."""
-    from metarl import vector_shm
+    from metarl.vector import shm as vector_shm
 
     trainer_opts, shm_opts, env_opts = parse_variant(text)
     default_spin = vector_shm.DEFAULT_SPIN_US

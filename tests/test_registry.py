@@ -274,7 +274,7 @@ def test_a_plug_in_that_fails_inside_its_module_names_the_line(tmp_path, monkeyp
 def test_shm_picklability_check_lets_multiprocessing_objects_through():
     import multiprocessing as mp
 
-    from metarl.vector_shm import check_picklable
+    from metarl.vector.shm import check_picklable
 
     check_picklable(functools.partial(_box_env, 2))
     check_picklable(functools.partial(dict, lock=mp.get_context("spawn").Lock()))  # pickles while a worker starts

@@ -11,7 +11,7 @@ import torch
 
 import metarl
 from metarl.rollout import collect
-from metarl.vector_shm import SharedMemoryVectorEnv, WorkerError
+from metarl.vector.shm import SharedMemoryVectorEnv, WorkerError
 
 from .conftest import ScriptedEnv
 
@@ -46,7 +46,7 @@ def test_unsupported_start_method_is_refused_with_the_choices():
 
 
 def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
-    from metarl.vector_shm import _cores
+    from metarl.vector.shm import _cores
 
     envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=_cores(), num_workers=_cores())
     assert envs._inline is not None and len(envs.worker_processes) == _cores() - 1
@@ -73,7 +73,7 @@ def test_trainer_runs_the_shm_workers_it_is_given():
 
 
 def test_spins_by_default_only_when_every_process_has_a_core(monkeypatch):
-    from metarl import vector_shm
+    from metarl.vector import shm as vector_shm
 
     monkeypatch.setattr(vector_shm, "_cores", lambda: 3)
     cases = {(2, False): vector_shm.DEFAULT_SPIN_US * 1e-6,  # 2 workers + this process on 3 cores
@@ -91,8 +91,8 @@ def test_a_spinning_wait_returns_as_soon_as_the_semaphore_is_posted(monkeypatch)
     import multiprocessing as mp
     import threading
 
-    from metarl import vector_shm
-    from metarl.vector_shm import _acquire
+    from metarl.vector import shm as vector_shm
+    from metarl.vector.shm import _acquire
 
     yields = []
     monkeypatch.setattr(vector_shm, "_yield", lambda: yields.append(1))
@@ -123,7 +123,7 @@ def test_a_spinning_wait_returns_as_soon_as_the_semaphore_is_posted(monkeypatch)
     ({}, None),  # no cgroup files at all (not Linux, or not mounted)
 ])
 def test_cgroup_cpu_quota_is_the_smallest_limit_over_the_cgroup_and_its_ancestors(tmp_path, files, expected):
-    from metarl.vector_shm import _cgroup_cpus
+    from metarl.vector.shm import _cgroup_cpus
 
     for name, text in files.items():
         (tmp_path / name).parent.mkdir(parents=True, exist_ok=True)
@@ -135,7 +135,7 @@ def test_cgroup_cpu_quota_is_the_smallest_limit_over_the_cgroup_and_its_ancestor
 @pytest.mark.skipif(not hasattr(os, "sched_getaffinity"), reason="affinity: Linux")
 @pytest.mark.parametrize("quota, expected", [(None, 8), (2.0, 2), (1.5, 1), (0.5, 1), (64.0, 8)])
 def test_a_cgroup_quota_caps_the_core_count_rounded_down(monkeypatch, quota, expected):
-    from metarl import vector_shm
+    from metarl.vector import shm as vector_shm
 
     monkeypatch.setattr(vector_shm.os, "sched_getaffinity", lambda pid: set(range(8)))
     monkeypatch.setattr(vector_shm, "_cgroup_cpus", lambda: quota)
@@ -270,7 +270,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     script = tmp_path / "owner.py"
     script.write_text(
         "import os, signal, metarl\n"
-        "from metarl.vector_shm import SharedMemoryVectorEnv\n"
+        "from metarl.vector.shm import SharedMemoryVectorEnv\n"
         "if __name__ == '__main__':\n"
         "    bench = metarl.make_benchmark('Toy', num_tasks=2, horizon=5, seed=0)\n"
         "    envs = SharedMemoryVectorEnv(bench.train.make_env, 2, 2, in_parent=False)\n"
@@ -324,7 +324,7 @@ def test_the_guard_check_flags_top_level_calls_that_always_run(tmp_path):
     import subprocess
     import sys
 
-    head = "from metarl.vector_shm import unguarded_main_call as where\n"
+    head = "from metarl.vector.shm import unguarded_main_call as where\n"
     scripts = {  # script -> the line flagged, or None
         "plain": (head + "print(where())\n", 2),
         "guarded": (head + "if __name__ == '__main__':\n    print(where())\n", None),

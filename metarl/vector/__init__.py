@@ -7,9 +7,9 @@ episode boundary in one place (:mod:`metarl.rollout`) and gives exact final obse
 Backends: ``"native"`` uses the family's own array-batched vector env (``TaskSet.vector_factory``:
 all slots in one process, no per-slot Python); ``"auto"`` (the default) picks ``"native"`` when the
 family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one; ``"async"`` runs one worker process per slot
-(gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector_shm.default_start_method` says); ``"shm"`` runs
+(gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector.shm.default_start_method` says); ``"shm"`` runs
 ``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
-(:mod:`metarl.vector_shm`: crashed or hung workers are restarted, up to ``max_restarts``; a block
+(:mod:`metarl.vector.shm`: crashed or hung workers are restarted, up to ``max_restarts``; a block
 the parent steps itself raises instead). Scripts that use worker
 processes need an ``if __name__ == "__main__":`` guard.
 """
@@ -27,7 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
-from metarl.vector_shm import SharedMemoryVectorEnv, check_main_guard, check_picklable, default_start_method
+from metarl.vector.shm import SharedMemoryVectorEnv, check_main_guard, check_picklable, default_start_method
 
 BACKENDS = ("auto", "native", "sync", "async", "shm")
 
@@ -165,7 +165,7 @@ def make_vector_env(dist: TaskDistribution, num_envs: int, backend: str = "auto"
                     num_workers: int | None = None, shm_options: dict[str, Any] | None = None) -> TaskVectorEnv:
     """``num_envs`` slots over ``dist``; ``num_workers`` processes for ``"shm"`` (default: one per core, at
     most ``num_envs``; refused with other backends);
-    ``shm_options``: more keyword arguments of :class:`~metarl.vector_shm.SharedMemoryVectorEnv`
+    ``shm_options``: more keyword arguments of :class:`~metarl.vector.shm.SharedMemoryVectorEnv`
     (``spin_us``, ``in_parent``, ``step_timeout``, ...).
 
     ``backend="auto"``: the family's batched vector env when it has one, else ``"sync"``.

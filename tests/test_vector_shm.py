@@ -298,89 +298,28 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
     assert not any(alive(p) for p in pids), "orphaned env workers kept running"
 
 
-def test_an_unguarded_script_gets_one_clear_error_before_any_worker_starts(tmp_path):
+@pytest.mark.parametrize(("backend", "start_method"), [("shm", "forkserver"), ("shm", "spawn"), ("async", None)])
+def test_an_unguarded_script_gets_one_error_naming_the_main_guard(tmp_path, backend, start_method):
     import subprocess
     import sys
 
-    for backend in ("shm", "async"):
-        body = ("    bench = metarl.make_benchmark('Toy', num_tasks=2, horizon=5, seed=0)\n"
-                f"    envs = metarl.make_vector_env(bench.train, 2, backend='{backend}', num_workers=2)\n"
-                "    envs.close()\n"
-                "    print('closed')\n").replace(", num_workers=2" if backend == "async" else "@", "")
-        unguarded = tmp_path / f"unguarded_{backend}.py"
-        unguarded.write_text("import metarl\n\n" + body.replace("\n    ", "\n").lstrip())
-        guarded = tmp_path / f"guarded_{backend}.py"
-        guarded.write_text("import metarl\n\ndef main():\n" + body + "\nif __name__ == '__main__':\n    main()\n")
-        bad = subprocess.run([sys.executable, str(unguarded)], capture_output=True, text=True, timeout=120)
-        assert bad.returncode == 1 and "closed" not in bad.stdout
-        last = bad.stderr.strip().splitlines()[-1]
-        assert f"{unguarded}:4 starts {backend} env workers" in last and 'if __name__ == "__main__":' in last
-        assert "bootstrapping" not in bad.stderr and "restart" not in bad.stderr  # no worker ever started
-        good = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=120)
-        assert good.returncode == 0 and good.stdout.strip() == "closed", good.stderr
-
-
-def test_the_guard_check_flags_top_level_calls_that_always_run(tmp_path):
-    import subprocess
-    import sys
-
-    head = "from metarl.vector.shm import unguarded_main_call as where\n"
-    scripts = {  # script -> the line flagged, or None
-        "plain": (head + "print(where())\n", 2),
-        "guarded": (head + "if __name__ == '__main__':\n    print(where())\n", None),
-        "ifexp": (head + "print(where()) if __name__ == '__main__' else None\n", None),
-        "flag": (head + "IS_MAIN = __name__ == '__main__'\nif IS_MAIN:\n    print(where())\n", None),
-        "exec": (head + "if __name__ == '__main__':\n    exec('print(where())')\n", None),
-        "edited": (head + "import pathlib\np = pathlib.Path(__file__)\np.write_text('\\n' + p.read_text())\n"
-                   "print(where())\n", None),
-        # a sweep loop, a with block, a try body: they run on every import too
-        "loop": (head + "for seed in range(1):\n    with open(__file__) as f:\n        print(where())\n", 4),
-        "header": (head + "with open(__file__) as f, open(__file__) as g:\n    pass\nfor x in [where()]:\n"
-                   "    print(x)\n", 4),
-        "try": (head + "try:\n    print(where())\nexcept KeyboardInterrupt:\n    pass\n", 3),
-        # ...but not under a condition or in a branch that may not run in a worker
-        "loop-if": (head + "for seed in range(1):\n    if seed == 0:\n        print(where())\n", None),
-        "loop-name": (head + "for seed in range(1 if __name__ == '__main__' else 0):\n    print(where())\n", None),
-        "for-else": (head + "for seed in range(0):\n    pass\nelse:\n    print(where())\n", None),
-        "except": (head + "try:\n    raise KeyError\nexcept KeyError:\n    print(where())\n", None),
-        "while": (head + "while True:\n    print(where())\n    break\n", None),
-        # names computed from __name__ count as __name__ (empty in a worker, or a break there)
-        "derived": (head + "MAIN = __name__ == '__main__'\nSEEDS = [0] if MAIN else []\nfor s in SEEDS:\n"
-                    "    print(where())\n", None),
-        "derived-break": (head + "def is_main():\n    return __name__ == '__main__'\nfor s in range(1):\n"
-                          "    if not is_main():\n        break\n    print(where())\n", None),
-        "derived-and": (head + "MAIN: bool = __name__ == '__main__'\nMAIN and print(where())\n", None),
-        # decorators and default values run at import too; a class body reports its class line, and an
-        # imported module may start workers under conditions of its own
-        "decorator": (head + "def deco(f):\n    print(where())\n    return f\ntry:\n    @deco\n"
-                      "    def g():\n        pass\nfinally:\n    pass\n", 6),
-        "default": (head + "def g(x=print(where())):\n    pass\n", 2),
-        "class-deco": (head + "def deco(c):\n    print(where())\n    return c\n@deco\nclass C:\n    pass\n", 5),
-        "class-body": (head + "class C:\n    if False:\n        pass\n    print(where())\n", None),
-        "import": (head + "import sys\nsys.path.insert(0, __import__('os').path.dirname(__file__))\n"
-                   "import starts_workers\n", None),
-        # __name__ as a call's argument (a logger's name) doesn't make main() depend on the importer
-        "logger": (head + "import logging\ndef main():\n    logging.getLogger(__name__)\n    print(where())\n"
-                   "log = logging.getLogger(__name__)\nlog.name and main()\n", 7),
-        # one-line forms
-        "try-line": (head + "try: print(where())\nfinally: pass\n", 2),
-        "with-line": (head + "with open(__file__): pass; print(where())\n", 2),
-        "for-head": (head + "for x in [where()]: pass\nprint(x)\n", 2),
-    }
-    (tmp_path / "starts_workers.py").write_text(head + "print(where())\n")
-    for name, (text, flagged) in scripts.items():
-        (tmp_path / f"{name}.py").write_text(text)
-        out = subprocess.run([sys.executable, str(tmp_path / f"{name}.py")], capture_output=True, text=True,
-                             timeout=60)
-        assert out.returncode == 0, out.stderr
-        expected = repr((str(tmp_path / f"{name}.py"), flagged)) if flagged else "None"
-        assert out.stdout.strip() == expected, name
-    # a package's __main__ module: workers never re-run it, so nothing to flag
-    (tmp_path / "pkg").mkdir()
-    (tmp_path / "pkg" / "__main__.py").write_text(head + "print(where())\n")
-    for args in (["-m", "pkg"], [str(tmp_path / "pkg")]):
-        out = subprocess.run([sys.executable, *args], capture_output=True, text=True, timeout=60, cwd=tmp_path)
-        assert out.returncode == 0 and out.stdout.strip() == "None", (args, out.stderr)
+    options = f", num_workers=2, shm_options={{'start_method': '{start_method}'}}" if backend == "shm" else ""
+    body = ("    bench = metarl.make_benchmark('Toy', num_tasks=2, horizon=5, seed=0)\n"
+            f"    envs = metarl.make_vector_env(bench.train, 2, backend='{backend}'{options})\n"
+            "    envs.close()\n"
+            "    print('closed')\n")
+    unguarded = tmp_path / "unguarded.py"
+    unguarded.write_text("import metarl\n\n" + body.replace("\n    ", "\n").lstrip())
+    guarded = tmp_path / "guarded.py"
+    guarded.write_text("import metarl\n\ndef main():\n" + body + "\nif __name__ == '__main__':\n    main()\n")
+    bad = subprocess.run([sys.executable, str(unguarded)], capture_output=True, text=True, timeout=120)
+    assert bad.returncode == 1 and "closed" not in bad.stdout
+    last = bad.stderr.strip().splitlines()[-1]
+    assert last.startswith("metarl.vector.shm.WorkerError: ") and "failed to start" in last, bad.stderr
+    assert 'under `if __name__ == "__main__":`' in last
+    assert "restarted" not in bad.stderr  # a failed first start is not retried
+    good = subprocess.run([sys.executable, str(guarded)], capture_output=True, text=True, timeout=120)
+    assert good.returncode == 0 and good.stdout.strip() == "closed", good.stderr
 
 
 class HangingEnv(ScriptedEnv):

@@ -27,7 +27,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
-from metarl.vector.shm import SharedMemoryVectorEnv, check_main_guard, check_picklable, default_start_method
+from metarl.vector.shm import SharedMemoryVectorEnv, check_picklable, default_start_method, start_failure
 
 BACKENDS = ("auto", "native", "sync", "async", "shm")
 
@@ -96,8 +96,7 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         elif backend == "sync":
             env = SyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED)
         elif backend == "async":
-            check_main_guard("async", default_start_method())
-            env = AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=default_start_method())
+            env = _async_env(fns)
         else:
             env = SharedMemoryVectorEnv(dist.make_env, num_envs, num_workers, **(shm_options or {}))
         super().__init__(env)
@@ -132,6 +131,15 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
     def close(self, **kwargs: Any) -> None:
         self._closed = True
         super().close(**kwargs)
+
+
+def _async_env(fns: list) -> AsyncVectorEnv:
+    """gymnasium's ``AsyncVectorEnv`` over ``fns``; workers that die while starting (their pipes close)
+    raise :func:`~metarl.vector.shm.start_failure`'s one-line error."""
+    try:
+        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=default_start_method())
+    except (EOFError, ConnectionError) as e:
+        raise start_failure("async env workers", f"{type(e).__name__}: {e}", default_start_method()) from None
 
 
 def check_backend(dist: TaskDistribution, backend: str) -> str:

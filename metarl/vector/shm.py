@@ -28,7 +28,6 @@ Autoreset is disabled, as for every metarl vector env.
 
 from __future__ import annotations
 
-import ast
 import contextlib
 import multiprocessing as mp
 import os
@@ -126,106 +125,6 @@ def _cores() -> int:
     return n if quota is None else max(1, min(n, int(quota)))
 
 
-def unguarded_main_call() -> tuple[str, int] | None:
-    """``(file, line)`` where a top-level statement of the main script that runs on every import led to
-    this call (a plain statement, a ``def``'s decorators or defaults, a class's decorators, or one of
-    those in the body of a top-level ``for``, ``with`` or ``try``); None when it didn't or when that
-    can't be told for sure (a statement under any ``if``, ``match`` or ``while``, in an ``else`` or
-    ``except`` branch, a class body, an ``import``, or one whose top-level statement reads ``__name__`` or a
-    top-level name computed from it, such as ``IS_MAIN``; a function called from one; code run by
-    ``exec``; a package's ``__main__`` module, which workers never re-run; an interactive session,
-    ``python -c``; a script edited since it started; a file that can't be read).
-
-    Workers started by forkserver or spawn import the main script again (as ``__mp_main__``): an
-    unguarded top-level line that builds workers runs again in each of them and fails there, and the
-    parent would only see workers that never answer."""
-    main = sys.modules.get("__main__")
-    path = getattr(main, "__file__", None)
-    spec_name = getattr(getattr(main, "__spec__", None), "name", "") or ""
-    if main is None or not path or spec_name == "__main__" or spec_name.endswith(".__main__"):
-        return None
-    frame = sys._getframe(1)
-    while frame is not None and not (frame.f_globals is main.__dict__ and frame.f_code.co_name == "<module>"):
-        frame = frame.f_back
-    if frame is None or frame.f_code.co_filename != path:
-        return None
-    line = frame.f_lineno
-    try:
-        with open(path, encoding="utf-8") as f:
-            source = f.read()
-        now, ran = compile(source, path, "exec", dont_inherit=True), frame.f_code
-        if now.co_code != ran.co_code or list(now.co_lines()) != list(ran.co_lines()):
-            return None  # edited since it started: the line numbers may be another text's
-        tree = ast.parse(source)
-    except (OSError, SyntaxError, ValueError, UnicodeDecodeError):
-        return None
-    guards = _names_from_dunder_name(tree)
-    for stmt in tree.body:
-        if _spans(stmt, line):
-            if _mentions(stmt, guards):
-                return None  # may depend on who imports the script: ``for s in SEEDS``, ``IS_MAIN and main()``
-            return (path, line) if _always_runs(stmt, line) else None
-    return None
-
-
-def _names_from_dunder_name(tree: ast.Module) -> set[str]:
-    """``__name__`` and the top-level names computed from it, in order (``IS_MAIN = __name__ ==
-    "__main__"``, ``SEEDS = [0] if IS_MAIN else []``, a function that reads either)."""
-    names = {"__name__"}
-    for stmt in tree.body:
-        if isinstance(stmt, ast.FunctionDef):
-            source, targets = stmt, {stmt.name}
-        elif isinstance(stmt, (ast.Assign, ast.AnnAssign, ast.AugAssign)) and stmt.value is not None:
-            lhs = stmt.targets if isinstance(stmt, ast.Assign) else [stmt.target]
-            source, targets = stmt.value, {n.id for t in lhs for n in ast.walk(t) if isinstance(n, ast.Name)}
-        else:
-            continue
-        if _mentions(source, names):
-            names |= targets
-    return names
-
-
-def _mentions(node: ast.AST, names: set[str]) -> bool:
-    """Whether ``node`` reads one of ``names``, other than as a call's argument: ``getLogger(__name__)``
-    doesn't make a logger, or a ``main()`` that makes one, depend on who imports the script."""
-    args = {id(a) for c in ast.walk(node) if isinstance(c, ast.Call) for a in (*c.args, *(k.value for k in c.keywords))}
-    return any(isinstance(n, ast.Name) and n.id in names and id(n) not in args for n in ast.walk(node))
-
-
-def _spans(node: ast.AST, line: int) -> bool:
-    first = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", ())])  # a def's line follows them
-    return first <= line <= (node.end_lineno or node.lineno)
-
-
-_TRY = (ast.Try, getattr(ast, "TryStar", ast.Try))
-_SIMPLE = (ast.Expr, ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Assert, ast.Delete, ast.Raise, ast.FunctionDef,
-           ast.AsyncFunctionDef)
-"""Statements that run whole at import; of a ``def``, the module's frame runs only the decorators, default
-values and annotations. Not ``import``: the imported module may start workers under its own conditions."""
-
-
-def _always_runs(stmt: ast.stmt, line: int) -> bool:
-    """Whether ``line`` of top-level ``stmt`` runs whenever the script is imported: a plain statement
-    (``_SIMPLE``: a ``def``'s decorators and defaults too), a class's decorators, or the header or body
-    of a ``for``/``with``, the body or ``finally`` of a ``try`` (a sweep loop around training is a
-    common script shape). Never through an ``if``/``match``/``while`` or an ``else``/``except`` branch:
-    their conditions may differ in a worker (``if IS_MAIN:``)."""
-    if isinstance(stmt, _SIMPLE):
-        return True
-    if isinstance(stmt, ast.ClassDef):  # its body and bases report the ``class`` line; only decorators tell
-        return any(_spans(d, line) for d in stmt.decorator_list)
-    if isinstance(stmt, (ast.For, ast.AsyncFor)):
-        header, parts = [stmt.target, stmt.iter], stmt.body
-    elif isinstance(stmt, (ast.With, ast.AsyncWith)):
-        header, parts = stmt.items, stmt.body
-    elif isinstance(stmt, _TRY):
-        header, parts = [], stmt.body + stmt.finalbody
-    else:
-        return False
-    head = [part for h in header for part in (getattr(h, "context_expr", h), getattr(h, "optional_vars", None)) if part]
-    return any(_spans(h, line) for h in head) or any(_always_runs(s, line) for s in parts if _spans(s, line))
-
-
 def check_picklable(env_fn: Callable[[], Any]) -> bytes | Callable[[], Any]:
     """What the ``shm`` backend sends its worker processes (started by spawn/forkserver): ``env_fn``
     pickled by value (plain pickle: multiprocessing's own would send tensors as one-use descriptors),
@@ -250,14 +149,14 @@ def _unpicklable(e: Exception) -> UsageError:
                       "async backend")
 
 
-def check_main_guard(backend: str, start_method: str) -> None:
-    """Raise a :class:`UsageError` naming the line when the main script starts ``backend``'s worker
-    processes from its top level, outside ``if __name__ == "__main__":`` (see :func:`unguarded_main_call`)."""
-    if start_method != "fork" and (where := unguarded_main_call()) is not None:
-        raise UsageError(f"{where[0]}:{where[1]} starts {backend} env workers from the script's top level; the "
-                         f"workers start by {start_method} and import the script again, which would start "
-                         "workers again: put the code that trains under `if __name__ == \"__main__\":` "
-                         "(or use backend='sync')")
+def start_failure(what: str, problem: str, start_method: str) -> WorkerError:
+    """The one-line error for env workers that died or went silent while starting (before they built
+    their envs). The usual cause is a script that builds its vector env at its top level: workers
+    started by forkserver or spawn import the main script again, and multiprocessing refuses to start
+    processes from that import (Stable-Baselines3's SubprocVecEnv asks for the same guard)."""
+    return WorkerError(f"{what} failed to start ({problem}): a script that uses worker processes must run its "
+                       f"code under `if __name__ == \"__main__\":` (workers start by {start_method} and import "
+                       "the main script again); if it does, run the env with backend='sync' to see its error")
 
 
 def default_start_method() -> str:
@@ -401,7 +300,6 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             in_parent = workers >= _cores()
         self._payload: Any = env_fn  # what _start sends a worker; a lone in-parent block needs no pickle
         if workers > int(in_parent):
-            check_main_guard("shm", start_method)
             self._payload = check_picklable(env_fn)  # before the probe env: no env built to be refused
         probe = env_fn()
         self.single_observation_space, self.single_action_space = probe.observation_space, probe.action_space
@@ -440,7 +338,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             self._lifeline = self._ctx.Pipe(duplex=False)  # (read end for the workers, write end kept here)
             self._inline = _Block(self._arrays, *self._blocks[0], env_fn) if in_parent else None
             for w in self._remote:
-                self._start(w)
+                self._start(w, first=True)
         except BaseException:
             self.close_extras()
             raise
@@ -450,7 +348,9 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         """The live worker processes (for monitoring, e.g. their memory)."""
         return [p for p in self._procs if p is not None]
 
-    def _start(self, w: int) -> None:
+    def _start(self, w: int, first: bool = False) -> None:
+        """Start block ``w``'s worker and wait until it has built its envs. A restart that fails is restarted
+        again (up to ``max_restarts``); a ``first`` start that fails raises :func:`start_failure`'s error."""
         lo, hi = self._blocks[w]
         a = self._arrays  # a dead worker's leftovers: no pending command, no stale results
         a["ctl"][lo], a["rew"][lo:hi], a["succ"][lo:hi], a["term"][lo:hi], a["trunc"][lo:hi] = 0, 0.0, 0.0, False, False
@@ -470,7 +370,14 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         child.close()
         self._procs[w], self._pipes[w], self._go[w], self._done[w] = proc, parent, go, done
         self._owed[w] = "start"
-        self._expect(w, "start", self.start_timeout)
+        if not first:
+            self._expect(w, "start", self.start_timeout)
+            return
+        answer = self._answer(w, self.start_timeout)
+        self._owed[w] = None
+        if answer is None or answer[0] == "error":
+            problem = answer[1] if answer else f"no answer within {self.start_timeout:g} s"
+            raise start_failure(f"env worker for slots {lo}..{hi - 1}", problem, self._ctx.get_start_method())
 
     def _answer(self, w: int, timeout: float) -> tuple[str, Any] | None:
         """Worker ``w``'s next pipe message within ``timeout`` s (None: none yet); a dead worker's
@@ -501,9 +408,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         if self.restarts > self.max_restarts:
             self.close()
             raise WorkerError(f"env worker for slots {lo}..{hi - 1} failed ({problem}) after {self.max_restarts} "
-                              "restarts: fix the env (run it with backend='sync' to see the traceback); from a "
-                              "script, the code that trains must sit under `if __name__ == \"__main__\":` (workers "
-                              "start by forkserver/spawn and re-import it)")
+                              "restarts: fix the env (run it with backend='sync' to see the traceback)")
         warnings.warn(f"env worker for slots {lo}..{hi - 1} failed ({problem}); restarted", RuntimeWarning, stacklevel=3)
         self._unsent[w] = True
         self._start(w)

@@ -14,30 +14,26 @@ evaluation (over tasks) also holds the tasks' differences, so it is the wider of
 from __future__ import annotations
 
 import argparse
-import contextlib
-import io
 import json
 import statistics
+import subprocess
 import sys
 from pathlib import Path
 
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError
+from metarl.provenance import write_result
 
 HERE = Path(__file__).resolve().parent
 KEYS = ("success_rate", "pre_success_rate", "return", "pre_return")
 
 
 def evaluate_seed(run: Path, seed: int, extra: list[str]) -> dict:
-    """``metarl eval RUN --eval-seed SEED --json EXTRA...`` in this process -> its JSON object."""
-    from metarl.cli import main
-
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out):
-        code = main(["eval", str(run), "--eval-seed", str(seed), "--json", *extra])
-    if code != 0:
-        raise SystemExit(code)  # main printed the one-line error
-    return json.loads(out.getvalue())
+    """``metarl eval RUN --eval-seed SEED --json EXTRA...`` (the command, in a child process) -> its JSON object."""
+    proc = subprocess.run([sys.executable, "-m", "metarl", "eval", str(run), "--eval-seed", str(seed), "--json",
+                           *extra], stdout=subprocess.PIPE, text=True)
+    if proc.returncode != 0:
+        raise SystemExit(proc.returncode)  # the command printed its one-line error
+    return json.loads(proc.stdout)
 
 
 def spread(values: list[float]) -> dict[str, float]:
@@ -80,11 +76,10 @@ def main(argv: list[str] | None = None) -> int:
     summary = {k: spread([r[k] for r in rows]) for k in KEYS}
     ses = [r["success_rate_se"] for r in rows if r["success_rate_se"] is not None]
     summary["mean_success_rate_se_over_tasks"] = statistics.fmean(ses) if ses else None
-    result = {**provenance(["python", *sys.argv]), "run_dir": str(args.run_dir), "benchmark": obj["benchmark"],
-              "reward_version": obj["reward_version"], "seed": obj["seed"], "eval_flags": extra,
-              "evaluations": rows, "summary": summary}
     out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(result, indent=2) + "\n")
+    write_result(out, {"run_dir": str(args.run_dir), "benchmark": obj["benchmark"],
+                       "reward_version": obj["reward_version"], "seed": obj["seed"], "eval_flags": extra,
+                       "evaluations": rows, "summary": summary})
     print(f"{'':>22} {'mean':>8} {'std':>7} {'min':>8} {'max':>8}")
     for k in KEYS:
         s = summary[k]

@@ -17,7 +17,6 @@ Run from the repository root (metarl installed)::
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
 import sys
 import warnings
@@ -26,12 +25,12 @@ from pathlib import Path
 from metaworld.env_dict import ALL_V3_ENVIRONMENTS, ML10_V3
 from metaworld.policies import ENV_POLICY_MAP
 
-from metarl.envs.bench import provenance, single_env
+from metarl.envbench import SPEED_ENVS, single_env
 from metarl.envs.metaworld_fast import parity_check
 from metarl.errors import exit_code
+from metarl.provenance import write_result
 
 HERE = Path(__file__).resolve().parent
-SPEED_ENVS = ("reach-v3", "pick-place-v3", "door-open-v3")
 
 
 def parity(names: list[str], episodes: int, scripted: bool = False) -> dict[str, dict]:
@@ -96,10 +95,9 @@ def main() -> None:
     print(f"\n{summary}")
     out = args.out or (None if args.quick else HERE / "results" / "fast_env.json")
     if out:
-        out.write_text(json.dumps({
-            **provenance(["python", *sys.argv]),
+        write_result(out, {
             "reward_function_version": "v2", "settings": vars(args) | {"out": str(out)},
-            "summary": summary, "parity": par, "parity_scripted": scripted, "speed": spd}, indent=2) + "\n")
+            "summary": summary, "parity": par, "parity_scripted": scripted, "speed": spd})
         print(f"wrote {out}")
 
 

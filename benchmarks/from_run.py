@@ -19,8 +19,8 @@ import json
 import sys
 from pathlib import Path
 
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import provenance, write_json
 
 CURVE_KEYS = ("adapt/post_success_rate", "adapt/pre_success_rate", "adapt/later_success_rate", "train/success_rate",
               "eval/success_rate", "eval/pre_success_rate")
@@ -68,7 +68,7 @@ def main() -> None:
               file=sys.stderr)
     if resumes:
         obj["resumed_at_commits"] = resumes
-    args.out.write_text(json.dumps(obj, indent=2) + "\n")
+    write_json(args.out, obj)
     print(json.dumps({"budget": obj["budget"], "summary": obj["summary"]}, indent=1))
     print(f"wrote {args.out}")
 

@@ -11,16 +11,14 @@ from __future__ import annotations
 
 import argparse
 import json
-import sys
 import time
-from dataclasses import asdict
 from pathlib import Path
 
 import metarl
-from metarl.cli import RunConfig, agent_as_saved, max_seconds, parse_options
 from metarl.config import agent_config
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import now_utc, provenance, write_result
+from metarl.runs import RunConfig, agent_as_saved, max_seconds, parse_options, write_config
 
 # torch-importing modules are imported where used: shm env workers re-import this script as their main
 # module, and torch would cost each of them ~120 MiB.
@@ -42,7 +40,7 @@ def run_seed(args: argparse.Namespace, seed: int) -> dict:
     run_dir.mkdir(parents=True, exist_ok=True)
     cfg = metarl.TrainerConfig(steps=args.steps, num_envs=args.num_envs, seed=seed, backend=args.backend,
                                eval_every=args.eval_every, final_eval=True, progress=False,
-                               max_seconds=max_seconds(args),
+                               max_seconds=max_seconds(args.max_minutes),
                                final_eval_tasks_per_class=args.eval_tasks)
     write_run_config(args, cfg, run_dir, bench, agent, str(device))
     trainer = metarl.Trainer(bench, agent, cfg, run_dir=run_dir, logger=Logger.for_run(run_dir))
@@ -63,7 +61,7 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
     results file holding other seeds (it would be overwritten after hours of training)."""
     if args.steps < 1 or args.num_envs < 1 or args.eval_every < 0:
         raise UsageError("--steps and --num-envs must be >= 1 and --eval-every >= 0: give e.g. --steps 1000000")
-    max_seconds(args)  # `metarl train`'s own check of --max-minutes
+    max_seconds(args.max_minutes)  # `metarl train`'s own check of --max-minutes
     if args.eval_tasks is not None and args.eval_tasks < 1:
         raise UsageError(f"--eval-tasks must be >= 1, got {args.eval_tasks}: leave it out for the official protocol")
     if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
@@ -91,20 +89,16 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
 
 def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path, bench, agent,
                      device: str) -> None:
-    """``config.json`` as `metarl train` writes it (with its ``resolved`` section: the commit, the agent's
-    whole config), so `metarl eval/render/plot/train --resume RUN_DIR` and `from_run.py` work on these runs."""
-    from metarl.envs.bench import git_commit
-
+    """``config.json`` as `metarl train` writes it (:func:`metarl.runs.write_config`), so `metarl
+    eval/render/plot/train --resume RUN_DIR` and `from_run.py` work on these runs."""
     run = RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task, trainer=cfg, device=args.device,
                     agent_options=args.agent_options, env_options=args.env_options)
-    resolved = {"device": device, "reward_version": bench.reward_version, "metarl": metarl.__version__,
-                "git_commit": git_commit(), "agent_config": agent_config(agent)}
-    (run_dir / "config.json").write_text(json.dumps({**asdict(run), "resolved": resolved}, indent=2) + "\n")
+    write_config(run_dir, run, bench, agent, device)
 
 
 def evaluate_checkpoint(args, bench, run_dir: Path, seed: int, device: str) -> dict:
     """Official held-out evaluation of the run's last checkpoint (training numbers from the checkpoint),
-    with the agent options it was trained with (:func:`metarl.cli.agent_as_saved`)."""
+    with the agent options it was trained with (:func:`metarl.runs.agent_as_saved`)."""
     from metarl import checkpoint
 
     path = run_dir / checkpoint.CHECKPOINT_NAME
@@ -155,7 +149,7 @@ def main() -> None:
     label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark
     out = args.out or HERE / "results" / f"{label}-{args.agent}{args.tag}.json"
     check_args(args, out)
-    head = provenance(["python", *sys.argv])  # the commit the runs start from (it may move while they train)
+    head = provenance()  # the commit the runs start from (it may move while they train)
     earlier = _earlier_rows(out) if args.evaluate_only else {}
     rows: list[dict] = []
     for s in args.seeds:  # the file is rewritten after each seed: a later seed's failure keeps the earlier ones
@@ -165,10 +159,10 @@ def main() -> None:
         rows_out = rows + [r for (seed, _), r in earlier.items() if seed not in done and seed in args.seeds]
         summary = {k: sum(r[k] for r in rows_out) / len(rows_out)
                    for k in ("success_rate", "pre_success_rate", "env_steps", "train_steps_per_s")}
-        out.write_text(json.dumps({
-            **head, "started_utc": head["date_utc"], "date_utc": provenance()["date_utc"],
+        write_result(out, {
+            "started_utc": head["date_utc"], "date_utc": now_utc(),
             "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(args).items()},
-            "seeds_done": [r["seed"] for r in rows], "summary": summary, "seeds": rows_out}, indent=2) + "\n")
+            "seeds_done": [r["seed"] for r in rows], "summary": summary, "seeds": rows_out}, head=head)
     print(json.dumps(summary, indent=2))
     print(f"wrote {out}")
 

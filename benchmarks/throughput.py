@@ -11,7 +11,6 @@ episode, like metarl's zero-shot agent) with 10 epochs of 1,000-sample minibatch
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 import time
 from pathlib import Path
@@ -19,8 +18,8 @@ from pathlib import Path
 import torch
 
 import metarl
-from metarl.envs.bench import provenance
 from metarl.errors import exit_code
+from metarl.provenance import write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -72,10 +71,9 @@ def main() -> None:
         rows[f"metarl-{agent}"] = time_metarl(bench, agent, args.num_envs, args.steps)
     for name, sps in rows.items():
         print(f"{name:18s} {sps:8.0f} env steps/s (incl. learning)")
-    args.out.write_text(json.dumps({
-        **provenance(["python", *sys.argv]),
+    write_result(args.out, {
         "reward_function_version": "v2", "task": "ML1 reach-v3 (fast envs)", "num_envs": args.num_envs,
-        "steps": args.steps, "torch_threads": torch.get_num_threads(), "steps_per_s": rows}, indent=2) + "\n")
+        "steps": args.steps, "torch_threads": torch.get_num_threads(), "steps_per_s": rows})
     print(f"wrote {args.out}")
 
 

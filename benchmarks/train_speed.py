@@ -16,17 +16,15 @@ commit, machine and date. Run it on an otherwise idle machine: the variants shar
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import metarl
-from metarl.cli import parse_options
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import provenance, write_result
+from metarl.runs import parse_options
 
 HERE = Path(__file__).resolve().parent
 TRAINER_KEYS = ("backend", "collect_threads", "num_workers")
@@ -130,15 +128,13 @@ def main() -> None:
 
     label = args.task or args.benchmark
     out = args.out or HERE / "results" / f"train_speed-{args.agent}-{label}{'-' + args.tag if args.tag else ''}.json"
-    head = {**provenance(["python", *sys.argv]), "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs,
+    head = {**provenance(), "torch_threads": torch.get_num_threads(), "num_envs": args.num_envs,
             "device": args.device,
             "reward_version": metarl.make_benchmark(args.benchmark, task=args.task, **args.env_options).reward_version}
     rows: list[dict] = []
 
     def write(partial: dict | None = None) -> None:  # atomic: a time limit never leaves half a file
-        tmp = out.with_name(out.name + ".tmp")
-        tmp.write_text(json.dumps({**head, "variants": rows + ([partial] if partial else [])}, indent=2) + "\n")
-        tmp.replace(out)
+        write_result(out, {"variants": rows + ([partial] if partial else [])}, head=head)
 
     write()  # provenance first: a run killed in its warm-up still says what it was
     for text in args.variant:

@@ -1,4 +1,4 @@
-"""``metarl bench envs``'s independent-process ceiling: what W cores step with nothing shared."""
+"""``metarl bench envs`` (:mod:`metarl.envbench`) and what every result JSON carries (:mod:`metarl.provenance`)."""
 
 import dataclasses
 import time
@@ -6,7 +6,7 @@ import time
 import pytest
 
 import metarl
-from metarl.envs.bench import time_independent
+from metarl.envbench import time_independent
 
 
 def _broken_env():
@@ -39,7 +39,7 @@ def test_results_name_their_commit_and_say_when_the_code_was_uncommitted(tmp_pat
     import shutil
     import subprocess
 
-    from metarl.envs.bench import git_commit
+    from metarl.provenance import git_commit
 
     if shutil.which("git") is None:
         pytest.skip("git not installed")
@@ -66,12 +66,54 @@ def test_results_name_their_commit_and_say_when_the_code_was_uncommitted(tmp_pat
 
 
 def test_results_record_the_command_as_it_was_typed(monkeypatch):
-    from metarl.envs.bench import provenance
+    from metarl.provenance import provenance
 
     monkeypatch.setattr("sys.argv", ["/venv/lib/site-packages/metarl/__main__.py", "bench", "envs", "--json"])
     assert provenance()["command"] == ["python", "-m", "metarl", "bench", "envs", "--json"]
     monkeypatch.setattr("sys.argv", ["/venv/bin/metarl", "bench", "envs"])
     assert provenance()["command"] == ["metarl", "bench", "envs"]
+    monkeypatch.setattr("sys.argv", ["benchmarks/throughput.py", "--steps", "10"])  # a script, by its path
+    assert provenance()["command"] == ["python", "benchmarks/throughput.py", "--steps", "10"]
+
+
+def test_one_writer_puts_provenance_first_and_replaces_files_whole(tmp_path, monkeypatch):
+    import json
+
+    from metarl.provenance import provenance, write_result
+
+    monkeypatch.setenv("METARL_GIT_COMMIT", "abc123")
+    monkeypatch.setattr("sys.argv", ["benchmarks/x.py", "--quick"])
+    path = write_result(tmp_path / "r.json", {"rows": [1, 2]})
+    obj = json.loads(path.read_text())
+    assert list(obj)[:4] == ["command", "git_commit", "machine", "date_utc"]
+    assert obj["command"] == ["python", "benchmarks/x.py", "--quick"] and obj["git_commit"] == "abc123"
+    assert obj["rows"] == [1, 2] and {"cpu_model", "python", "torch", "metaworld"} <= set(obj["machine"])
+    # a script that rewrites its results as it goes: provenance of its start, payload keys win in place
+    head = {**provenance(["python", "run.py"]), "date_utc": "2000-01-01T00:00:00+00:00"}
+    write_result(path, {"started_utc": head["date_utc"], "date_utc": "2000-01-02T00:00:00+00:00"}, head=head)
+    obj = json.loads(path.read_text())
+    assert list(obj) == ["command", "git_commit", "machine", "date_utc", "started_utc"]
+    assert obj["command"] == ["python", "run.py"] and obj["date_utc"].startswith("2000-01-02")
+    with pytest.raises(TypeError):  # not serialisable: the earlier file stays whole, no temp file is left
+        write_result(path, {"x": object()})
+    assert json.loads(path.read_text())["started_utc"].startswith("2000-01-01")
+    assert [p.name for p in tmp_path.iterdir()] == ["r.json"]
+
+
+def test_the_core_reaches_task_families_only_through_the_registry():
+    import ast
+    from pathlib import Path
+
+    core = Path(metarl.__file__).resolve().parent
+    offenders = []
+    for path in sorted(core.rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                     [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+                     if isinstance(node, ast.ImportFrom) else [])
+            if any(n == "metarl.envs" or n.startswith("metarl.envs.") for n in names):
+                offenders.append(f"{path.relative_to(core)}:{node.lineno}")
+    assert not offenders, f"metarl/ imports a task family module directly: {offenders}"
 
 
 def test_learning_script_refuses_to_overwrite_other_seeds_results_or_append_to_a_run(tmp_path, monkeypatch):

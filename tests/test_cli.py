@@ -67,8 +67,8 @@ def test_bad_input_is_one_line_exit_2_and_writes_nothing(argv, message, tmp_path
 
 
 def test_num_envs_must_fit_the_benchmark(capsys):
-    from metarl.cli import _num_envs
     from metarl.errors import UsageError
+    from metarl.runs import num_envs_for
 
     class Fake:
         label = "ML10"
@@ -77,8 +77,8 @@ def test_num_envs_must_fit_the_benchmark(capsys):
             task_names = tuple(f"t{i}" for i in range(10))
 
     with pytest.raises(UsageError, match="multiple of its 10 training classes"):
-        _num_envs(Fake, 7)
-    assert _num_envs(Fake, 20) == 20 and _num_envs(Fake, None) == 10
+        num_envs_for(Fake, 7)
+    assert num_envs_for(Fake, 20) == 20 and num_envs_for(Fake, None) == 10
 
 
 def test_existing_run_dir_needs_resume_or_force(tmp_path, capsys):
@@ -107,14 +107,14 @@ def test_resume_refuses_workers_for_a_run_without_shm_workers(tmp_path, capsys):
 
 
 def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monkeypatch):
-    import metarl.cli as cli
+    import metarl.runs as runs
 
     out = tmp_path / "run"
     assert main(["train", "Toy", "--agent", "random", "--steps", "40", "--num-envs", "2", "--backend", "shm",
                  "--num-workers", "1", "--no-final-eval", "--out", str(out)]) == 0
     made = []
-    real = cli.make_vector_env
-    monkeypatch.setattr(cli, "make_vector_env", lambda dist, n, backend, workers: made.append((backend, workers))
+    real = runs.make_vector_env
+    monkeypatch.setattr(runs, "make_vector_env", lambda dist, n, backend, workers: made.append((backend, workers))
                         or real(dist, n, "sync"))
     for extra in ([], ["--num-workers", "2"], ["--backend", "sync"]):
         assert main(["eval", str(out), "--eval-tasks", "1", "--json", *extra]) == 0
@@ -178,17 +178,17 @@ def test_resume_takes_a_new_time_limit(tmp_path):
     assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume", "--max-minutes", "10"]) == 0
     assert last_step() >= 4000 > first
     # config.json says which code trained the run: the commit it started from, then each resume's
-    from metarl.envs.bench import git_commit
+    from metarl.provenance import git_commit
 
     resolved = json.loads((out / "config.json").read_text())["resolved"]
     assert resolved["git_commit"] == git_commit()
     assert resolved["resumes"] == [{"env_steps": first, "git_commit": git_commit()}]
     assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume"]) == 0  # nothing left to train
     assert len(json.loads((out / "config.json").read_text())["resolved"]["resumes"]) == 1
-    from metarl.cli import _record_resume
+    from metarl.runs import record_resume
 
-    _record_resume(out / "config.json", 9000)
-    _record_resume(out / "config.json", 9000)  # a resume that died before its first iteration, retried
+    record_resume(out / "config.json", 9000)
+    record_resume(out / "config.json", 9000)  # a resume that died before its first iteration, retried
     resumes = json.loads((out / "config.json").read_text())["resolved"]["resumes"]
     assert [r["env_steps"] for r in resumes] == [first, 9000] and not list(out.glob("*.tmp"))
 
@@ -362,7 +362,7 @@ def test_runs_are_evaluated_and_resumed_with_the_options_they_were_trained_with(
     import torch
 
     from metarl import checkpoint
-    from metarl.cli import _load_trained
+    from metarl.runs import load_trained
 
     out = tmp_path / "run"
     base = ["train", "ToySides", "--agent", "maml", "--num-envs", "2", "--out", str(out), "--no-final-eval",
@@ -375,8 +375,8 @@ def test_runs_are_evaluated_and_resumed_with_the_options_they_were_trained_with(
     assert state["algorithm"]["config"]["inner_steps"] != 3  # the default
     state["algorithm"]["config"]["inner_steps"] = 3
     torch.save(state, path)
-    assert _load_trained(out, "cpu")[2].cfg.inner_steps == 3
-    agent = _load_trained(out, "cpu", {"inner_steps": 2})[2]
+    assert load_trained(out, "cpu").agent.cfg.inner_steps == 3
+    agent = load_trained(out, "cpu", {"inner_steps": 2}).agent
     assert agent.cfg.inner_steps == 2 and list(agent.cfg.hidden) == [8]  # explicit options win
     assert main(["train", "ToySides", "--agent", "maml", "--out", str(out), "--resume", "--steps", "400"]) == 0
     assert checkpoint.load(path)["algorithm"]["config"]["inner_steps"] == 3  # resumed as trained
@@ -385,14 +385,14 @@ def test_runs_are_evaluated_and_resumed_with_the_options_they_were_trained_with(
 def test_result_table_never_cuts_task_names(capsys):
     from types import SimpleNamespace
 
-    from metarl.cli import _print_table
+    from metarl.cli.evaluate import print_table
 
     names = ["door-close-v3", "drawer-open-v3", "peg-insert-side-v3", "pick-place-wall-v3", "sweep-into-v3"]
     row = {"num_tasks": 40, "success_rate": 0.5, "pre_success_rate": 0.25, "return": 1234.5, "pre_return": 987.6}
     result = SimpleNamespace(per_task=dict.fromkeys(names, row), success_rate=0.5, pre_success_rate=0.25,
                              mean_return=1234.5, pre_return=987.6, eval_actions="mean", protocol="official",
                              success_rate_se=0.031, pre_success_rate_se=0.024)
-    _print_table(result, SimpleNamespace(label="ML45", reward_version="v2"), 0)  # 80 columns: not a terminal
+    print_table(result, SimpleNamespace(label="ML45", reward_version="v2"), 0)  # 80 columns: not a terminal
     out = capsys.readouterr().out
     assert all(name in out for name in names) and "…" not in out
     assert "±3.1% (post), ±2.4% (pre)" in " ".join(out.split())  # the caption: the standard errors
@@ -440,11 +440,11 @@ def test_force_and_run_dirs_need_metarls_own_files(tmp_path, capsys):
 
 
 def test_eval_steps_no_more_slots_than_tasks_and_counts_real_steps_only(monkeypatch, capsys):
-    import metarl.cli as cli
+    import metarl.runs as runs
 
     made = []
-    real = cli.make_vector_env
-    monkeypatch.setattr(cli, "make_vector_env", lambda dist, n, *a: made.append(n) or real(dist, n, *a))
+    real = runs.make_vector_env
+    monkeypatch.setattr(runs, "make_vector_env", lambda dist, n, *a: made.append(n) or real(dist, n, *a))
     # Toy: 20 steps per episode, 13 per trial; 3 tasks in 2 slots = a second batch with one padded slot
     for argv, slots in ((["--eval-tasks", "1"], 1), (["--eval-tasks", "3", "--num-envs", "2"], 2)):
         assert main(["eval", "Toy", "--agent", "random", "--json", *argv]) == 0
@@ -511,7 +511,7 @@ def test_plot_of_a_run_without_metrics_is_a_usage_error(tmp_path, capsys):
 
 
 def test_parse_options_reads_python_and_json_literals():
-    from metarl.cli import parse_options
+    from metarl.runs import parse_options
 
     got = parse_options(["a=True", "b=false", "c=null", "d=1,2", "e=true_story", "f=[1, 2]"], "--agent-opt", "x=1")
     assert got == {"a": True, "b": False, "c": None, "d": [1, 2], "e": "true_story", "f": [1, 2]}
@@ -568,3 +568,30 @@ def test_envs_lists_each_agents_options_and_one_number_is_one_layer(capsys):
     assert metarl.make_agent("zero-shot", bench, hidden=16).cfg.hidden == (16,)  # the help's hidden=128 form
     assert main(["envs"]) == 0
     assert "zero-shot options (--agent-opt, defaults): hidden=128,128 " in capsys.readouterr().out
+
+
+def test_a_run_started_from_python_is_a_full_run(tmp_path, capsys):
+    # metarl.runs is what `metarl train/eval` call: a run it creates is evaluated and resumed by the CLI,
+    # and one the CLI resumed is resumed and evaluated from Python again
+    from metarl import runs
+    from metarl.errors import UsageError
+    from metarl.trainer import TrainerConfig
+
+    out = tmp_path / "run"
+    trainer = TrainerConfig(steps=40, num_envs=2, final_eval_tasks_per_class=1, progress=False)
+    result = runs.create(runs.RunConfig("Toy", "random", trainer=trainer), out).train()
+    assert result is not None and {"config.json", "checkpoint.pt", "eval-first1.json", "learning_curve.png"} <= {
+        p.name for p in out.iterdir()}
+    with pytest.raises(UsageError, match="already exists"):
+        runs.create(runs.RunConfig("Toy", "random", trainer=trainer), out)
+    assert main(["eval", str(out), "--eval-tasks", "1", "--eval-seed", "3"]) == 0
+    assert main(["train", "Toy", "--agent", "random", "--out", str(out), "--resume", "--steps", "80"]) == 0
+    run = runs.resume(out, steps=120, final_eval=False)
+    assert (run.done, run.config.trainer.steps, run.config.trainer.num_envs) == (False, 120, 2)
+    assert run.train() is None and run.trainer.state.env_steps >= 120
+    resumes = json.loads((out / "config.json").read_text())["resolved"]["resumes"]
+    assert [r["env_steps"] for r in resumes] == [40, 80]
+    again = runs.evaluate_run(out, eval_tasks=1)
+    assert again.path == out / "eval-first1.json" and again.summary["trained_env_steps"] == run.trainer.state.env_steps
+    assert json.loads(again.path.read_text()) == again.summary
+    assert runs.read_eval(out / "eval-first1-eval_seed=3.json")["eval_seed"] == 3

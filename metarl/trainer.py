@@ -16,7 +16,6 @@ import re
 import signal
 import threading
 import time
-import warnings
 from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -271,26 +270,20 @@ class Trainer:
         checkpoint.save(self.run_dir / checkpoint.CHECKPOINT_NAME, state)
 
     def resume(self, path: Path) -> None:
-        """Continue from a checkpoint written by :meth:`save`: the same tasks (by digest, where the
-        checkpoint has them), then its counters, random state and the algorithm's state."""
+        """Continue from a checkpoint written by :meth:`save`: the same tasks (by digest), then its counters,
+        random state and the algorithm's state."""
         state = checkpoint.load(path)
-        missing = [k for k in ("trainer", "rng", "algorithm") if k not in state]
+        missing = [k for k in ("trainer", "rng", "algorithm", "tasks") if k not in state]
         if missing:
             raise UsageError(f"{path} is not a metarl training checkpoint (no {', '.join(missing)}): pass the "
                              "checkpoint.pt that `metarl train` wrote")
         now = self._tasks_digests
-        if "tasks" not in state:
-            warnings.warn(f"{path} predates task digests (2026-12-04), so resuming can't check that it was trained "
-                          "on the tasks the family gives now; the classic and toy families renumbered theirs that "
-                          "day (task-keyed state such as PEARL's replay would be misfiled): for those, start a new run",
-                          RuntimeWarning, stacklevel=2)
-        for split, digest in state.get("tasks", {}).items():
+        for split, digest in state["tasks"].items():
             if now.get(split, digest) != digest:
                 raise UsageError(f"{path} was trained on other {split} tasks than {self.benchmark.label} gives now "
                                  f"(tasks digest {digest} vs {now[split]}: the task family's code or data changed); "
                                  "resume with the version that wrote it (config.json's resolved.git_commit), or "
                                  "start a new run")
-        state["trainer"].pop("next_eval", None)  # checkpoints before 2026-11-28 stored the derived schedule
         self.state = TrainState(**state["trainer"])
         set_rng_state(self.rng, state["rng"])
         try:

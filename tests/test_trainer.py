@@ -136,16 +136,6 @@ def test_training_steps_respect_budget_and_log_namespaces(tmp_path):
     assert 0.0 <= result.success_rate <= 1.0
 
 
-def test_checkpoints_that_stored_the_evaluation_schedule_still_resume(tmp_path):
-    _run(tmp_path, 20)
-    path = tmp_path / checkpoint.CHECKPOINT_NAME
-    state = checkpoint.load(path)
-    state["trainer"]["next_eval"] = 0  # written before the schedule was derived from env_steps
-    checkpoint.save(path, state)
-    _, result = _run(tmp_path, 40, resume_from=path)
-    assert result is not None
-
-
 def test_progress_bar_shares_the_metric_lines_console_and_counts_down_to_the_time_limit():
     import time
     from types import SimpleNamespace

@@ -101,9 +101,8 @@ class RL2Config:
     ``rescale_value``)."""
     rescale_value: bool = True
     """With ``normalize_rewards``: rescale the value head (and the stored values GAE uses) by old/new
-    return std when an update moves it (PopArt's output preservation, since e68d870). ``False`` leaves
-    the head in stale units, as before e68d870. On ML1 reach-v3 (seed 0, 5M steps, one run each) the three
-    runs with it off scored 87-95% held-out, the one with it on 64.7% (README, RL² section)."""
+    return std when an update moves it (PopArt's output preservation). ``False`` leaves the head in stale
+    units (the ablation; on ML1 reach-v3 neither setting wins across seeds yet: docs/agents/rl2.md)."""
     reward_scale: float = 1.0
     """Fixed factor applied to raw rewards before any normalisation."""
     init_log_std: float = -0.5

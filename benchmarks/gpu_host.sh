@@ -26,7 +26,7 @@ timeout $(limit ${BENCH_TIMEOUT:-420}) python3 -m metarl bench envs --steps 2000
 # SHM_VARIANTS_WORKERS=16: the shm backend's wake-up variants (spin length, parent stepping a block) at that
 # many workers, 2 and 5 slots each, one 1,000-step measurement per variant (~2-3 minutes at 16 workers).
 [ -n "${SHM_VARIANTS_WORKERS:-}" ] && ! skip ${VARIANTS_TIMEOUT:-180} shm_variants && \
-  timeout $(limit ${VARIANTS_TIMEOUT:-180}) python3 "$REPO/benchmarks/shm_variants.py" \
+  timeout $(limit ${VARIANTS_TIMEOUT:-180}) python3 "$REPO/experiments/shm_backend/shm_variants.py" \
   --workers $SHM_VARIANTS_WORKERS --slots-per-worker 2 5 --episodes 2 --repeats 1 --tag host \
   --out "$OUT/shm_variants-host.json" 2>&1 | grep --line-buffered -v Warn | tee -a "$OUT/log.txt"
 

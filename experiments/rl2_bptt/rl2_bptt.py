@@ -9,7 +9,7 @@ grid shifted half a chunk (``bptt_offset``), and with whole-trial chunks, for a 
 runs the official held-out evaluation (10 adaptation + 3 evaluation episodes). Prints a table and
 writes JSON with command, commit, machine and date::
 
-    python benchmarks/rl2_bptt.py --seeds 0 1 2 3 4 --steps 150000
+    python experiments/rl2_bptt/rl2_bptt.py --seeds 0 1 2 3 4 --steps 150000
 
 One torch thread per process (small GRU ops run faster that way and the numbers don't depend on the
 core count).
@@ -18,18 +18,16 @@ core count).
 from __future__ import annotations
 
 import argparse
-import json
 import statistics
-import sys
 import time
 from pathlib import Path
 
 import torch
 
 import metarl
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
 from metarl.evaluator import EvalConfig, evaluate
+from metarl.provenance import provenance, write_result
 from metarl.vector import make_vector_env
 
 HERE = Path(__file__).resolve().parent
@@ -68,19 +66,19 @@ def main() -> None:
     p.add_argument("--steps", type=int, default=150_000, help="env steps per run (default 150000)")
     p.add_argument("--num-envs", type=int, default=16)
     p.add_argument("--arms", nargs="+", default=list(ARMS), help=f"any of {', '.join(ARMS)}")
-    p.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/rl2_bptt-ToySides"
+    p.add_argument("--out", type=Path, help="results JSON (default: rl2_bptt-ToySides"
                    "[-<arms>].json, the arms named unless all ran)")
     args = p.parse_args()
     if args.out is None:
         label = "" if sorted(args.arms) == sorted(ARMS) else "-" + "-".join(args.arms)
-        args.out = HERE / "results" / f"rl2_bptt-ToySides{label}.json"
+        args.out = HERE / f"rl2_bptt-ToySides{label}.json"
     unknown = sorted(set(args.arms) - set(ARMS))
     if unknown:
         raise UsageError(f"unknown arm {', '.join(unknown)}: choose from {', '.join(ARMS)}")
     if args.steps < 1 or args.num_envs < 1 or min(args.seeds) < 0:
         raise UsageError("--steps and --num-envs must be >= 1 and seeds >= 0")
     torch.set_num_threads(1)
-    started = provenance(["python", "benchmarks/rl2_bptt.py", *sys.argv[1:]])  # the commit it ran, not HEAD at the end
+    started = provenance()  # the commit it ran, not HEAD at the end
     rows = {}
     for arm in args.arms:
         rows[arm] = [run_arm(ARMS[arm], seed, args.steps, args.num_envs) for seed in args.seeds]
@@ -96,11 +94,10 @@ def main() -> None:
         opts = ",".join(f"{k}={v}" for k, v in ARMS[arm].items())
         print(f"{arm:12s} {opts:55s} {s['success_rate']:8.3f} {s['pre_success_rate']:7.3f} {s['return']:8.2f} "
               f"{s['pre_return']:8.2f}")
-    obj = {**started,
-           "family": "ToySides", "horizon": HORIZON, "base_options": BASE, "arms": ARMS, "steps": args.steps,
+    obj = {"family": "ToySides", "horizon": HORIZON, "base_options": BASE, "arms": ARMS, "steps": args.steps,
            "num_envs": args.num_envs, "summary": summary, "runs": rows}
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps(obj, indent=2) + "\n")
+    write_result(args.out, obj, head=started)
     print(f"wrote {args.out}")
 
 

@@ -9,15 +9,13 @@ after a warm-up episode, best of ``--repeats``) and reports slot-steps/s against
 here. Spinning is off (``spin_us=0``: 16 spinning workers would take the 2 cores), every block is
 in a worker (``in_parent=False``). Sleep-based, hence a benchmark, never a test::
 
-    python benchmarks/shm_emulated.py                 # writes benchmarks/results/shm_emulated.json
+    python experiments/shm_backend/shm_emulated.py    # writes shm_emulated.json here
 """
 
 from __future__ import annotations
 
 import argparse
 import functools
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -26,8 +24,8 @@ import numpy as np
 import torch
 
 import metarl
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import write_result
 from metarl.vector.shm import SharedMemoryVectorEnv
 
 HERE = Path(__file__).resolve().parent
@@ -110,10 +108,9 @@ def main() -> None:
                 print(f"{agent:8s} {w:3d} workers x {k} slots: {sps:9,.0f} slot-steps/s, ideal {ideal:9,.0f} "
                       f"({r['efficiency']:.0%}), overhead {r['overhead_us_per_vector_step']:5.0f} us per vector step",
                       flush=True)
-    out = HERE / "results" / f"shm_emulated{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps({**provenance(["python", *sys.argv]), "sleep_us_measured": slept * 1e6,
-                               "shm_options": {"in_parent": False, "spin_us": 0.0}, "torch_threads": 1,
-                               "rows": rows}, indent=2) + "\n")
+    out = HERE / f"shm_emulated{'-' + args.tag if args.tag else ''}.json"
+    write_result(out, {"sleep_us_measured": slept * 1e6, "shm_options": {"in_parent": False, "spin_us": 0.0},
+                       "torch_threads": 1, "rows": rows})
     print(f"wrote {out}")
 
 

@@ -11,8 +11,8 @@ bench envs`` JSON), so over ``W`` workers (mean over 20 meta-batch draws):
 
 before any IPC, policy or jitter. Arithmetic on measured rates, not a measurement::
 
-    python benchmarks/class_mix.py benchmarks/results/bench_envs-h200-host.json --workers 16
-    # writes benchmarks/results/class_mix-<name of the source JSON>.json
+    python experiments/shm_backend/class_mix.py benchmarks/results/bench_envs-h200-host.json --workers 16
+    # writes experiments/shm_backend/class_mix-<name of the source JSON>.json
 """
 
 from __future__ import annotations
@@ -20,14 +20,13 @@ from __future__ import annotations
 import argparse
 import json
 import statistics
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import metarl
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -87,10 +86,9 @@ def main() -> None:
             print(f"{w:7d} {k:12d} {r['interleaved_ideal_steps_per_s']:9,.0f} {r['interleaved_lockstep_steps_per_s']:9,.0f} "
                   f"{100 * r['interleaved_lockstep_share']:5.0f}% {r['grouped_lockstep_steps_per_s']:18,.0f} "
                   f"{100 * r['grouped_lockstep_share']:5.0f}%")
-    out = HERE / "results" / f"class_mix-{args.source.stem}.json"
-    out.write_text(json.dumps({**provenance(["python", *sys.argv]), "source": str(args.source),
-                               "source_machine": json.loads(args.source.read_text()).get("machine"),
-                               "rows": out_rows}, indent=2) + "\n")
+    out = HERE / f"class_mix-{args.source.stem}.json"
+    write_result(out, {"source": str(args.source),
+                       "source_machine": json.loads(args.source.read_text()).get("machine"), "rows": out_rows})
     print(f"wrote {out}")
 
 

@@ -15,15 +15,13 @@ Measured here, one torch thread (as training acts, ``TrainerConfig.collect_threa
 
 ::
 
-    python benchmarks/parent_cost.py                    # writes benchmarks/results/parent_cost.json
-    python benchmarks/parent_cost.py --slots 32 --tag x # ... parent_cost-x.json
+    python experiments/shm_backend/parent_cost.py                    # writes parent_cost.json here
+    python experiments/shm_backend/parent_cost.py --slots 32 --tag x # ... parent_cost-x.json
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 import time
 from pathlib import Path
 
@@ -33,8 +31,8 @@ import torch
 from gymnasium.vector import AutoresetMode
 
 import metarl
-from metarl.envs.bench import provenance
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import write_result
 
 HERE = Path(__file__).resolve().parent
 AGENTS = ("random", "zero-shot", "maml", "maml-adapted", "rl2", "pearl")
@@ -127,10 +125,9 @@ def main() -> None:
     rows += [{"what": "collect, random agent, env that does no work", "slots": n, "us_per_vector_step": u}
              for n, u in zip(args.slots, us, strict=True)]
     print(f"{'collect':16s}" + "".join(f"{u:13.0f} us" for u in us))
-    out = HERE / "results" / f"parent_cost{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps({**provenance(["python", *sys.argv]), "torch_threads": 1, "device": "cpu",
-                               **({"note": args.note} if args.note else {}),
-                               "rows": rows}, indent=2) + "\n")
+    out = HERE / f"parent_cost{'-' + args.tag if args.tag else ''}.json"
+    write_result(out, {"torch_threads": 1, "device": "cpu", **({"note": args.note} if args.note else {}),
+                       "rows": rows})
     print(f"wrote {out}")
 
 

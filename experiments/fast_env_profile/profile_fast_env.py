@@ -2,9 +2,9 @@
 
 The profile behind each fast-env round (``envs/metaworld_fast.py``; README, "Env throughput")::
 
-    python benchmarks/profile_fast_env.py                 # fast envs, 1,000 steps per class
-    python benchmarks/profile_fast_env.py --upstream      # upstream envs
-    python benchmarks/profile_fast_env.py --envs reach-v3,pick-place-v3 --steps 3000
+    python experiments/fast_env_profile/profile_fast_env.py                 # fast envs, 1,000 steps per class
+    python experiments/fast_env_profile/profile_fast_env.py --upstream      # upstream envs
+    python experiments/fast_env_profile/profile_fast_env.py --envs reach-v3,pick-place-v3 --steps 3000
 
 Prints the functions with the most time of their own (resets included, v2 rewards, seed 0).
 """

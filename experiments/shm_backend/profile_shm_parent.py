@@ -3,7 +3,7 @@
 Shows how a vector step's time splits between waiting on the workers (semaphore ``acquire``) and the
 parent's own serial work (the policy, :func:`metarl.collect`, the shm exchange)::
 
-    python benchmarks/profile_shm_parent.py 1 5     # workers, slots per worker
+    python experiments/shm_backend/profile_shm_parent.py 1 5     # workers, slots per worker
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ import sys
 import time
 
 import metarl
-from metarl.envs.bench import _ml10_slot_tasks
+from metarl.envbench.vector import _ml10_slot_tasks
 from metarl.errors import UsageError, exit_code
 
 
@@ -22,7 +22,7 @@ def main() -> None:
     try:
         workers, spw = (int(a) for a in sys.argv[1:3])
     except ValueError:
-        raise UsageError("usage: python benchmarks/profile_shm_parent.py WORKERS SLOTS_PER_WORKER") from None
+        raise UsageError("usage: python experiments/shm_backend/profile_shm_parent.py WORKERS SLOTS_PER_WORKER") from None
     if workers < 1 or spw < 1:
         raise UsageError("WORKERS and SLOTS_PER_WORKER must be positive")
     bench = metarl.make_benchmark("ML10", seed=0)

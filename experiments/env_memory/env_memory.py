@@ -6,23 +6,22 @@ get a new meta-batch of training tasks (:meth:`metarl.TaskSet.sample`, the train
 process shares) and how many upstream Meta-World envs exist. With fewer slots than classes (ML45 with
 10 slots) every slot runs many classes over time, and each class needs its own upstream env::
 
-    python benchmarks/env_memory.py ML45 --slots 10 --rounds 40     # writes results/env_memory-ML45.json
+    python experiments/env_memory/env_memory.py ML45 --slots 10 --rounds 40   # writes env_memory-ML45.json here
 """
 
 from __future__ import annotations
 
 import argparse
 import gc
-import json
 import os
-import sys
 from pathlib import Path
 
 import numpy as np
 
 import metarl
-from metarl.envs.bench import private_mb, provenance
+from metarl.envbench import private_mb
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import write_result
 
 HERE = Path(__file__).resolve().parent
 
@@ -57,10 +56,10 @@ def main() -> None:
         if r in (1, 5, 10, 20) or r == args.rounds:
             print(f"{r:5d} {rows[-1]['upstream_envs']:13d} {rows[-1]['private_mb']:11.0f}", flush=True)
     envs.close()
-    out = HERE / "results" / f"env_memory-{args.benchmark}{'-' + args.tag if args.tag else ''}.json"
-    out.write_text(json.dumps({**provenance(["python", *sys.argv]), "slots": args.slots, "classes": len(bench.train.task_names),
-                               "private_mb_before_first_round": start, **({"note": args.note} if args.note else {}),
-                               "rows": rows}, indent=2) + "\n")
+    out = HERE / f"env_memory-{args.benchmark}{'-' + args.tag if args.tag else ''}.json"
+    write_result(out, {"slots": args.slots, "classes": len(bench.train.task_names),
+                       "private_mb_before_first_round": start, **({"note": args.note} if args.note else {}),
+                       "rows": rows})
     print(f"wrote {out}")
 
 

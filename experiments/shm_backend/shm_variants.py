@@ -2,21 +2,21 @@
 
 Every row steps fast ML10 envs (training classes, one slot per class in turn) with random actions
 through :func:`metarl.collect`, as training does; ``--episodes`` 500-step episodes per slot after a
-warm-up episode, best of ``--repeats`` taken in turn over the variants (this VM's speed drifts). Writes ``benchmarks/results/shm_variants-<tag>.json``::
+warm-up episode, best of ``--repeats`` taken in turn over the variants (this VM's speed drifts). Writes ``shm_variants-<tag>.json`` beside
+this script::
 
-    python benchmarks/shm_variants.py --tag dev-2core --episodes 3 --repeats 3
+    python experiments/shm_backend/shm_variants.py --tag dev-2core --episodes 3 --repeats 3
 """
 
 from __future__ import annotations
 
 import argparse
-import json
-import sys
 from pathlib import Path
 
 import metarl
-from metarl.envs.bench import provenance, time_metarl_vector
+from metarl.envbench import time_metarl_vector
 from metarl.errors import UsageError, exit_code
+from metarl.provenance import provenance, write_result
 
 VARIANTS = {
     "separate workers, block on semaphores (spin_us=0, in_parent=False)": {"spin_us": 0.0, "in_parent": False},
@@ -37,18 +37,18 @@ def main() -> None:
     p.add_argument("--episodes", type=int, default=1, help="500-step episodes per slot per measurement")
     p.add_argument("--tag", default="dev")
     p.add_argument("--out", type=Path, default=None,
-                   help="results JSON (default: benchmarks/results/shm_variants-<tag>.json)")
+                   help="results JSON (default: shm_variants-<tag>.json beside this script)")
     args = p.parse_args()
     if min(args.workers + args.slots_per_worker + [args.repeats, args.episodes]) < 1:
         raise UsageError("--workers, --slots-per-worker, --repeats and --episodes must be >= 1")
     bench = metarl.make_benchmark("ML10", seed=0)
-    out = args.out or Path(__file__).resolve().parent / "results" / f"shm_variants-{args.tag}.json"
+    out = args.out or Path(__file__).resolve().parent / f"shm_variants-{args.tag}.json"
     rows: list[dict] = []
-    head = provenance(["python", *sys.argv])
+    head = provenance()
 
     def write() -> None:  # after every configuration: a run cut short by a time limit keeps its rows
-        out.write_text(json.dumps({**head, "rows": rows, "reward_function_version": "v2",
-                                   "actions": "uniform random, via metarl.collect"}, indent=2) + "\n")
+        write_result(out, {"rows": rows, "reward_function_version": "v2",
+                           "actions": "uniform random, via metarl.collect"}, head=head)
 
     for spw in args.slots_per_worker:
         for w in args.workers:

@@ -1,0 +1,111 @@
+"""The documentation must stay true: the site builds with no broken link, the extending examples run
+from their page, the README stays short, and every repository path the docs name exists."""
+
+import importlib.util
+import io
+import os
+import re
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+import metarl
+from metarl import registry
+
+ROOT = Path(__file__).parents[1]
+DOC_FILES = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+
+
+def _example(page: str, heading: str) -> str:
+    """The first Python block after ``heading`` in ``page``."""
+    section = (ROOT / page).read_text().split(heading + "\n", 1)[1]
+    return re.search(r"```python\n(.*?)```", section, re.S).group(1)
+
+
+def test_readme_is_at_most_250_lines():
+    assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+@pytest.mark.spawn
+def test_docs_site_builds_strict(tmp_path):
+    if importlib.util.find_spec("mkdocs") is None or importlib.util.find_spec("material") is None:
+        pytest.skip("mkdocs and mkdocs-material are not installed (scripts/install.sh dev installs them)")
+    cmd = [sys.executable, "-m", "mkdocs", "build", "--strict", "--config-file", str(ROOT / "mkdocs.yml"),
+           "--site-dir", str(tmp_path / "site")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=300, cwd=ROOT,
+                         env={**os.environ, "NO_MKDOCS_2_WARNING": "1"})
+    assert out.returncode == 0, out.stdout + out.stderr  # strict: a broken link, anchor or page fails
+    assert (tmp_path / "site" / "index.html").exists()
+
+
+# Repository paths named in the docs: they are outside docs/, so `mkdocs build --strict` can't check them.
+REPO_PATH = re.compile(r"(?<![\w/.-])((?:benchmarks|experiments|metarl|envs|agents|tests|scripts|docs)/[\w./=+-]*"
+                       r"\.(?:py|json|sh|md|png|log))")
+# A results file named without its folder (in a table whose header says `benchmarks/results/`).
+RESULT_NAME = re.compile(r"`([\w.=+-]+\.json)`")
+NOT_RESULTS = re.compile(r"^(eval[-.].*|config\.json)$")  # a run directory's files
+
+
+def test_paths_named_in_the_docs_exist():
+    missing = []
+    for doc in DOC_FILES:
+        text = doc.read_text()
+        for path in REPO_PATH.findall(re.sub(r"\]\([^)]*\)", "]", text)):  # links are checked below
+            if not (ROOT / path).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: {path}")
+        for name in RESULT_NAME.findall(text):
+            if not NOT_RESULTS.match(name) and not (ROOT / "benchmarks" / "results" / name).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: benchmarks/results/{name}")
+        for link in re.findall(r"\]\(([^)\s]+)\)", text):  # relative links (README's, into the repo)
+            link = link.split("#")[0]
+            if link and ":" not in link and not (doc.parent / link).exists():
+                missing.append(f"{doc.relative_to(ROOT)}: link {link}")
+    assert not missing, "named in the docs but not in the repository:\n" + "\n".join(missing)
+
+
+def test_add_a_task_family_example_runs(monkeypatch):
+    code = _example("docs/extending.md", "## Add a task family")
+    assert len(code.splitlines()) <= 40
+    registry.benchmark_names()  # fill the registry from entry points before copying it
+    monkeypatch.setattr(registry, "_BENCHMARKS", dict(registry._BENCHMARKS))  # leave the registry as it was
+    code = code.replace("steps=5_000", "steps=200")
+    namespace: dict = {}
+    exec(compile(code, "docs/extending.md", "exec"), namespace)
+    bench = metarl.make_benchmark("TargetSpeed", seed=1)
+    assert [t.params for t in bench.train.tasks] != [t.params for t in bench.test.tasks]
+    assert max(t.params for t in bench.train.tasks) <= 1.0 < min(t.params for t in bench.test.tasks)
+
+
+def test_add_an_agent_example_runs(monkeypatch, capsys):
+    code = _example("docs/extending.md", "## Add an agent")
+    assert len(code.splitlines()) <= 45
+    registry.agent_names()
+    monkeypatch.setattr(registry, "_AGENTS", dict(registry._AGENTS))
+    code = code.replace("steps=2_000", "steps=400")
+    namespace: dict = {}
+    exec(compile(code, "docs/extending.md", "exec"), namespace)
+    assert 0.0 <= float(capsys.readouterr().out.strip().splitlines()[-1]) <= 1.0  # the held-out success rate
+    agent = namespace["agent"]
+    assert np.linalg.norm(agent.theta) > 0  # the meta-update moved the shared action
+    buf = io.BytesIO()
+    torch.save(agent.state_dict(), buf)  # as the Trainer's checkpoints do, loaded with weights_only=True
+    buf.seek(0)
+    again = namespace["ReptileOffset"](metarl.EnvSpec.from_distribution(metarl.make_benchmark("Toy").train))
+    again.load_state_dict(torch.load(buf, weights_only=True))
+    assert np.array_equal(again.theta, agent.theta)
+    # adaptation changes actions: after adapt(), each slot acts with its own best episode's mean action
+    bench = metarl.make_benchmark("Toy", seed=0)
+    envs = metarl.make_vector_env(bench.test, 3)
+    envs.set_tasks(list(bench.test.tasks[:3]))
+    learner = agent.make_learner()
+    learner.reset(3)
+    ro = metarl.collect(envs, learner, 5, seed=0)
+    envs.close()
+    before = learner.offset.copy()
+    learner.observe(ro)
+    learner.adapt()
+    assert not np.allclose(learner.offset, before) and len({tuple(r) for r in learner.offset.round(6)}) == 3

@@ -142,3 +142,16 @@ def test_learning_script_refuses_to_overwrite_other_seeds_results_or_append_to_a
     args.max_minutes = float("nan")
     with pytest.raises(metarl.UsageError, match="--max-minutes must be a positive number"):
         learning.check_args(args, out)
+
+
+def test_the_results_index_lists_every_results_file_and_only_existing_ones():
+    from pathlib import Path
+
+    results = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
+    listed = set()
+    for line in (results / "README.md").read_text().splitlines():
+        if line.startswith("| `"):  # a table row: its first cell names the file(s)
+            listed |= {name.strip().strip("`") for name in line.split("|")[1].split(",")}
+    on_disk = {str(p.relative_to(results)) for p in results.rglob("*") if p.is_file() and p.name != "README.md"}
+    assert not on_disk - listed, f"results files missing from benchmarks/results/README.md: {sorted(on_disk - listed)}"
+    assert not listed - on_disk, f"benchmarks/results/README.md names files that don't exist: {sorted(listed - on_disk)}"

@@ -125,7 +125,7 @@ class GaussianMLP(nn.Module):
         ``named_parameters()``), ``obs [N, obs_dim]`` -> ``(mean [N, act_dim], log_std [N, act_dim])``.
 
         What ``vmap`` over ``functional_call`` computes, as one batched matmul per layer (acting after
-        adaptation at 32 slots: 563 -> 251 µs, ``benchmarks/parent_cost.py``; equal to it within float32
+        adaptation at 32 slots: 563 -> 251 µs, ``experiments/shm_backend/parent_cost.py``; equal to it within float32
         rounding, see tests/test_maml.py).
         """
         x = obs.unsqueeze(1)  # [N, 1, in]

@@ -78,7 +78,7 @@ class RL2Config:
     ``[0, bptt_offset)`` and the others start at ``bptt_offset + k * bptt_len``. With 0 and a
     ``bptt_len`` that divides the episode length (250 and Meta-World's 500), every episode starts a
     chunk, so no gradient reaches an episode from the one before it; ``bptt_len // 2`` puts each episode
-    boundary mid-chunk. On ToySides (``benchmarks/rl2_bptt.py``, 5 seeds) aligned chunks don't adapt
+    boundary mid-chunk. On ToySides (``experiments/rl2_bptt/``, 5 seeds) aligned chunks don't adapt
     (45% after vs 42% before), the shifted grid is erratic (0-97% by seed), whole-trial chunks
     (``bptt_len`` >= the trial) adapt (95% vs 58%)."""
     minibatch_chunks: int = 32

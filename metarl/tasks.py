@@ -103,7 +103,7 @@ class TaskSet:
         round), so consecutive slots (the ones one worker process steps) run different classes: a
         vector step waits for its slowest worker, and a worker holding only a slow class would pace
         every step (16 workers × 5 ML10 slots: 94% of the ideal instead of ~66% with each class's
-        slots side by side; ``benchmarks/class_mix.py``). With ``n`` a multiple of the class count,
+        slots side by side; ``experiments/shm_backend/class_mix.py``). With ``n`` a multiple of the class count,
         slot ``i`` runs the same class in every meta-batch.
         """
         if n < 1:

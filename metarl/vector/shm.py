@@ -172,7 +172,7 @@ DEFAULT_SPIN_US = 5000.0
 The waits it covers are the parent's time between two steps (policy, ``collect``: ~150-200 µs measured on
 2 cores with a random policy; more with a network) and a block's step (``K`` slots x ~0.2-0.4 ms); past
 ~5 ms a wake-up (tens of µs) costs under 2%. Measured on 2 cores (ML10 slots,
-``benchmarks/results/shm_variants-dev-2core-yield.json``): one worker x 2 slots steps 26% faster than
+``experiments/shm_backend/shm_variants-dev-2core-yield.json``): one worker x 2 slots steps 26% faster than
 with the 100 µs spin used before, which ran out while the worker waited for the parent, so every step
 paid a wake-up."""
 
@@ -288,7 +288,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         Default: on when the workers fill every core, as the parent would otherwise sit idle on a core
         a worker needs (ML10 slots on this 2-core machine, 2 workers x 2 slots: 7,993 env steps/s
         with it vs 6,639 without (both with the 5 ms spin), 4,334 in one process;
-        ``benchmarks/results/shm_variants-dev-2core-yield.json``).
+        ``experiments/shm_backend/shm_variants-dev-2core-yield.json``).
         ``in_parent=False``: every block isolated in a worker, each restartable. ``start_method``:
         multiprocessing's, default :func:`default_start_method`; ``"fork"`` is refused."""
         methods = [m for m in mp.get_all_start_methods() if m != "fork"]

@@ -1,4 +1,9 @@
-"""Shared test helpers: an env with injected dynamics and small benchmarks."""
+"""Shared test helpers (an env with injected dynamics, small benchmarks) and the test tiers.
+
+Tiers: plain ``pytest`` runs the fast tier, deselecting tests marked ``learning``, ``spawn`` or
+``metaworld`` (pyproject.toml describes the markers); ``pytest --full`` runs every test, as CI does;
+``pytest -m EXPR`` selects by markers itself (e.g. ``-m learning`` runs only the learning tests).
+"""
 
 from __future__ import annotations
 
@@ -102,6 +107,48 @@ def toy_sides_before_after(agent: str, steps: int, **options):
         return untrained, evaluate(bench.test, algo.make_learner(), envs, EvalConfig(), seed=0)
     finally:
         envs.close()
+
+
+SLOW_MARKERS = ("learning", "spawn", "metaworld")
+"""Markers of the tests that plain ``pytest`` leaves out: they train agents, start processes or step
+MuJoCo, and make up most of the suite's time."""
+
+
+def pytest_addoption(parser):
+    parser.addoption("--full", action="store_true",
+                     help=f"run every test tier (plain pytest leaves out tests marked {', '.join(SLOW_MARKERS)})")
+
+
+def _tier(config) -> str:
+    """``"full"``, ``"marker"`` (the user's ``-m`` selects) or ``"fast"``."""
+    if config.getoption("--full"):
+        return "full"
+    return "marker" if config.option.markexpr else "fast"
+
+
+def pytest_report_header(config):
+    return {"full": "tier: full (every test)",
+            "marker": f"tier: chosen by -m {config.option.markexpr!r}",
+            "fast": f"tier: fast (tests marked {', '.join(SLOW_MARKERS)} deselected; --full runs every test)",
+            }[_tier(config)]
+
+
+def pytest_collection_modifyitems(config, items):
+    """The fast tier: deselect slow-marked tests unless --full or -m was given."""
+    if _tier(config) != "fast":
+        return
+    slow = [item for item in items if any(item.get_closest_marker(m) for m in SLOW_MARKERS)]
+    if slow:
+        config.hook.pytest_deselected(items=slow)
+        slow_ids = {id(item) for item in slow}
+        items[:] = [item for item in items if id(item) not in slow_ids]
+
+
+def pytest_terminal_summary(terminalreporter, config):
+    """One line under the results (the header is hidden by -q) saying what the fast tier left out."""
+    if _tier(config) == "fast":
+        terminalreporter.write_line(f"fast tier: tests marked {', '.join(SLOW_MARKERS)} were deselected; "
+                                    "pytest --full runs every test")
 
 
 @pytest.fixture

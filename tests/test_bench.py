@@ -13,6 +13,7 @@ def _broken_env():
     raise RuntimeError("this env cannot be built")
 
 
+@pytest.mark.spawn
 def test_independent_processes_all_report_and_sum():
     bench = metarl.make_benchmark("Toy", seed=0)
     r = time_independent(bench, workers=2, slots_per_worker=3, seconds=0.3)
@@ -26,6 +27,7 @@ def test_independent_processes_all_report_and_sum():
     assert r["rss_mb_per_slot"] > 0
 
 
+@pytest.mark.spawn
 def test_a_process_that_dies_is_an_error_not_a_hang():
     bench = metarl.make_benchmark("Toy", seed=0)
     broken = dataclasses.replace(bench, train=dataclasses.replace(bench.train, env_factory=_broken_env))

@@ -208,6 +208,7 @@ def test_resume_out_of_time_trains_nothing_and_does_not_evaluate_again(tmp_path,
     assert "resumes" not in json.loads((out / "config.json").read_text())["resolved"]
 
 
+@pytest.mark.spawn
 def test_from_run_reports_the_commit_the_run_trained_with(tmp_path):
     run = tmp_path / "run"
     assert main(["train", "Toy", "--agent", "random", "--num-envs", "2", "--out", str(run), "--steps", "400"]) == 0
@@ -280,6 +281,7 @@ def test_envs_lists_benchmarks_and_agents(capsys):
     assert {"random", "zero-shot"} <= set(obj["agents"])
 
 
+@pytest.mark.spawn
 def test_console_script_exit_code_and_no_traceback():
     proc = subprocess.run([sys.executable, "-m", "metarl", "train", "ML7", "--agent", "random"],
                           capture_output=True, text=True, timeout=120)

@@ -26,6 +26,7 @@ def _rollout(backend, **kw):
     return ro
 
 
+@pytest.mark.spawn
 def test_shm_matches_sync_exactly():
     a, b = _rollout("sync"), _rollout("shm", num_workers=2)
     for field in ("obs", "next_obs", "rewards", "terminated", "truncated", "success", "valid"):
@@ -34,6 +35,7 @@ def test_shm_matches_sync_exactly():
 
 @pytest.mark.parametrize("options", [{"in_parent": True}, {"spin_us": 200.0}, {"spin_us": 0.0},
                                      {"start_method": "spawn"}])  # spawn: macOS's default, tried here
+@pytest.mark.spawn
 def test_shm_variants_match_sync_exactly(options):
     a, b = _rollout("sync"), _rollout("shm", num_workers=2, shm_options=options)
     for field in ("obs", "next_obs", "rewards", "terminated", "truncated", "success", "valid"):
@@ -45,6 +47,7 @@ def test_unsupported_start_method_is_refused_with_the_choices():
         SharedMemoryVectorEnv(ScriptedEnv, num_envs=2, num_workers=2, start_method="fork")
 
 
+@pytest.mark.spawn
 def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
     from metarl.vector.shm import _cores
 
@@ -57,6 +60,7 @@ def test_parent_steps_a_block_by_default_only_when_the_workers_fill_the_cores():
         envs.close()
 
 
+@pytest.mark.spawn
 def test_trainer_runs_the_shm_workers_it_is_given():
     bench = metarl.make_benchmark("Toy", num_tasks=4, horizon=4, seed=0)
     trainer = metarl.Trainer(bench, metarl.make_agent("random", bench),
@@ -72,6 +76,7 @@ def test_trainer_runs_the_shm_workers_it_is_given():
         metarl.make_vector_env(bench.train, 4, "sync", num_workers=2)
 
 
+@pytest.mark.spawn
 def test_spins_by_default_only_when_every_process_has_a_core(monkeypatch):
     from metarl.vector import shm as vector_shm
 
@@ -156,6 +161,7 @@ def _crash_env():
     return CrashingEnv()
 
 
+@pytest.mark.spawn
 def test_crashed_worker_is_restarted_and_reported():
     from metarl.types import Task
 
@@ -172,6 +178,7 @@ def test_crashed_worker_is_restarted_and_reported():
     envs.close()
 
 
+@pytest.mark.spawn
 def test_repeated_crashes_raise_instead_of_hanging():
     from metarl.types import Task
 
@@ -185,6 +192,7 @@ def test_repeated_crashes_raise_instead_of_hanging():
 
 
 @pytest.mark.parametrize(("in_parent", "start_method"), [(False, None), (True, None), (False, "spawn")])
+@pytest.mark.spawn
 def test_close_leaves_no_processes_and_frees_memory(in_parent, start_method):
     envs = SharedMemoryVectorEnv(ScriptedEnv, num_envs=3, num_workers=3, in_parent=in_parent,
                                  start_method=start_method)
@@ -209,6 +217,7 @@ def _raise_env():
     return RaisingEnv()
 
 
+@pytest.mark.spawn
 def test_worker_exception_is_reported_with_its_message_and_the_worker_restarted():
     from metarl.types import Task
 
@@ -223,6 +232,7 @@ def test_worker_exception_is_reported_with_its_message_and_the_worker_restarted(
     envs.close()
 
 
+@pytest.mark.spawn
 def test_an_error_in_the_parent_block_leaves_the_workers_in_step():
     from metarl.types import Task
 
@@ -253,6 +263,7 @@ def _big_task_env():
     return BigTaskEnv()
 
 
+@pytest.mark.spawn
 def test_large_control_messages_do_not_deadlock():
     envs = SharedMemoryVectorEnv(_big_task_env, num_envs=2, num_workers=2, in_parent=False)
     envs.set_attr("task", [np.ones(2_000_000)] * 2)  # 16 MB per worker: far above any socket buffer
@@ -261,6 +272,7 @@ def test_large_control_messages_do_not_deadlock():
     envs.close()
 
 
+@pytest.mark.spawn
 def test_workers_exit_when_the_parent_is_killed(tmp_path):
     import signal
     import subprocess
@@ -299,6 +311,7 @@ def test_workers_exit_when_the_parent_is_killed(tmp_path):
 
 
 @pytest.mark.parametrize(("backend", "start_method"), [("shm", "forkserver"), ("shm", "spawn"), ("async", None)])
+@pytest.mark.spawn
 def test_an_unguarded_script_gets_one_error_naming_the_main_guard(tmp_path, backend, start_method):
     import subprocess
     import sys
@@ -337,6 +350,7 @@ def _hang_env():
     return HangingEnv()
 
 
+@pytest.mark.spawn
 def test_hung_worker_is_detected():
     from metarl.types import Task
 
@@ -350,6 +364,7 @@ def test_hung_worker_is_detected():
 
 
 @pytest.mark.skipif(not os.path.exists("/proc/self/maps"), reason="reads /proc/<pid>/maps (Linux)")
+@pytest.mark.spawn
 def test_workers_do_not_load_torch():
     """Workers only step envs: importing their env factory must not pull in torch (~120 MiB private each)."""
     bench = metarl.make_benchmark("Toy", num_tasks=4, horizon=5, seed=0)
@@ -368,6 +383,7 @@ def _scripted_with(weights):  # a module-level factory whose argument is a torch
     return ScriptedEnv()
 
 
+@pytest.mark.spawn
 def test_env_factories_holding_tensors_reach_every_worker_and_a_lone_block_needs_no_pickling():
     import functools
 
@@ -412,6 +428,7 @@ def _grid_env():
     return GridEnv()
 
 
+@pytest.mark.spawn
 def test_shm_gives_envs_their_own_actions_in_the_spaces_dtypes_and_shapes():
     from gymnasium.vector import AutoresetMode, SyncVectorEnv
 
@@ -457,6 +474,7 @@ class CrashOnceEnv(ScriptedEnv):
         return super().step(action)
 
 
+@pytest.mark.spawn
 def test_a_restart_during_a_partial_reset_keeps_the_seed_and_reports_the_other_slot(tmp_path):
     import functools
 
@@ -478,6 +496,7 @@ def test_a_restart_during_a_partial_reset_keeps_the_seed_and_reports_the_other_s
     envs.close()
 
 
+@pytest.mark.spawn
 def test_collect_refuses_a_trial_a_restart_broke_and_the_trainer_collects_it_again(tmp_path):
     import functools
 
@@ -524,6 +543,7 @@ def _slow_reset_env():
     return SlowResetEnv()
 
 
+@pytest.mark.spawn
 def test_a_command_left_unanswered_by_an_interruption_is_not_taken_for_the_next_ones_answer():
     from metarl.types import Task
 
@@ -537,6 +557,7 @@ def test_a_command_left_unanswered_by_an_interruption_is_not_taken_for_the_next_
     envs.close()
 
 
+@pytest.mark.spawn
 def test_a_restart_interrupted_while_the_new_worker_starts_is_finished_by_the_next_call():
     from metarl.types import Task
 

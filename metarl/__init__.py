@@ -59,8 +59,8 @@ def __dir__() -> list[str]:
 
 __all__ = [
     "ActOutput", "Benchmark", "EnvSpec", "EvalConfig", "EvalResult", "Learner", "MetaAlgorithm", "MetaBatch",
-    "Rollout", "StepInput", "Task", "TaskDistribution", "TaskSet", "TaskVectorEnv", "Trainer", "TrainerConfig",
-    "UsageError", "agent_factory", "agent_names", "benchmark_factory", "benchmark_names", "check_agent",
-    "check_options", "collect", "evaluate", "make_agent", "make_benchmark", "make_vector_env", "register_agent",
-    "register_benchmark", "validate_benchmark",
+    "Rollout", "StepInput", "Task", "TaskDistribution", "TaskSet", "TaskVectorEnv", "Trainer",
+    "TrainerConfig", "UsageError", "agent_factory", "agent_names", "benchmark_factory", "benchmark_names",
+    "check_agent", "check_options", "collect", "evaluate", "make_agent", "make_benchmark", "make_vector_env",
+    "register_agent", "register_benchmark", "validate_benchmark",
 ]

@@ -33,7 +33,8 @@ def make_benchmark(name: str, task: str | None = None, seed: int = 0, **options:
     except TypeError as e:  # only a factory taking **kwargs judges option names itself; else it is a bug
         if not options or not _takes_any_keyword(factory):
             raise
-        raise UsageError(f"benchmark {name!r} rejected its options ({e}): check `metarl envs` for its options") from e
+        raise UsageError(f"benchmark {name!r} rejected its options ({e}): check `metarl envs` for its "
+                         "options") from e
     return validate_benchmark(name, bench)
 
 
@@ -47,7 +48,7 @@ def _takes_any_keyword(factory: Any) -> bool:
         return True
 
 
-_FLAGS = {"task": "--task", "reward_version": "--reward-version"}  # options the CLI passes under flags of their own
+_FLAGS = {"task": "--task", "reward_version": "--reward-version"}  # options the CLI gives flags of their own
 
 
 def check_options(owner: str, factory: Any, options: dict[str, Any]) -> None:
@@ -98,10 +99,11 @@ def validate_benchmark(name: str, bench: Any) -> Benchmark:
     for split in ("train", "test"):
         dist = getattr(bench, split, None)
         if dist is None:
-            raise UsageError(f"benchmark {name!r} has no {split!r} split: its factory must return train and test")
+            raise UsageError(f"benchmark {name!r} has no {split!r} split: its factory must return train and "
+                             "test")
         if not isinstance(dist, TaskDistribution):
-            raise UsageError(f"benchmark {name!r}: {split} is a {type(dist).__name__}, not a TaskDistribution "
-                             "(use metarl.TaskSet)")
+            raise UsageError(f"benchmark {name!r}: {split} is a {type(dist).__name__}, not a "
+                             "TaskDistribution (use metarl.TaskSet)")
         horizon = dist.horizon
         if not isinstance(horizon, numbers.Integral) or isinstance(horizon, bool) or horizon < 1:
             raise UsageError(f"benchmark {name!r}: the {split} split's horizon is {horizon!r}: give a whole "
@@ -109,14 +111,16 @@ def validate_benchmark(name: str, bench: Any) -> Benchmark:
         stray = next((t for t in dist.tasks if t.split != split), None)
         if stray is not None:
             raise UsageError(f"benchmark {name!r}: the {split} split holds task {stray.id} (Task.split "
-                             f"{stray.split!r}): give each Task the split it is in, Task(name, index, {split!r}, params)")
+                             f"{stray.split!r}): give each Task the split it is in, "
+                             f"Task(name, index, {split!r}, params)")
     try:
         shared = tasks_overlap(bench.train.tasks, bench.test.tasks)
     except Exception:  # params the comparison can't handle: no warning rather than no benchmark
         shared = []
     if shared and not (getattr(bench, "info", None) or {}).get("shared_tasks"):
-        warnings.warn(f"benchmark {name!r}: {len(shared)} test task(s) are also training tasks (same class and "
-                      f"params, e.g. {shared[0]}), so held-out results measure no generalisation to new tasks: "
+        warnings.warn(f"benchmark {name!r}: {len(shared)} test task(s) are also training tasks (same class "
+                      f"and params, e.g. {shared[0]}), so held-out results measure no generalisation to new "
+                      "tasks: "
                       "draw the test tasks apart, or say why in Benchmark.info['shared_tasks']", stacklevel=3)
     return bench
 
@@ -128,18 +132,20 @@ def make_agent(name: str, benchmark: Benchmark, device: str = "cpu", **options: 
     test_spec = EnvSpec.from_distribution(benchmark.test)
     if (spec.obs_dim, spec.act_dim) != (test_spec.obs_dim, test_spec.act_dim):
         raise UsageError(f"benchmark {benchmark.label}: train and test spaces differ "
-                         f"(obs {spec.obs_dim} vs {test_spec.obs_dim}, act {spec.act_dim} vs {test_spec.act_dim})")
+                         f"(obs {spec.obs_dim} vs {test_spec.obs_dim}, "
+                         f"act {spec.act_dim} vs {test_spec.act_dim})")
     _check_agent_options(name, factory, spec, device, options)
     try:
         agent = factory(spec, device, **options)
-    except TypeError as e:  # as in make_benchmark: a TypeError is the user's only where options went unchecked
+    except TypeError as e:  # as in make_benchmark: the user's TypeError only where options went unchecked
         if not options or not _takes_any_keyword(factory):
             raise
         raise UsageError(f"agent {name!r}: {e}") from e
     return check_agent(name, agent)
 
 
-def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, options: dict[str, Any]) -> None:
+def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str,
+                         options: dict[str, Any]) -> None:
     """Before the factory runs: it must take ``(spec, device)`` first; option names it doesn't take, and
     values of another kind than a named option's default (text for a number), are one-line
     :class:`UsageError` s (factories with ``**kwargs`` check those names themselves)."""
@@ -153,11 +159,11 @@ def _check_agent_options(name: str, factory: Any, spec: EnvSpec, device: str, op
     positional = [p for p in params if p.kind in (p.POSITIONAL_ONLY, p.POSITIONAL_OR_KEYWORD)]
     second = positional[1] if len(positional) > 1 else None  # the device: any name, no default but text
     if not any(p.kind is p.VAR_POSITIONAL for p in params) and (second is None or (
-            second.name != "device" and second.default is not second.empty and not isinstance(second.default, str)
-            and second.default is not None)):
+            second.name != "device" and second.default is not second.empty
+            and not isinstance(second.default, str) and second.default is not None)):
         shown = ", ".join(p.name for p in params)
-        raise UsageError(f"agent {name!r}: an agent factory is factory(spec, device, **options), but it takes "
-                         f"({shown}): make the device its second parameter")
+        raise UsageError(f"agent {name!r}: an agent factory is factory(spec, device, **options), but it "
+                         f"takes ({shown}): make the device its second parameter")
     try:
         sig.bind(spec, device, **options)
     except TypeError as e:
@@ -179,9 +185,9 @@ def check_agent(name: str, agent: Any) -> MetaAlgorithm:
     gaps = missing(agent, ("adapt_episodes", "post_episodes", "make_learner", "meta_update", "state_dict",
                            "load_state_dict"))
     if gaps:
-        raise UsageError(f"agent {name!r} ({type(agent).__name__}) lacks {', '.join(gaps)}: a MetaAlgorithm has "
-                         "adapt_episodes, post_episodes, make_learner, meta_update, state_dict and load_state_dict "
-                         "(metarl.learner)")
+        raise UsageError(f"agent {name!r} ({type(agent).__name__}) lacks {', '.join(gaps)}: a MetaAlgorithm "
+                         "has adapt_episodes, post_episodes, make_learner, meta_update, state_dict and "
+                         "load_state_dict (metarl.learner)")
     for attr, low in (("adapt_episodes", 1), ("post_episodes", 0)):
         value = getattr(agent, attr)
         if not isinstance(value, numbers.Integral) or isinstance(value, bool) or value < low:
@@ -189,6 +195,6 @@ def check_agent(name: str, agent: Any) -> MetaAlgorithm:
     learner = agent.make_learner()
     gaps = missing(learner, ("reset", "act", "observe", "adapt"))
     if gaps:
-        raise UsageError(f"agent {name!r}: its learner ({type(learner).__name__}) lacks {', '.join(gaps)}: a Learner "
-                         "has reset, act, observe and adapt (metarl.learner)")
+        raise UsageError(f"agent {name!r}: its learner ({type(learner).__name__}) lacks {', '.join(gaps)}: a "
+                         "Learner has reset, act, observe and adapt (metarl.learner)")
     return agent

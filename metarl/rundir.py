@@ -91,11 +91,12 @@ def load_config(run_dir: str | Path) -> RunConfig:
     """The :class:`RunConfig` of a run directory; a one-line error if it has none this version can read."""
     path = Path(run_dir) / CONFIG_NAME
     if not path.exists():
-        raise UsageError(f"{run_dir} is not a metarl run directory (no config.json): pass one written by `metarl train`")
+        raise UsageError(f"{run_dir} is not a metarl run directory (no config.json): pass one written by "
+                         "`metarl train`")
     obj = _config_json(path)
     if obj is None:
-        raise UsageError(f"{path} is not a metarl run config (unreadable, or not what `metarl train` writes): "
-                         "pass a run directory written by `metarl train`")
+        raise UsageError(f"{path} is not a metarl run config (unreadable, or not what `metarl train` "
+                         "writes): pass a run directory written by `metarl train`")
     obj.pop("resolved", None)
     try:
         return RunConfig.from_json(obj)
@@ -121,10 +122,11 @@ def prepare_dir(out: Path, force: bool = False) -> None:
         raise UsageError(f"--out {out} is a file: give a directory path")
     if out.is_dir() and any(out.iterdir()):
         if not force:
-            raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to replace it")
+            raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to "
+                             "replace it")
         if _config_json(out / CONFIG_NAME) is None:  # missing, unreadable or someone else's
-            raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no config.json "
-                             "written by `metarl train`); choose another --out")
+            raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no "
+                             "config.json written by `metarl train`); choose another --out")
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
@@ -175,7 +177,8 @@ def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, save
     ``inner_steps``). Options the agent no longer has are ignored.
     """
     agent = make_agent(name, bench, device=device, **options)
-    saved, current = saved_state.get("config") if isinstance(saved_state, dict) else None, getattr(agent, "cfg", None)
+    saved = saved_state.get("config") if isinstance(saved_state, dict) else None
+    current = getattr(agent, "cfg", None)
     if not isinstance(saved, dict) or not is_dataclass(current):
         return agent
     known = {f.name for f in fields(current)}
@@ -209,7 +212,8 @@ def load_trained(run_dir: str | Path, device: str = "auto", agent_overrides: dic
     bench = cfg.make_benchmark()
     ckpt = run_dir / checkpoint.CHECKPOINT_NAME
     if not ckpt.exists():
-        raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; train it first")
+        raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; "
+                         "train it first")
     saved = checkpoint.load(ckpt)
     state = saved.get("algorithm", {})
     trained = saved.get("trainer", {}).get("env_steps") if isinstance(saved.get("trainer"), dict) else None
@@ -218,7 +222,8 @@ def load_trained(run_dir: str | Path, device: str = "auto", agent_overrides: dic
     try:
         agent.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as e:
-        hint = ("drop the --agent-opt or --env-opt that changes the network's shape" if agent_overrides or env_overrides
+        hint = ("drop the --agent-opt or --env-opt that changes the network's shape"
+                if agent_overrides or env_overrides
                 else "the checkpoint was written by a different agent version; retrain with --force")
         detail = str(e).strip().splitlines()
         raise UsageError(f"{ckpt} does not fit the {cfg.agent} agent built from config.json "
@@ -241,8 +246,8 @@ def read_eval(path: Path) -> dict:
     path = Path(path)
     if path.is_dir():
         if not (path / "eval.json").is_file() and not (path / CONFIG_NAME).is_file():
-            raise UsageError(f"{path} is not a run directory (no config.json): give an eval*.json file or a run "
-                             "directory written by `metarl train`")
+            raise UsageError(f"{path} is not a run directory (no config.json): give an eval*.json file or a "
+                             "run directory written by `metarl train`")
         if not (path / "eval.json").is_file():
             others = sorted(p.name for p in path.glob("eval*.json"))
             raise UsageError(f"{path} has no eval.json (the official evaluation)"
@@ -254,7 +259,8 @@ def read_eval(path: Path) -> dict:
     except FileNotFoundError:
         raise UsageError(f"{path} does not exist: give an eval*.json file or a run directory") from None
     except (OSError, UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise UsageError(f"{path} is not an evaluation JSON ({e}): give an eval*.json file or a run directory") from None
+        raise UsageError(f"{path} is not an evaluation JSON ({e}): give an eval*.json file or a run "
+                         "directory") from None
     if not isinstance(obj, dict) or "per_goal" not in obj or "per_task" not in obj:
         raise UsageError(f"{path} is not an evaluation JSON (no per_goal/per_task): give an eval*.json file "
                          "written by `metarl eval` or `metarl train`")
@@ -273,7 +279,8 @@ def parse_options(pairs: list[str], flag: str, example: str) -> dict:
 
     Values are Python literals or JSON's ``true``/``false``/``null`` (strings otherwise); tuples become
     lists, as they would after a round trip through ``config.json``; values JSON can't hold (sets, bytes,
-    complex) are rejected. ``flag`` and ``example`` name the option in errors (``--agent-opt``, ``hidden=128``).
+    complex) are rejected. ``flag`` and ``example`` name the option in errors (``--agent-opt``,
+    ``hidden=128``).
     """
     out = {}
     for pair in pairs:

@@ -51,9 +51,10 @@ if TYPE_CHECKING:
     from metarl.evaluator import EvalResult
     from metarl.learner import MetaAlgorithm
 
-__all__ = ["CONFIG_NAME", "Run", "RunConfig", "RunEvaluation", "Trained", "agent_as_saved", "already_evaluated",
-           "config_text", "create", "default_out", "evaluate_agent", "evaluate_run", "load_config", "load_trained", "max_seconds",
-           "num_envs_for", "parse_options", "prepare_dir", "read_eval", "record_resume", "resume", "write_config"]
+__all__ = ["CONFIG_NAME", "Run", "RunConfig", "RunEvaluation", "Trained", "agent_as_saved",
+           "already_evaluated", "config_text", "create", "default_out", "evaluate_agent", "evaluate_run",
+           "load_config", "load_trained", "max_seconds", "num_envs_for", "parse_options", "prepare_dir",
+           "read_eval", "record_resume", "resume", "write_config"]
 
 
 def num_envs_for(bench: Benchmark, requested: int | None) -> int:
@@ -85,7 +86,8 @@ class Run:
     """A run directory with its benchmark, agent and :class:`~metarl.trainer.Trainer`, ready to
     :meth:`train`; made by :func:`create` or :func:`resume`."""
 
-    def __init__(self, out: Path, config: RunConfig, benchmark: Benchmark, agent: MetaAlgorithm, device: str) -> None:
+    def __init__(self, out: Path, config: RunConfig, benchmark: Benchmark, agent: MetaAlgorithm,
+                 device: str) -> None:
         from metarl.logging import Logger
         from metarl.trainer import Trainer
 
@@ -167,7 +169,8 @@ def _build(config: RunConfig, bench: Benchmark, saved_state: dict | None = None)
     return device, agent
 
 
-_LIMITS = ("steps", "max_seconds", "eval_every", "final_eval_tasks_per_class", "checkpoint_every", "num_workers")
+_LIMITS = ("steps", "max_seconds", "eval_every", "final_eval_tasks_per_class", "checkpoint_every",
+           "num_workers")
 """Trainer settings a resume may change (None: keep the saved one)."""
 
 
@@ -191,14 +194,18 @@ def resume(out: str | Path, *, device: str | None = None, final_eval: bool = Tru
     out = Path(out)
     unknown = set(limits) - set(_LIMITS)
     if unknown:
-        raise TypeError(f"resume() got unexpected keyword arguments {sorted(unknown)}: it takes {', '.join(_LIMITS)}")
+        raise TypeError(f"resume() got unexpected keyword arguments {sorted(unknown)}: it takes "
+                        f"{', '.join(_LIMITS)}")
     config = load_config(out)
     if not (out / checkpoint.CHECKPOINT_NAME).exists():
-        raise UsageError(f"{out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again with --force")
+        raise UsageError(f"{out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again "
+                         "with --force")
     config = _resumed_config(config, out, expect or {}, device, final_eval, limits)
     bench = config.make_benchmark()
-    config = replace(config, trainer=replace(config.trainer, num_envs=num_envs_for(bench, config.trainer.num_envs)))
-    device, agent = _build(config, bench, checkpoint.load(out / checkpoint.CHECKPOINT_NAME).get("algorithm", {}))
+    num_envs = num_envs_for(bench, config.trainer.num_envs)
+    config = replace(config, trainer=replace(config.trainer, num_envs=num_envs))
+    saved = checkpoint.load(out / checkpoint.CHECKPOINT_NAME).get("algorithm", {})
+    device, agent = _build(config, bench, saved)
     run = Run(out, config, bench, agent, device)
     trainer = run.trainer
     trainer.resume(out / checkpoint.CHECKPOINT_NAME)
@@ -219,6 +226,7 @@ def _resumed_config(cfg: RunConfig, out: Path, expect: dict[str, Any], device: s
     """The saved config with this resume's new limits; expectations that contradict the saved run refuse."""
     t = cfg.trainer
     given = {k: v for k, v in expect.items() if v is not None}
+    rewards = cfg.reward_version or "v2"
     conflicts = [flag for flag, clash in (
         ("BENCHMARK", given.get("benchmark", cfg.benchmark) != cfg.benchmark),
         ("--agent", given.get("agent", cfg.agent) != cfg.agent),
@@ -226,19 +234,21 @@ def _resumed_config(cfg: RunConfig, out: Path, expect: dict[str, Any], device: s
         ("--seed", given.get("seed", t.seed) != t.seed),
         ("--num-envs", given.get("num_envs", t.num_envs) != t.num_envs),
         ("--backend", given.get("backend", t.backend) != t.backend),
-        ("--reward-version", given.get("reward_version", cfg.reward_version or "v2") != (cfg.reward_version or "v2")),
+        ("--reward-version", given.get("reward_version", rewards) != rewards),
         ("--agent-opt", any(_differs_from_saved(k, v, cfg.agent_options, out)
                             for k, v in given.get("agent_options", {}).items())),
-        ("--env-opt", any(cfg.env_options.get(k, object()) != v for k, v in given.get("env_options", {}).items())))
+        ("--env-opt", any(cfg.env_options.get(k, object()) != v
+                          for k, v in given.get("env_options", {}).items())))
         if clash]
     if limits.get("num_workers") is not None and not conflicts and t.backend != "shm":
-        raise UsageError(f"--num-workers sets the shm backend's worker processes; {out} was trained with backend "
-                         f"{t.backend!r}, which --resume keeps: drop --num-workers")
+        raise UsageError(f"--num-workers sets the shm backend's worker processes; {out} was trained with "
+                         f"backend {t.backend!r}, which --resume keeps: drop --num-workers")
     if conflicts:
+        verb = "differs" if len(conflicts) == 1 else "differ"
         raise UsageError(f"--resume continues {out} as saved in its config.json ({cfg.benchmark}"
-                         f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); {', '.join(conflicts)} "
-                         f"differ{'s' if len(conflicts) == 1 else ''} from it: give the saved values (or leave the "
-                         "flags out), or start a new run with --force")
+                         f"{'/' + cfg.task if cfg.task else ''}, {cfg.agent}, seed {t.seed}); "
+                         f"{', '.join(conflicts)} {verb} from it: give the saved values (or leave the flags "
+                         "out), or start a new run with --force")
     new = {k: v for k, v in limits.items() if v is not None}
     new["final_eval"] = final_eval  # this invocation's, like the other limits (not sticky)
     return replace(cfg, device=device or cfg.device, trainer=replace(t, **new))
@@ -302,13 +312,15 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
     workers = num_workers if num_workers or backend_ != t.backend else t.num_workers
     check_num_workers(check_backend(bench.test, backend_), workers)
     eval_seed = t.seed if eval_seed is None else eval_seed
-    result = evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=num_envs or t.num_envs, backend=backend_,
-                            num_workers=workers, threads=t.collect_threads, eval_tasks=eval_tasks, actions=actions)
+    result = evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=num_envs or t.num_envs,
+                            backend=backend_, num_workers=workers, threads=t.collect_threads,
+                            eval_tasks=eval_tasks, actions=actions)
     extra = {**({"trained_env_steps": trained} if trained is not None else {}),  # as training writes it
              **({"agent_overrides": agent_overrides} if agent_overrides else {}),
              **({"env_overrides": env_overrides} if env_overrides else {})}
     other_seed = {} if eval_seed == t.seed else {"eval_seed": eval_seed}
-    path = run_dir / eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed})
+    name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed})
+    path = run_dir / name
     summary = write_eval_json(path, result, bench, t.seed, eval_seed, **extra)
     return RunEvaluation(result, bench, t.seed, eval_seed, path, summary)
 

@@ -1,4 +1,4 @@
-"""The ``metarl`` command line: ``envs``, ``train``, ``eval``, ``compare``, ``plot``, ``render`` and ``bench``.
+"""The ``metarl`` command line: envs, train, eval, compare, plot, render and bench.
 
 Bad input (unknown names, impossible numbers, unusable paths) prints one ``error:`` line naming
 the problem and the fix and exits with code 2, before anything is written.
@@ -19,8 +19,8 @@ from metarl.cli import bench, compare, envs, evaluate, plot, render, train
 from metarl.cli._args import Parser
 from metarl.errors import exit_code
 
-COMMANDS = {"envs": envs, "train": train, "plot": plot, "eval": evaluate, "compare": compare, "render": render,
-            "bench": bench}
+COMMANDS = {"envs": envs, "train": train, "plot": plot, "eval": evaluate, "compare": compare,
+            "render": render, "bench": bench}
 """Command name -> its module, in ``--help`` order."""
 
 

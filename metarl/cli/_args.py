@@ -26,7 +26,8 @@ def whole(flag: str, example: int, minimum: int = 1, maximum: int | None = None)
         try:
             value = int(text.replace("_", ""))
         except ValueError:
-            raise argparse.ArgumentTypeError(f"{text!r} is not a whole number: give e.g. {flag} {example}") from None
+            raise argparse.ArgumentTypeError(
+                f"{text!r} is not a whole number: give e.g. {flag} {example}") from None
         if value < minimum:
             what = "positive" if minimum == 1 else f">= {minimum}"
             raise argparse.ArgumentTypeError(f"must be {what}, got {value}: give e.g. {flag} {example}")

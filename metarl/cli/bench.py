@@ -15,18 +15,23 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     b = sub.add_parser("bench", help="measure env throughput (`metarl bench envs`)")
     b.add_argument("what", choices=("envs",), help="envs: single-env, vector and driving steps/s, memory")
     b.add_argument("--json", nargs="?", const="auto", type=str, metavar="PATH",
-                   help="also write the report as JSON (default path: benchmarks/results/bench_envs-<host>.json "
-                        "inside a metarl checkout, else ./bench_envs-<host>.json)")
+                   help="also write the report as JSON (default path: "
+                        "benchmarks/results/bench_envs-<host>.json inside a metarl checkout, "
+                        "else ./bench_envs-<host>.json)")
     b.add_argument("--quick", action="store_true", help="a smoke run of under a minute")
-    b.add_argument("--max-workers", type=whole("--max-workers", 4), help="largest worker count (default: cores)")
-    b.add_argument("--steps", type=whole("--steps", 3000), default=3000, help="timed steps per single-env measurement")
+    b.add_argument("--max-workers", type=whole("--max-workers", 4),
+                   help="largest worker count (default: cores)")
+    b.add_argument("--steps", type=whole("--steps", 3000), default=3000,
+                   help="timed steps per single-env measurement")
     b.add_argument("--repeats", type=whole("--repeats", 2), default=2,
-                   help="alternating measurements per env (single) and per worker count (vector); the best is kept")
+                   help="alternating measurements per env (single) and per worker count (vector); "
+                        "the best is kept")
     b.add_argument("--slots-per-worker", type=whole("--slots-per-worker", 2), default=2,
                    help="env slots per shm worker process")
     b.add_argument("--worker-counts", metavar="N,N,...",
                    help="the vector section's worker counts (default 1, 2, 4, ... up to --max-workers)")
-    b.add_argument("--rss-steps", type=int, default=0, help="also step this many slot-steps and sample worker RSS")
+    b.add_argument("--rss-steps", type=int, default=0,
+                   help="also step this many slot-steps and sample worker RSS")
     b.add_argument("--sections", default="single,vector,driving",
                    help="comma-separated subset of single,vector,driving")
 
@@ -35,9 +40,11 @@ def run(args: argparse.Namespace) -> int:
     sections = tuple(s.strip() for s in args.sections.split(",") if s.strip())
     unknown = set(sections) - {"single", "vector", "driving"}
     if unknown or not sections:
-        raise UsageError(f"--sections {args.sections!r}: choose from single, vector, driving (comma-separated)")
+        raise UsageError(f"--sections {args.sections!r}: choose from single, vector, driving "
+                         "(comma-separated)")
     if args.rss_steps < 0:
-        raise UsageError(f"--rss-steps must be >= 0, got {args.rss_steps}: give e.g. --rss-steps 1000000 (0: no RSS run)")
+        raise UsageError(f"--rss-steps must be >= 0, got {args.rss_steps}: give e.g. --rss-steps 1000000 "
+                         "(0: no RSS run)")
     worker_counts = None
     if args.worker_counts is not None:
         try:
@@ -45,8 +52,8 @@ def run(args: argparse.Namespace) -> int:
         except ValueError:
             worker_counts = []
         if not worker_counts or min(worker_counts) < 1:
-            raise UsageError(f"--worker-counts {args.worker_counts!r}: give positive integers, comma-separated, "
-                             "e.g. --worker-counts 1,16")
+            raise UsageError(f"--worker-counts {args.worker_counts!r}: give positive integers, "
+                             "comma-separated, e.g. --worker-counts 1,16")
     out = None
     if args.json is not None:
         out = _json_path(args.json)

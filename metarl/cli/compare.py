@@ -45,18 +45,22 @@ def _print_table(args: argparse.Namespace, result: dict) -> None:
 
     def pm(row: dict, fmt: str) -> str:
         se = row["paired_se"]
-        return fmt.format(row["diff"]) + ("" if not math.isfinite(se) else " ± " + fmt.format(se).lstrip("+"))
+        spread = "" if not math.isfinite(se) else " ± " + fmt.format(se).lstrip("+")
+        return fmt.format(row["diff"]) + spread
 
-    for key, label, fmt in (("success_rate", "success (post)", "{:+.1%}"), ("pre_success_rate", "success (pre)", "{:+.1%}"),
-                            ("return", "return (post)", "{:+.1f}"), ("pre_return", "return (pre)", "{:+.1f}")):
+    for key, label, fmt in (("success_rate", "success (post)", "{:+.1%}"),
+                            ("pre_success_rate", "success (pre)", "{:+.1%}"),
+                            ("return", "return (post)", "{:+.1f}"),
+                            ("pre_return", "return (pre)", "{:+.1f}")):
         row = result[key]
         a, b = (f"{row[k]:.1%}" if "success" in key else f"{row[k]:.1f}" for k in ("a", "b"))
         table.add_row(f"[bold]{label}[/bold]", a, b, f"[bold]{pm(row, fmt)}[/bold]")
     s = result["success_rate"]
     table.caption = ("± paired standard error over tasks" + (f" (unpaired: ±{s['unpaired_se']:.1%})"
                                                           if math.isfinite(s["unpaired_se"]) else "")
-                     + ("; both drew with the same evaluation seed from per-task streams" if result["common_noise"]
-                        else "; the evaluations did not share their draws (other seeds, or written before per-task streams)"))
+                     + ("; both drew with the same evaluation seed from per-task streams"
+                        if result["common_noise"] else "; the evaluations did not share their draws "
+                                                       "(other seeds, or written before per-task streams)"))
     console = Console()
     console.print(f"A: {args.a}\nB: {args.b}", soft_wrap=True, highlight=False)
     console.print(table)

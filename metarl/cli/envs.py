@@ -42,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
     print(f"agents: {' '.join(agents)}")
     for name in agents:  # --agent-opt KEY=VALUE; lists as 128,128 (one layer: 128)
         if options[name]:
-            shown = (f"{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}" for k, v in options[name].items())
+            shown = (f"{k}={','.join(map(str, v)) if isinstance(v, (tuple, list)) else v}"
+                     for k, v in options[name].items())
             print(f"  {name} options (--agent-opt, defaults): {' '.join(shown)}")
     for name, err in broken_agents.items():
         print(f"agent {name}: unavailable: {err}")
@@ -56,7 +57,8 @@ def _print_families(rows: dict[str, dict]) -> None:
             print(f"{name}: unavailable: {d['error']}")
             continue
         print(f"{name}: {len(d['train'])} train / {len(d['test'])} test classes, "
-              f"{d.get('tasks_per_class', '?')} tasks per class, {d.get('eval_tasks_per_class', '?')} evaluated per test class")
+              f"{d.get('tasks_per_class', '?')} tasks per class, "
+              f"{d.get('eval_tasks_per_class', '?')} evaluated per test class")
         if "task_choices" in d:
             print(f"  --task (one of {len(d['task_choices'])}): {' '.join(d['task_choices'])}")
         else:

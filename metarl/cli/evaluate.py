@@ -26,19 +26,22 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     v.add_argument("target", help="a run directory, or a benchmark name")
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
-    v.add_argument("--seed", type=seed_arg("--seed"), help="benchmark seed (with a benchmark name; default 0)")
-    v.add_argument("--reward-version", help="Meta-World reward function (with a benchmark name): v2 (default) or v1")
+    v.add_argument("--seed", type=seed_arg("--seed"),
+                   help="benchmark seed (with a benchmark name; default 0)")
+    v.add_argument("--reward-version",
+                   help="Meta-World reward function (with a benchmark name): v2 (default) or v1")
     v.add_argument("--num-envs", type=whole("--num-envs", 10), help="env slots used for evaluation")
     v.add_argument("--eval-seed", type=seed_arg("--eval-seed"),
-                   help="seed of the evaluation's env resets and sampled actions (default: the run's or --seed); "
-                        "the held-out tasks stay the same: re-evaluate with a few to see how much a number "
-                        "moves with the draws alone")
+                   help="seed of the evaluation's env resets and sampled actions (default: the run's or "
+                        "--seed); the held-out tasks stay the same: re-evaluate with a few to see how much "
+                        "a number moves with the draws alone")
     v.add_argument("--eval-tasks", type=whole("--eval-tasks", 10), help="only the first K tasks per class")
     add_vector_flags(v, " (default for a run directory: the run's)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
                    help="evaluation-episode actions (auto: the agent's choice; rl2, maml and random sample)")
-    add_option_flags(v, "override an agent option for this evaluation (repeatable), e.g. inner_lr=0 (an ablation)",
+    add_option_flags(v, "override an agent option for this evaluation (repeatable), e.g. inner_lr=0 "
+                        "(an ablation)",
                      "family option (repeatable); for a run directory it overrides the saved one, e.g. "
                      "--env-opt test=extrapolate (Driving, Highway: the other held-out split)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
@@ -49,16 +52,20 @@ def run(args: argparse.Namespace) -> int:
     options = runs.parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     env_options = runs.parse_options(args.env_opt, "--env-opt", "test=extrapolate")
     if target.is_dir():  # the run's backend and workers unless given
-        given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task), ("--seed", args.seed),
-                                          ("--reward-version", args.reward_version)) if value is not None]
+        given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task),
+                                          ("--seed", args.seed), ("--reward-version", args.reward_version))
+                 if value is not None]
         if given:
-            raise UsageError(f"{', '.join(given)} {'applies' if len(given) == 1 else 'apply'} to a benchmark name; "
-                             f"{target} is a run directory, evaluated with its own agent, task, seed and rewards: "
-                             f"drop {'it' if len(given) == 1 else 'them'}")
-        done = runs.evaluate_run(target, eval_tasks=args.eval_tasks, actions=args.actions, eval_seed=args.eval_seed,
-                                 num_envs=args.num_envs, backend=args.backend, num_workers=args.num_workers,
-                                 device=args.device, agent_overrides=options, env_overrides=env_options)
-        result, bench, seed, eval_seed, summary = done.result, done.benchmark, done.seed, done.eval_seed, done.summary
+            one = len(given) == 1
+            raise UsageError(f"{', '.join(given)} {'applies' if one else 'apply'} to a benchmark name; "
+                             f"{target} is a run directory, evaluated with its own agent, task, seed and "
+                             f"rewards: drop {'it' if one else 'them'}")
+        done = runs.evaluate_run(target, eval_tasks=args.eval_tasks, actions=args.actions,
+                                 eval_seed=args.eval_seed, num_envs=args.num_envs, backend=args.backend,
+                                 num_workers=args.num_workers, device=args.device, agent_overrides=options,
+                                 env_overrides=env_options)
+        result, bench, seed, eval_seed, summary = (done.result, done.benchmark, done.seed, done.eval_seed,
+                                                   done.summary)
     else:
         result, bench, seed, eval_seed, summary = _evaluate_untrained(args, options, env_options)
     if args.json:  # the file's fields
@@ -87,8 +94,8 @@ def _evaluate_untrained(args: argparse.Namespace, options: dict, env_options: di
     seed_everything(seed)
     agent = make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
     eval_seed = seed if args.eval_seed is None else args.eval_seed
-    result = runs.evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=args.num_envs or 10, backend=backend,
-                                 num_workers=workers, threads=TrainerConfig.collect_threads,
+    result = runs.evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=args.num_envs or 10,
+                                 backend=backend, num_workers=workers, threads=TrainerConfig.collect_threads,
                                  eval_tasks=args.eval_tasks, actions=args.actions)
     extra = {**({"agent_overrides": options} if options else {}),
              **({"env_overrides": env_options} if env_options else {})}
@@ -101,17 +108,18 @@ def print_table(result: EvalResult, bench: Benchmark, seed: int, eval_seed: int 
     from rich.table import Table
 
     seeds = f"seed {seed}" + ("" if eval_seed in (None, seed) else f" (evaluation seed {eval_seed})")
-    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, {seeds}, "
-                  f"{result.eval_actions} actions after adaptation"
-                  + ("" if result.protocol in ("official", "") else f"; {result.protocol}, not the official protocol"))
+    official = result.protocol in ("official", "")
+    table = Table(title=f"held-out evaluation: {bench.label}, rewards {bench.reward_version or 'n/a'}, "
+                  f"{seeds}, {result.eval_actions} actions after adaptation"
+                  + ("" if official else f"; {result.protocol}, not the official protocol"))
     table.add_column("task", no_wrap=True, min_width=max(map(len, result.per_task), default=4))  # never cut
     for col in ("tasks", "success (post)", "success (pre)", "return (post)", "return (pre)"):
         table.add_column(col, justify="right")
     for name, row in result.per_task.items():
-        table.add_row(name, str(row["num_tasks"]), f"{row['success_rate']:.1%}", f"{row['pre_success_rate']:.1%}",
-                      f"{row['return']:.1f}", f"{row['pre_return']:.1f}")
-    table.add_row("[bold]mean[/bold]", "", f"[bold]{result.success_rate:.1%}[/bold]", f"{result.pre_success_rate:.1%}",
-                  f"{result.mean_return:.1f}", f"{result.pre_return:.1f}")
+        table.add_row(name, str(row["num_tasks"]), f"{row['success_rate']:.1%}",
+                      f"{row['pre_success_rate']:.1%}", f"{row['return']:.1f}", f"{row['pre_return']:.1f}")
+    table.add_row("[bold]mean[/bold]", "", f"[bold]{result.success_rate:.1%}[/bold]",
+                  f"{result.pre_success_rate:.1%}", f"{result.mean_return:.1f}", f"{result.pre_return:.1f}")
     if math.isfinite(result.success_rate_se):
         table.caption = (f"standard error over tasks: ±{result.success_rate_se:.1%} (post), "
                          f"±{result.pre_success_rate_se:.1%} (pre)")

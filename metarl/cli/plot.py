@@ -16,7 +16,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 def run(args: argparse.Namespace) -> int:
     if not (args.run_dir / "progress.csv").exists():
-        raise UsageError(f"{args.run_dir} has no progress.csv: pass a run directory written by `metarl train`")
+        raise UsageError(f"{args.run_dir} has no progress.csv: pass a run directory written by "
+                         "`metarl train`")
     path = args.run_dir / "progress.csv"
     try:
         series = read_progress(path)

@@ -38,7 +38,8 @@ def run(args: argparse.Namespace) -> int:
     cfg, bench, agent, _ = load_trained(args.run_dir, args.device)
     tasks = bench.test.evaluation_tasks()
     if not 0 <= args.task < len(tasks):
-        raise UsageError(f"--task {args.task} is out of range: {bench.label} has {len(tasks)} evaluation tasks (0..{len(tasks) - 1})")
+        raise UsageError(f"--task {args.task} is out of range: {bench.label} has {len(tasks)} evaluation "
+                         f"tasks (0..{len(tasks) - 1})")
     seed_everything(cfg.trainer.seed)
     envs = make_vector_env(bench.test, 1)
     try:
@@ -49,7 +50,8 @@ def run(args: argparse.Namespace) -> int:
     finally:
         envs.close()
     try:
-        renderer(pre, post, tasks[args.task], out, title=f"{cfg.agent} on {bench.label}, held-out {tasks[args.task].id}")
+        renderer(pre, post, tasks[args.task], out,
+                 title=f"{cfg.agent} on {bench.label}, held-out {tasks[args.task].id}")
     except OSError as e:
         raise UsageError(f"cannot write --out {out} ({e.strerror or e}): choose a writable path") from None
     print(f"wrote {out}")

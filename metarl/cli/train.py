@@ -16,24 +16,32 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("benchmark", help="benchmark name, e.g. ML1, ML10, ML45, Toy")
     t.add_argument("--task", help="task class for ML1, e.g. reach-v3")
     t.add_argument("--agent", required=True, help="agent name (see `metarl envs`)")
-    t.add_argument("--steps", type=whole("--steps", 20000), help="env-step budget (default 100000; with --resume: the new total)")
-    t.add_argument("--max-minutes", type=float, help="also stop training after this much wall-clock training time (with --resume: the new total)")
+    t.add_argument("--steps", type=whole("--steps", 20000),
+                   help="env-step budget (default 100000; with --resume: the new total)")
+    t.add_argument("--max-minutes", type=float,
+                   help="also stop training after this much wall-clock training time "
+                        "(with --resume: the new total)")
     t.add_argument("--seed", type=seed_arg("--seed"), help="seed for tasks, resets and torch (default 0)")
-    t.add_argument("--out", type=path_arg, help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
+    t.add_argument("--out", type=path_arg,
+                   help="run directory (default runs/<benchmark>-<task>-<agent>-s<seed>)")
     t.add_argument("--num-envs", type=whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     add_vector_flags(t)
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
-    t.add_argument("--eval-every", type=whole("--eval-every", 50000, minimum=0), help="also a quick held-out evaluation (5 tasks per class) every N env steps (default 0: only the final one)")
+    t.add_argument("--eval-every", type=whole("--eval-every", 50000, minimum=0),
+                   help="also a quick held-out evaluation (5 tasks per class) every N env steps "
+                        "(default 0: only the final one)")
     t.add_argument("--eval-tasks", type=whole("--eval-tasks", 10),
                    help="final evaluation on only the first K tasks per class (default: official set)")
     t.add_argument("--checkpoint-every", type=whole("--checkpoint-every", 10), help="iterations (default 10)")
     t.add_argument("--no-final-eval", action="store_true", help="skip the held-out evaluation at the end")
     add_option_flags(t, "agent option, repeatable, e.g. --agent-opt hidden=128 --agent-opt first_order=True",
-                     "task-family option, repeatable (`metarl envs` lists them), e.g. --env-opt test=extrapolate")
+                     "task-family option, repeatable (`metarl envs` lists them), "
+                     "e.g. --env-opt test=extrapolate")
     t.add_argument("--resume", action="store_true",
-                   help="continue the run in --out from its checkpoint (new --steps, --max-minutes, --eval-every, "
-                        "--eval-tasks, --checkpoint-every, --no-final-eval, --device, --num-workers apply; other flags must match)")
+                   help="continue the run in --out from its checkpoint (new --steps, --max-minutes, "
+                        "--eval-every, --eval-tasks, --checkpoint-every, --no-final-eval, --device, "
+                        "--num-workers apply; other flags must match)")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
 
 
@@ -43,9 +51,11 @@ def run(args: argparse.Namespace) -> int:
     job = _resume(args) if args.resume else _create(args)
     cfg, bench, trainer, out = job.config, job.benchmark, job.trainer, job.out
     if job.done:
-        note = (f"; {trainer.final_eval_path()} already evaluates these weights (`metarl eval {out}` repeats it)"
-                if job.evaluated else "; running the final evaluation" if cfg.trainer.final_eval else "")
-        why = (f"at or past --steps {cfg.trainer.steps:,}" if trainer.state.env_steps >= cfg.trainer.steps else
+        note = (f"; {trainer.final_eval_path()} already evaluates these weights "
+                f"(`metarl eval {out}` repeats it)" if job.evaluated
+                else "; running the final evaluation" if cfg.trainer.final_eval else "")
+        at_budget = trainer.state.env_steps >= cfg.trainer.steps
+        why = (f"at or past --steps {cfg.trainer.steps:,}" if at_budget else
                f"in {trainer.state.elapsed / 60:.1f} of its {cfg.trainer.max_seconds / 60:g} minutes "
                "(--max-minutes counts the whole run: give a larger one to go on)")
         print(f"{out} has trained {trainer.state.env_steps:,} env steps, {why}: nothing to train{note}",
@@ -54,9 +64,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"training {cfg.agent} on {bench.label} (rewards {bench.reward_version or 'n/a'}) for "
               f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with "
               f"{cfg.trainer.num_envs} slots on {job.device}; run dir {out}", file=sys.stderr)
-    resume = " ".join(shlex.quote(a) for a in ["metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []),
-                                                 "--agent", cfg.agent, "--out", str(out), "--resume",
-                                                 *([] if cfg.trainer.final_eval else ["--no-final-eval"])])
+    resume = " ".join(shlex.quote(a) for a in [
+        "metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []), "--agent", cfg.agent,
+        "--out", str(out), "--resume", *([] if cfg.trainer.final_eval else ["--no-final-eval"])])
     stop: KeyboardInterrupt | None = None
     try:
         result = job.train()
@@ -66,8 +76,8 @@ def run(args: argparse.Namespace) -> int:
         stop = e
     print(f"learning curve: {job.learning_curve}", file=sys.stderr)
     if isinstance(stop, TrainingInterrupted):
-        print(f"interrupted: {out} checkpointed at {stop.env_steps:,} env steps, no final evaluation; continue "
-              f"with `{resume}` (add --steps / --max-minutes to change the budget)", file=sys.stderr)
+        print(f"interrupted: {out} checkpointed at {stop.env_steps:,} env steps, no final evaluation; "
+              f"continue with `{resume}` (add --steps / --max-minutes to change the budget)", file=sys.stderr)
         return 130
     if stop is not None:
         print(f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
@@ -92,7 +102,8 @@ def _create(args: argparse.Namespace) -> runs.Run:
 
     trainer = TrainerConfig(
         steps=args.steps or 100_000, num_envs=args.num_envs or 10, seed=args.seed or 0,
-        backend=args.backend or "auto", num_workers=args.num_workers, max_seconds=runs.max_seconds(args.max_minutes),
+        backend=args.backend or "auto", num_workers=args.num_workers,
+        max_seconds=runs.max_seconds(args.max_minutes),
         eval_every=args.eval_every or 0, final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every or 10,
         progress=sys.stderr.isatty(),
@@ -112,6 +123,6 @@ def _resume(args: argparse.Namespace) -> runs.Run:
               "num_envs": args.num_envs, "backend": args.backend, "reward_version": args.reward_version,
               **_option_flags(args)}
     return runs.resume(args.out, device=args.device, final_eval=not args.no_final_eval, expect=expect,
-                       steps=args.steps, max_seconds=runs.max_seconds(args.max_minutes), eval_every=args.eval_every,
-                       final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every,
-                       num_workers=args.num_workers)
+                       steps=args.steps, max_seconds=runs.max_seconds(args.max_minutes),
+                       eval_every=args.eval_every, final_eval_tasks_per_class=args.eval_tasks,
+                       checkpoint_every=args.checkpoint_every, num_workers=args.num_workers)

@@ -91,7 +91,8 @@ def time_metarl_vector(bench: Any, workers: int, slots_per_worker: int, episodes
     """metarl's ``shm`` backend (``workers`` processes × ``slots_per_worker`` fast-env slots; ``shm_options``:
     see :func:`metarl.make_vector_env`), or ``backend="sync"``: the same slots in this process. Random actions
     via ``collect``, ``episodes`` episodes per slot after a warm-up one. Returns steps/s, and for ``shm`` the
-    workers' RSS and private memory per slot (MB)."""
+    worker processes' RSS and private memory per slot (MB; absent when this process steps the only block:
+    one worker on one core)."""
     import metarl
 
     slots = workers * slots_per_worker
@@ -105,7 +106,8 @@ def time_metarl_vector(bench: Any, workers: int, slots_per_worker: int, episodes
         start = time.perf_counter()
         ro = metarl.collect(envs, learner, episodes=episodes)
         seconds = time.perf_counter() - start
-        mem = memory_per_process(envs.env.worker_processes) if shm else None
+        procs = envs.env.worker_processes if shm else []
+        mem = memory_per_process(procs) if procs else None
     finally:
         envs.close()
     return {"slots": slots, "steps_per_s": ro.num_steps / seconds,
@@ -278,6 +280,8 @@ def _print_vector_row(row: dict) -> None:
 
 
 def _mib(m: dict) -> str:
+    if "rss_mb_per_slot" not in m:
+        return "-"
     return f"{m['rss_mb_per_slot']:.0f}/{m['private_mb_per_slot']:.0f}"
 
 

@@ -109,3 +109,14 @@ def test_add_an_agent_example_runs(monkeypatch, capsys):
     learner.observe(ro)
     learner.adapt()
     assert not np.allclose(learner.offset, before) and len({tuple(r) for r in learner.offset.round(6)}) == 3
+
+
+def test_python_api_run_example_runs(tmp_path, monkeypatch):
+    code = _example("docs/python.md", "## Runs on disk")
+    monkeypatch.chdir(tmp_path)  # the example writes runs/toy-rl2
+    code = code.replace("steps=20_000", "steps=2_600").replace("steps=40_000", "steps=5_200")  # 1 and 2 meta-batches
+    namespace: dict = {}
+    exec(compile(code, "docs/python.md", "exec"), namespace)
+    run = tmp_path / "runs" / "toy-rl2"
+    assert {"config.json", "checkpoint.pt", "eval.json", "eval-eval_seed=1.json"} <= {p.name for p in run.iterdir()}
+    assert namespace["again"].eval_seed == 1 and namespace["again"].path.name == "eval-eval_seed=1.json"

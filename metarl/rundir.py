@@ -16,7 +16,9 @@ from __future__ import annotations
 import ast
 import json
 import math
+import os
 import shutil
+import tempfile
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -130,11 +132,23 @@ def prepare_dir(out: Path, force: bool = False) -> None:
         shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
-        probe = out / ".write-test"
-        probe.touch()
-        probe.unlink()
     except OSError as e:
         raise UsageError(f"cannot write to --out {out} ({e.strerror}): choose a writable directory") from None
+    problem = unwritable(out)
+    if problem:
+        raise UsageError(f"cannot write to --out {out} ({problem}): choose a writable directory")
+
+
+def unwritable(directory: Path) -> str | None:
+    """Why no file can be created in ``directory`` (``"Read-only file system"``, ``"Permission denied"``),
+    or None if one can: checked before work whose result would then be lost."""
+    try:
+        fd, probe = tempfile.mkstemp(prefix=".write-test.", dir=directory)
+    except OSError as e:
+        return e.strerror or type(e).__name__
+    os.close(fd)
+    os.unlink(probe)
+    return None
 
 
 def config_text(config: RunConfig, bench: Benchmark, agent: Any, device: str) -> str:

@@ -42,6 +42,7 @@ from metarl.rundir import (
     prepare_dir,
     read_eval,
     record_resume,
+    unwritable,
     write_config,
 )
 from metarl.tasks import Benchmark
@@ -290,10 +291,11 @@ class RunEvaluation(NamedTuple):
 def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions: str = "auto",
                  eval_seed: int | None = None, num_envs: int | None = None, backend: str | None = None,
                  num_workers: int | None = None, device: str = "auto", agent_overrides: dict | None = None,
-                 env_overrides: dict | None = None) -> RunEvaluation:
+                 env_overrides: dict | None = None, out: str | Path | None = None) -> RunEvaluation:
     """Held-out evaluation of a run's checkpoint (what ``metarl eval RUN`` does), written to the run
     directory: ``eval.json`` for the official protocol, else a file named after what differs, so a partial
-    or non-default evaluation never replaces the official one.
+    or non-default evaluation never replaces the official one. Where the file can't be written, a one-line
+    error says so before the evaluation runs.
 
     Args:
         eval_tasks: only the first K tasks per class (None: the official set).
@@ -302,11 +304,17 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
         num_envs, backend, num_workers: env slots and vector backend (None: the run's; workers are the
             run's only on the run's backend).
         agent_overrides, env_overrides: replace saved agent / family options (an ablation, another split).
+        out: write the evaluation file here instead (a file path; ``metarl eval --out``): for a run
+            directory that is read-only, or that another process is training in.
     """
     from metarl.trainer import eval_file_name, write_eval_json
 
     run_dir, agent_overrides, env_overrides = Path(run_dir), agent_overrides or {}, env_overrides or {}
     cfg, bench, agent, trained = load_trained(run_dir, device, agent_overrides, env_overrides)
+    problem = unwritable(run_dir) if out is None else None
+    if problem:
+        raise UsageError(f"cannot write the evaluation into {run_dir} ({problem}): give --out FILE to write it "
+                         "elsewhere")
     t = cfg.trainer
     backend_ = backend or t.backend
     workers = num_workers if num_workers or backend_ != t.backend else t.num_workers
@@ -320,7 +328,7 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
              **({"env_overrides": env_overrides} if env_overrides else {})}
     other_seed = {} if eval_seed == t.seed else {"eval_seed": eval_seed}
     name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed})
-    path = run_dir / name
+    path = run_dir / name if out is None else Path(out)
     summary = write_eval_json(path, result, bench, t.seed, eval_seed, **extra)
     return RunEvaluation(result, bench, t.seed, eval_seed, path, summary)
 

@@ -11,9 +11,10 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from metarl import runs
-from metarl.cli._args import add_option_flags, add_vector_flags, seed_arg, whole
+from metarl.cli._args import add_option_flags, add_vector_flags, check_writable, path_arg, seed_arg, whole
 from metarl.errors import UsageError
 from metarl.factory import make_agent, make_benchmark
+from metarl.files import atomic_write
 from metarl.tasks import Benchmark
 from metarl.vector import check_backend, check_num_workers
 
@@ -45,12 +46,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                      "family option (repeatable); for a run directory it overrides the saved one, e.g. "
                      "--env-opt test=extrapolate (Driving, Highway: the other held-out split)")
     v.add_argument("--json", action="store_true", help="print one JSON object instead of a table")
+    v.add_argument("--out", type=path_arg, metavar="FILE",
+                   help="write the evaluation JSON to FILE (default: into the run directory, named after the "
+                        "protocol; nothing for a benchmark name): for a read-only run directory, or one "
+                        "still training")
 
 
 def run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     options = runs.parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     env_options = runs.parse_options(args.env_opt, "--env-opt", "test=extrapolate")
+    if args.out is not None:
+        check_writable(args.out, "--out")
     if target.is_dir():  # the run's backend and workers unless given
         given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task),
                                           ("--seed", args.seed), ("--reward-version", args.reward_version))
@@ -63,11 +70,14 @@ def run(args: argparse.Namespace) -> int:
         done = runs.evaluate_run(target, eval_tasks=args.eval_tasks, actions=args.actions,
                                  eval_seed=args.eval_seed, num_envs=args.num_envs, backend=args.backend,
                                  num_workers=args.num_workers, device=args.device, agent_overrides=options,
-                                 env_overrides=env_options)
+                                 env_overrides=env_options, out=args.out)
         result, bench, seed, eval_seed, summary = (done.result, done.benchmark, done.seed, done.eval_seed,
                                                    done.summary)
     else:
         result, bench, seed, eval_seed, summary = _evaluate_untrained(args, options, env_options)
+        if args.out is not None:
+            with atomic_write(args.out) as f:
+                f.write(json.dumps(summary, indent=2) + "\n")
     if args.json:  # the file's fields
         print(json.dumps(summary, indent=2))
     else:

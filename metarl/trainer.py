@@ -70,7 +70,7 @@ class TrainerConfig:
     """Worker processes of the ``shm`` backend (None: one per core, at most ``num_envs``); each steps a
     contiguous block of ``num_envs / num_workers`` slots (rounded: 10 slots on 4 workers are 2, 3, 2, 3).
     Only with ``backend="shm"``. On many cores give each worker a few slots: the parent's time per step
-    is paid once per vector step (README, "Env throughput")."""
+    is paid once per vector step (docs/performance.md)."""
     eval_every: int = 0
     """Held-out evaluation every this many env steps (0: only the final one)."""
     eval_tasks_per_class: int | None = 5

@@ -225,7 +225,7 @@ def test_shm_with_an_env_factory_that_does_not_pickle_is_refused_before_the_run_
 
 
 def test_agent_options_are_checked_by_name_and_a_factory_bug_keeps_its_traceback():
-    class Named(_Agent):  # options as named parameters, like the README's ReptileOffset
+    class Named(_Agent):  # options as named parameters, like docs/extending.md's ReptileOffset
         def __init__(self, spec, device="cpu", sigma=None):  # a None default: the value's kind goes unchecked
             super().__init__(spec, device)
             self.sigma = len(sigma)  # a bug for a float sigma

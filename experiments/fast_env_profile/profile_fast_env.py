@@ -1,6 +1,6 @@
 """Where a Meta-World env's step time goes: cProfile over random steps on each of ML10's 15 classes.
 
-The profile behind each fast-env round (``envs/metaworld_fast.py``; README, "Env throughput")::
+The profile behind each fast-env round (``envs/metaworld_fast.py``; docs/performance.md)::
 
     python experiments/fast_env_profile/profile_fast_env.py                 # fast envs, 1,000 steps per class
     python experiments/fast_env_profile/profile_fast_env.py --upstream      # upstream envs

@@ -239,6 +239,7 @@ def test_slot_noise_draws_of_a_slot_depend_on_its_seed_alone():
     assert three.normal(2, torch.zeros(3, dtype=torch.bool)).shape == (0, 2)
     u = SlotNoise(range(50)).uniform(100)
     assert u.shape == (50, 100) and float(u.min()) >= 0.0 and float(u.max()) < 1.0
+    assert abs(float(u.mean()) - 0.5) < 0.02 and abs(float(u.std()) - 12**-0.5) < 0.02  # U[0, 1): 5000 draws
     assert len({round(float(x), 6) for x in SlotNoise(range(20)).normal(1).flatten()}) == 20  # streams differ
     # not torch.manual_seed(s)'s stream, which the env-side or other code could share
     assert not torch.equal(SlotNoise([7]).normal(4)[0], torch.randn(4, generator=torch.Generator().manual_seed(7)))

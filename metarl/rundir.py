@@ -28,6 +28,7 @@ from metarl.config import agent_config
 from metarl.errors import UsageError
 from metarl.factory import make_agent, make_benchmark
 from metarl.files import atomic_write
+from metarl.runlock import LOCK_NAME, RunLock
 from metarl.tasks import Benchmark
 
 if TYPE_CHECKING:
@@ -117,19 +118,21 @@ def _config_json(path: Path) -> dict | None:
     return obj if ok else None
 
 
-def prepare_dir(out: Path, force: bool = False) -> None:
+def prepare_dir(out: Path, force: bool = False, lock: RunLock | None = None) -> None:
     """Make ``out`` an empty, writable run directory. An existing non-empty one is refused unless
-    ``force`` (``--force``), which deletes it only if it is a metarl run directory."""
+    ``force`` (``--force``), which empties it only if it is a metarl run directory. ``lock`` (``out``'s
+    :class:`~metarl.runlock.RunLock`) is taken before anything there is deleted or written: a run in
+    progress is never replaced."""
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file: give a directory path")
-    if out.is_dir() and any(out.iterdir()):
+    existing = out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir())
+    if existing:
         if not force:
             raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to "
                              "replace it")
         if _config_json(out / CONFIG_NAME) is None:  # missing, unreadable or someone else's
             raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no "
                              "config.json written by `metarl train`); choose another --out")
-        shutil.rmtree(out)
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -137,6 +140,15 @@ def prepare_dir(out: Path, force: bool = False) -> None:
     problem = unwritable(out)
     if problem:
         raise UsageError(f"cannot write to --out {out} ({problem}): choose a writable directory")
+    if lock is not None:
+        lock.acquire("replace" if existing else "start a run in")
+    for path in out.iterdir() if existing else ():
+        if path.name == LOCK_NAME:
+            continue
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
 
 
 def unwritable(directory: Path) -> str | None:

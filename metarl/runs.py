@@ -17,7 +17,9 @@ need them: the CLI imports this module, and env worker processes re-import the C
 
 from __future__ import annotations
 
+import contextlib
 import json
+from collections.abc import Iterator
 from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -45,6 +47,7 @@ from metarl.rundir import (
     unwritable,
     write_config,
 )
+from metarl.runlock import RunLock
 from metarl.tasks import Benchmark
 from metarl.vector import check_backend, check_num_workers, make_vector_env
 
@@ -88,11 +91,14 @@ class Run:
     :meth:`train`; made by :func:`create` or :func:`resume`."""
 
     def __init__(self, out: Path, config: RunConfig, benchmark: Benchmark, agent: MetaAlgorithm,
-                 device: str) -> None:
+                 device: str, lock: RunLock | None = None) -> None:
         from metarl.logging import Logger
         from metarl.trainer import Trainer
 
         self.out, self.config, self.benchmark, self.agent, self.device = out, config, benchmark, agent, device
+        self.lock = lock or RunLock(out)
+        """The run directory's lock, held from :func:`create` / :func:`resume` until :meth:`train` returns
+        (or :meth:`close`): no other process trains in it, or writes an evaluation into it, meanwhile."""
         self.trainer = Trainer(benchmark, agent, config.trainer, run_dir=out, logger=Logger.for_run(out))
         self.done = False
         """A resumed run already at its ``steps`` or ``max_seconds``: :meth:`train` trains nothing (it may
@@ -112,18 +118,26 @@ class Run:
         """
         from metarl.trainer import TrainingInterrupted
 
-        stop: KeyboardInterrupt | None = None
+        self.lock.acquire("train in")
         try:
-            result = self.trainer.train()
-        except KeyboardInterrupt as e:  # Ctrl-C after a saved iteration, or during the final evaluation
-            if not isinstance(e, TrainingInterrupted) and not self.trainer.final_evaluation_running:
-                raise
-            stop = e
-        self.trainer.logger.close()
-        self.learning_curve = plot_run(self.out)
+            stop: KeyboardInterrupt | None = None
+            try:
+                result = self.trainer.train()
+            except KeyboardInterrupt as e:  # Ctrl-C after a saved iteration, or during the final evaluation
+                if not isinstance(e, TrainingInterrupted) and not self.trainer.final_evaluation_running:
+                    raise
+                stop = e
+            self.trainer.logger.close()
+            self.learning_curve = plot_run(self.out)
+        finally:
+            self.close()
         if stop is not None:
             raise stop
         return result
+
+    def close(self) -> None:
+        """Release the run directory (:meth:`train` does, when it returns or raises)."""
+        self.lock.release()
 
 
 def create(config: RunConfig, out: str | Path | None = None, *, force: bool = False,
@@ -146,10 +160,22 @@ def create(config: RunConfig, out: str | Path | None = None, *, force: bool = Fa
     device, agent = _build(config, bench)
     out = Path(out) if out is not None else default_out(bench.label, config.agent, config.trainer.seed)
     text = config_text(config, bench, agent, device)
-    prepare_dir(out, force)
-    with atomic_write(out / CONFIG_NAME) as f:
-        f.write(text)
-    return Run(out, config, bench, agent, device)
+    lock = RunLock(out)
+    prepare_dir(out, force, lock)
+    with _released_on_error(lock):
+        with atomic_write(out / CONFIG_NAME) as f:
+            f.write(text)
+        return Run(out, config, bench, agent, device, lock)
+
+
+@contextlib.contextmanager
+def _released_on_error(lock: RunLock) -> Iterator[None]:
+    """Release ``lock`` if the block raises (a run that failed to start holds nothing)."""
+    try:
+        yield
+    except BaseException:
+        lock.release()
+        raise
 
 
 def _build(config: RunConfig, bench: Benchmark, saved_state: dict | None = None) -> tuple[str, MetaAlgorithm]:
@@ -201,13 +227,22 @@ def resume(out: str | Path, *, device: str | None = None, final_eval: bool = Tru
     if not (out / checkpoint.CHECKPOINT_NAME).exists():
         raise UsageError(f"{out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again "
                          "with --force")
-    config = _resumed_config(config, out, expect or {}, device, final_eval, limits)
+    lock = RunLock(out).acquire("resume training in")
+    with _released_on_error(lock):
+        return _resume_locked(out, config, lock, expect or {}, device, final_eval, limits)
+
+
+def _resume_locked(out: Path, config: RunConfig, lock: RunLock, expect: dict[str, Any], device: str | None,
+                   final_eval: bool, limits: dict[str, Any]) -> Run:
+    from metarl import checkpoint
+
+    config = _resumed_config(config, out, expect, device, final_eval, limits)
     bench = config.make_benchmark()
     num_envs = num_envs_for(bench, config.trainer.num_envs)
     config = replace(config, trainer=replace(config.trainer, num_envs=num_envs))
     saved = checkpoint.load(out / checkpoint.CHECKPOINT_NAME).get("algorithm", {})
     device, agent = _build(config, bench, saved)
-    run = Run(out, config, bench, agent, device)
+    run = Run(out, config, bench, agent, device, lock)
     trainer = run.trainer
     trainer.resume(out / checkpoint.CHECKPOINT_NAME)
     trainer.logger.rewind(trainer.state.env_steps)  # rows logged after the checkpoint are logged again
@@ -310,26 +345,31 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
     from metarl.trainer import eval_file_name, write_eval_json
 
     run_dir, agent_overrides, env_overrides = Path(run_dir), agent_overrides or {}, env_overrides or {}
-    cfg, bench, agent, trained = load_trained(run_dir, device, agent_overrides, env_overrides)
+    load_config(run_dir)  # a run directory, before its lock file is made
     problem = unwritable(run_dir) if out is None else None
     if problem:
         raise UsageError(f"cannot write the evaluation into {run_dir} ({problem}): give --out FILE to write it "
                          "elsewhere")
-    t = cfg.trainer
-    backend_ = backend or t.backend
-    workers = num_workers if num_workers or backend_ != t.backend else t.num_workers
-    check_num_workers(check_backend(bench.test, backend_), workers)
-    eval_seed = t.seed if eval_seed is None else eval_seed
-    result = evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=num_envs or t.num_envs,
-                            backend=backend_, num_workers=workers, threads=t.collect_threads,
-                            eval_tasks=eval_tasks, actions=actions)
-    extra = {**({"trained_env_steps": trained} if trained is not None else {}),  # as training writes it
-             **({"agent_overrides": agent_overrides} if agent_overrides else {}),
-             **({"env_overrides": env_overrides} if env_overrides else {})}
-    other_seed = {} if eval_seed == t.seed else {"eval_seed": eval_seed}
-    name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed})
-    path = run_dir / name if out is None else Path(out)
-    summary = write_eval_json(path, result, bench, t.seed, eval_seed, **extra)
+    lock = RunLock(run_dir, shared=True)
+    if out is None:  # never into a run that is training (its checkpoint may be read: it is replaced whole)
+        lock.acquire("write an evaluation into")
+    with lock:
+        cfg, bench, agent, trained = load_trained(run_dir, device, agent_overrides, env_overrides)
+        t = cfg.trainer
+        backend_ = backend or t.backend
+        workers = num_workers if num_workers or backend_ != t.backend else t.num_workers
+        check_num_workers(check_backend(bench.test, backend_), workers)
+        eval_seed = t.seed if eval_seed is None else eval_seed
+        result = evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=num_envs or t.num_envs,
+                                backend=backend_, num_workers=workers, threads=t.collect_threads,
+                                eval_tasks=eval_tasks, actions=actions)
+        extra = {**({"trained_env_steps": trained} if trained is not None else {}),  # as training writes it
+                 **({"agent_overrides": agent_overrides} if agent_overrides else {}),
+                 **({"env_overrides": env_overrides} if env_overrides else {})}
+        other_seed = {} if eval_seed == t.seed else {"eval_seed": eval_seed}
+        name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed})
+        path = run_dir / name if out is None else Path(out)
+        summary = write_eval_json(path, result, bench, t.seed, eval_seed, **extra)
     return RunEvaluation(result, bench, t.seed, eval_seed, path, summary)
 
 

@@ -68,3 +68,58 @@ def test_eval_of_a_read_only_run_dir_refuses_before_evaluating_and_out_writes_el
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(target.read_text()) == printed and printed["trained_env_steps"] == 32
     assert not list(out.glob("eval*.json"))
+
+
+# --- the run-directory lock ------------------------------------------------------------------------------
+
+
+def test_a_run_dir_in_use_is_refused_in_one_line_naming_the_process(tmp_path, capsys):
+    import socket
+
+    from metarl import runs
+
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    checkpoint = (out / "checkpoint.pt").read_bytes()
+    run = runs.resume(out, steps=64, final_eval=False)  # holds the run as a training process does
+    try:
+        capsys.readouterr()
+        for argv in (train(out, "--force"), train(out, "--resume", steps=64), train(out, "--resume", steps=64)):
+            assert main(argv) == 2
+            err = one_line(capsys.readouterr().err)
+            assert f"in use by pid {os.getpid()} on host {socket.gethostname()}" in err
+        assert main(["eval", str(out)]) == 2  # an evaluation file is not written into a run that trains
+        assert "--out FILE" in one_line(capsys.readouterr().err)
+        assert main(["eval", str(out), "--out", str(tmp_path / "now.json")]) == 0  # elsewhere: fine
+        assert (out / "checkpoint.pt").read_bytes() == checkpoint and not list(out.glob("eval*.json"))
+    finally:
+        run.close()
+    capsys.readouterr()
+    assert main(train(out, "--resume", steps=64)) == 0  # released
+    assert "note:" not in capsys.readouterr().err and not (out / "run.lock").exists()
+
+
+def test_evaluations_share_the_lock_and_training_refuses_while_one_writes_into_the_run(tmp_path, capsys):
+    from metarl.runlock import RunLock
+
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    with RunLock(out, shared=True).acquire("write an evaluation into"):
+        assert main(["eval", str(out), "--eval-tasks", "1"]) == 0  # evaluations share it
+        capsys.readouterr()
+        assert main(train(out, "--resume", steps=64)) == 2
+        assert "in use by `metarl eval`" in one_line(capsys.readouterr().err)
+    assert main(train(out, "--resume", steps=64)) == 0
+
+
+def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_note(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    # what a `kill -9`ed trainer leaves: its lock file (the kernel has dropped the lock itself)
+    (out / "run.lock").write_text(json.dumps({"pid": 4_000_000, "host": "node17", "since": "2026-12-07 03:00:00",
+                                              "command": "metarl train Faulty --agent faulty"}))
+    capsys.readouterr()
+    assert main(train(out, "--resume", "--no-final-eval", steps=64)) == 0
+    err = capsys.readouterr().err
+    assert "note: " in err and "pid 4000000 on host node17" in err and "taken over" in err
+    assert not (out / "run.lock").exists()

@@ -9,6 +9,7 @@ import sys
 from metarl import runs
 from metarl.cli._args import add_option_flags, add_vector_flags, path_arg, seed_arg, whole
 from metarl.errors import UsageError
+from metarl.runlock import describe_stale
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -50,6 +51,8 @@ def run(args: argparse.Namespace) -> int:
 
     job = _resume(args) if args.resume else _create(args)
     cfg, bench, trainer, out = job.config, job.benchmark, job.trainer, job.out
+    if job.lock.stale:
+        print(f"note: {describe_stale(job.lock.stale, out)}", file=sys.stderr)
     if job.done:
         note = (f"; {trainer.final_eval_path()} already evaluates these weights "
                 f"(`metarl eval {out}` repeats it)" if job.evaluated

@@ -2,8 +2,35 @@
 
 from __future__ import annotations
 
+import contextlib
+import signal
 import sys
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
+
+
+class Terminated(KeyboardInterrupt):
+    """SIGTERM (a scheduler preempting the job, ``kill``) raised as an exception where metarl handles it
+    (:func:`terminate_raises`), so the work in progress is cleaned up as after Ctrl-C."""
+
+
+def raise_terminated(signum: int, frame: object) -> None:
+    """The SIGTERM handler :func:`terminate_raises` installs."""
+    raise Terminated
+
+
+@contextlib.contextmanager
+def terminate_raises() -> Iterator[None]:
+    """Within the block SIGTERM raises :class:`Terminated`, where its default action (ending the process at
+    once) is in place and this is the main thread; the handler is restored after."""
+    if threading.current_thread() is not threading.main_thread() or signal.getsignal(signal.SIGTERM) != signal.SIG_DFL:
+        yield
+        return
+    previous = signal.signal(signal.SIGTERM, raise_terminated)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 class UsageError(ValueError):
@@ -15,12 +42,15 @@ class UsageError(ValueError):
 
 def exit_code(fn: Callable[[], int | None]) -> int:
     """Run a command's body: its return value (None: 0), or 2 after ``error: <message>`` on a
-    :class:`UsageError`, or 130 after Ctrl-C; no traceback either way."""
+    :class:`UsageError`, or 130 after Ctrl-C (143 after :class:`Terminated`); no traceback either way."""
     try:
         return fn() or 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except Terminated:
+        print("terminated", file=sys.stderr)
+        return 143
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         return 130

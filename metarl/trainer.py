@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from metarl import checkpoint
-from metarl.errors import UsageError
+from metarl.errors import Terminated, UsageError, raise_terminated, terminate_raises
 from metarl.evaluator import (
     EvalConfig,
     EvalResult,
@@ -115,7 +115,9 @@ class Trainer:
         self.rng = seed_everything(config.seed)
         self.state = TrainState()
         self.interrupted = self.final_evaluation_running = False
-        """``interrupted``: a Ctrl-C asked :meth:`train` to stop (see there)."""
+        """``interrupted``: a Ctrl-C or SIGTERM asked :meth:`train` to stop (see there)."""
+        self.stop_signal: int | None = None
+        """The signal that asked it to stop."""
         self._envs = self._eval_envs = None
 
     def iteration(self) -> dict[str, float]:
@@ -155,41 +157,33 @@ class Trainer:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any.
 
         Ctrl-C (SIGINT, where Python's default handler is in place, in the main thread, with a backend
-        other than ``async``, whose gymnasium workers die on it) stops after the iteration in progress
-        and its periodic evaluation if one is due, saves the checkpoint (with a run dir), skips the final
-        evaluation and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``: scripts and
-        notebooks stop as before); a second Ctrl-C raises ``KeyboardInterrupt`` at once, unsaved.
-        :attr:`final_evaluation_running` tells a caller that catches it whether training had finished."""
+        other than ``async``, whose gymnasium workers die on it) or SIGTERM (a scheduler's preemption; where
+        its default action is in place, or :func:`metarl.errors.terminate_raises`') stops after the
+        iteration in progress and its periodic evaluation if one is due, saves the checkpoint (with a run
+        dir), skips the final evaluation and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``:
+        scripts and notebooks stop as before); a second one raises ``KeyboardInterrupt`` (SIGTERM:
+        :class:`~metarl.errors.Terminated`) at once, unsaved. SIGTERM during the final evaluation raises
+        :class:`~metarl.errors.Terminated`. :attr:`final_evaluation_running` tells a caller that catches
+        either whether training had finished."""
         cfg = self.config
         self.interrupted = self.final_evaluation_running = False
+        self.stop_signal = None
         try:
-            with _progress(cfg) as bar, self._stop_on_sigint():
+            with _progress(cfg) as bar, self._stop_on_signals():
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
                 while self.state.env_steps < cfg.steps and not self.out_of_time() and not self.interrupted:
-                    start = time.perf_counter()
-                    steps_before = self.state.env_steps
-                    metrics = self.iteration()
-                    dt = time.perf_counter() - start
-                    self.state.elapsed += dt
-                    metrics["time/steps_per_s"] = (self.state.env_steps - steps_before) / dt
-                    metrics["time/elapsed_s"] = self.state.elapsed
-                    metrics["train/iteration"] = self.state.iteration
-                    # once per multiple of eval_every crossed by this batch (a resumed run may have a new one),
-                    # except on the last batch when the final evaluation follows at the same step
-                    last = (self.state.env_steps >= cfg.steps or self.out_of_time()) and cfg.final_eval
-                    if (cfg.eval_every and not last
-                            and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
-                        metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
-                    self.logger.log(self.state.env_steps, metrics)
+                    self._train_iteration()
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=self._deadline())
                     if self.state.iteration % cfg.checkpoint_every == 0:
                         self.save()
-                self.save()  # still under the Ctrl-C handler: a Ctrl-C here waits for the write
+                self.save()  # still under the signal handlers: a Ctrl-C here waits for the write
             if self.interrupted:
-                raise TrainingInterrupted(self.state.env_steps, saved=self.run_dir is not None)
+                raise TrainingInterrupted(self.state.env_steps, saved=self.run_dir is not None,
+                                          signum=self.stop_signal or signal.SIGINT)
             self.final_evaluation_running = cfg.final_eval
             final = EvalConfig(max_tasks_per_class=cfg.final_eval_tasks_per_class)
-            result = self.evaluate(final) if cfg.final_eval else None
+            with terminate_raises():
+                result = self.evaluate(final) if cfg.final_eval else None
             self.final_evaluation_running = False
         finally:
             self.close()
@@ -200,28 +194,52 @@ class Trainer:
                                 trained_env_steps=self.state.env_steps)
         return result
 
+    def _train_iteration(self) -> None:
+        """One iteration with its timing metrics, its periodic evaluation if one is due, and its log row."""
+        cfg = self.config
+        start = time.perf_counter()
+        steps_before = self.state.env_steps
+        metrics = self.iteration()
+        dt = time.perf_counter() - start
+        self.state.elapsed += dt
+        metrics["time/steps_per_s"] = (self.state.env_steps - steps_before) / dt
+        metrics["time/elapsed_s"] = self.state.elapsed
+        metrics["train/iteration"] = self.state.iteration
+        # once per multiple of eval_every crossed by this batch (a resumed run may have a new one),
+        # except on the last batch when the final evaluation follows at the same step
+        last = (self.state.env_steps >= cfg.steps or self.out_of_time()) and cfg.final_eval
+        if (cfg.eval_every and not last
+                and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
+            metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
+        self.logger.log(self.state.env_steps, metrics)
+
     @contextlib.contextmanager
-    def _stop_on_sigint(self) -> Iterator[None]:
-        """While training: the first SIGINT asks to stop after the current iteration, the second
-        raises KeyboardInterrupt (see :meth:`train`)."""
-        if (threading.current_thread() is not threading.main_thread() or self.config.backend == "async"
-                or signal.getsignal(signal.SIGINT) is not signal.default_int_handler):  # ignored, or someone's own
+    def _stop_on_signals(self) -> Iterator[None]:
+        """While training: the first SIGINT or SIGTERM asks to stop after the current iteration, the
+        second raises KeyboardInterrupt / Terminated (see :meth:`train`)."""
+        if threading.current_thread() is not threading.main_thread():
             yield
             return
+        ours = [s for s, default in ((signal.SIGINT, signal.default_int_handler),
+                                     (signal.SIGTERM, signal.SIG_DFL)) if signal.getsignal(s) in (default, raise_terminated)]
+        if self.config.backend == "async" and signal.SIGINT in ours:  # its workers die on Ctrl-C
+            ours.remove(signal.SIGINT)
         then = "saving the checkpoint" if self.run_dir is not None else "returning (no run dir: nothing saved)"
 
         def ask(signum: int, frame: Any) -> None:
+            by, again = ("", "Ctrl-C") if signum == signal.SIGINT else ("SIGTERM: ", "SIGTERM")
             if self.interrupted:
-                raise KeyboardInterrupt
-            self.interrupted = True  # os.write: no lock a progress bar or a print in progress may hold
-            os.write(2, f"\nstopping after this iteration (and its periodic evaluation, if one is due), then "
-                        f"{then}; Ctrl-C again: quit now, unsaved\n".encode())
+                raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
+            self.interrupted, self.stop_signal = True, signum  # os.write: no lock a progress bar may hold
+            os.write(2, f"\n{by}stopping after this iteration (and its periodic evaluation, if one is due), "
+                        f"then {then}; {again} again: quit now, unsaved\n".encode())
 
-        previous = signal.signal(signal.SIGINT, ask)
+        previous = {s: signal.signal(s, ask) for s in ours}
         try:
             yield
         finally:
-            signal.signal(signal.SIGINT, previous)
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
     def final_eval_path(self) -> Path:
         """Where :meth:`train` writes the final evaluation (``eval.json`` or ``eval-firstK.json``)."""
@@ -302,15 +320,17 @@ class Trainer:
 
 
 class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C stopped :meth:`Trainer.train` after a whole iteration; ``env_steps`` trained, ``saved``:
-    the checkpoint in the run dir holds them (continue with :meth:`Trainer.resume` / ``--resume``)."""
+    """Ctrl-C (or SIGTERM: ``signum``) stopped :meth:`Trainer.train` after a whole iteration; ``env_steps``
+    trained, ``saved``: the checkpoint in the run dir holds them (continue with :meth:`Trainer.resume` /
+    ``--resume``). The CLI exits with ``128 + signum`` (130, 143)."""
 
-    def __init__(self, env_steps: int, saved: bool) -> None:
-        super().__init__(f"training stopped by Ctrl-C at {env_steps:,} env steps" + (", checkpoint saved" if saved else ""))
-        self.env_steps, self.saved = env_steps, saved
+    def __init__(self, env_steps: int, saved: bool, signum: int = signal.SIGINT) -> None:
+        by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
+        super().__init__(f"training stopped by {by} at {env_steps:,} env steps" + (", checkpoint saved" if saved else ""))
+        self.env_steps, self.saved, self.signum = env_steps, saved, int(signum)
 
     def __reduce__(self) -> tuple:  # picklable, e.g. out of a process pool running a seed sweep
-        return TrainingInterrupted, (self.env_steps, self.saved)
+        return TrainingInterrupted, (self.env_steps, self.saved, self.signum)
 
 
 def _rollout_metrics(pre: Rollout, post: Rollout | None, adapts_while_acting: bool = False) -> dict[str, float]:

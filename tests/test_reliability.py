@@ -123,3 +123,29 @@ def test_a_lock_left_by_a_killed_run_is_taken_over_with_a_note(tmp_path, capsys)
     err = capsys.readouterr().err
     assert "note: " in err and "pid 4000000 on host node17" in err and "taken over" in err
     assert not (out / "run.lock").exists()
+
+
+# --- SIGTERM ---------------------------------------------------------------------------------------------
+
+
+@pytest.mark.spawn
+def test_sigterm_saves_the_iteration_and_exits_143_with_the_resume_command_also_while_evaluating(tmp_path):
+    import torch
+
+    out = tmp_path / "run"  # SIGTERM at the 3rd meta-update; checkpoints every 10 iterations by default
+    done = run_process(train(out, "--agent-opt", "sigterm_at=3", steps=1600), cwd=tmp_path)
+    assert done.returncode == 143 and "Traceback" not in done.stderr, done.stderr
+    assert "SIGTERM: stopping after this iteration" in done.stderr and "--resume" in done.stderr
+    state = torch.load(out / "checkpoint.pt", weights_only=True)
+    assert state["trainer"]["iteration"] == 3 and not (out / "run.lock").exists()
+    # SIGTERM during the final evaluation (env step 40: training takes the first 32): the trained weights
+    # are saved, no evaluation is written
+    out = tmp_path / "evaluated"
+    done = run_process(train(out, "--env-opt", "sigterm_at=40", steps=32), cwd=tmp_path)
+    assert done.returncode == 143 and "Traceback" not in done.stderr, done.stderr
+    assert "during the final evaluation" in done.stderr and not list(out.glob("eval*.json"))
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["trainer"]["env_steps"] == 32
+    # and during `metarl eval`
+    done = run_process(["eval", str(out), "--env-opt", "sigterm_at=3"], cwd=tmp_path)
+    assert (done.returncode, done.stderr.strip()) == (143, "terminated"), done.stderr
+    assert not (out / "run.lock").exists() and not list(out.glob("eval*.json"))

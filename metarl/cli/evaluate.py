@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING
 
 from metarl import runs
 from metarl.cli._args import add_option_flags, add_vector_flags, check_writable, path_arg, seed_arg, whole
-from metarl.errors import UsageError
+from metarl.errors import UsageError, terminate_raises
 from metarl.factory import make_agent, make_benchmark
 from metarl.files import atomic_write
 from metarl.tasks import Benchmark
@@ -53,6 +53,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with terminate_raises():  # SIGTERM: workers closed, the lock released, exit 143 without a traceback
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     options = runs.parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     env_options = runs.parse_options(args.env_opt, "--env-opt", "test=extrapolate")

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import argparse
 import shlex
+import signal
 import sys
 
 from metarl import runs
 from metarl.cli._args import add_option_flags, add_vector_flags, path_arg, seed_arg, whole
-from metarl.errors import UsageError
+from metarl.errors import Terminated, UsageError, terminate_raises
 from metarl.runlock import describe_stale
 
 
@@ -47,6 +48,11 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
+    with terminate_raises():  # SIGTERM before or after training: cleaned up, exit 143 (the Trainer saves first)
+        return _run(args)
+
+
+def _run(args: argparse.Namespace) -> int:
     from metarl.trainer import TrainingInterrupted
 
     job = _resume(args) if args.resume else _create(args)
@@ -79,19 +85,25 @@ def run(args: argparse.Namespace) -> int:
         stop = e
     print(f"learning curve: {job.learning_curve}", file=sys.stderr)
     if isinstance(stop, TrainingInterrupted):
-        print(f"interrupted: {out} checkpointed at {stop.env_steps:,} env steps, no final evaluation; "
+        print(f"{_how(stop)}: {out} checkpointed at {stop.env_steps:,} env steps, no final evaluation; "
               f"continue with `{resume}` (add --steps / --max-minutes to change the budget)", file=sys.stderr)
-        return 130
+        return 128 + stop.signum
     if stop is not None:
-        print(f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
+        print(f"{_how(stop)} during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
               f"`metarl eval {shlex.quote(str(out))}` evaluates them", file=sys.stderr)
-        return 130
+        return 143 if isinstance(stop, Terminated) else 130
     if result is not None:
         from metarl.cli.evaluate import print_table
 
         print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         print_table(result, bench, cfg.trainer.seed)
     return 0
+
+
+def _how(stop: KeyboardInterrupt) -> str:
+    """How training was stopped, for the message: by Ctrl-C or by SIGTERM (a scheduler, ``kill``)."""
+    return ("terminated (SIGTERM)" if isinstance(stop, Terminated) or getattr(stop, "signum", 2) == signal.SIGTERM
+            else "interrupted")
 
 
 def _option_flags(args: argparse.Namespace) -> dict[str, dict]:

@@ -52,6 +52,11 @@ _FIELDS = (("obs", np.float64, "obs"), ("act", np.float64, "act"), ("rew", np.fl
            ("ctl", np.int8, None))  # ctl[lo]: 1 = worker of block lo..hi, your next wake-up is a pipe message
 
 
+_PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
+"""What a scheduler or Ctrl-C sends the whole process group: workers ignore them, the parent stops cleanly
+and closes them (a worker whose parent is killed exits by itself: see the lifeline)."""
+
+
 class WorkerError(RuntimeError):
     """Worker processes keep failing; the message says which slots and why."""
 
@@ -236,9 +241,10 @@ def _exit_with_parent(lifeline: Any) -> None:
 
 def _worker(pipe, go, done, shm_name: str, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
             spin_s: float, lifeline: Any) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the parent's to handle: it closes the workers
+    for signum in _PARENTS_SIGNALS:  # Ctrl-C, SIGTERM: the parent's to handle (it saves, then closes us)
+        signal.signal(signum, signal.SIG_IGN)
     if hasattr(signal, "pthread_sigmask"):  # blocked by the parent while it started us (see _start)
-        signal.pthread_sigmask(signal.SIG_UNBLOCK, {signal.SIGINT})
+        signal.pthread_sigmask(signal.SIG_UNBLOCK, _PARENTS_SIGNALS)
     if isinstance(env_fn, bytes):  # unpickled only now, with Ctrl-C ignored: it may import the simulator
         env_fn = pickle.loads(env_fn)
     threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
@@ -359,9 +365,11 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         proc = self._ctx.Process(target=_worker, args=(child, go, done, self._shm.name, self._dims, lo, hi,
                                                        self._payload, self.spin_s, self._lifeline[0]),
                                  daemon=True, name=f"metarl-env-{w}")
-        # Ctrl-C blocked while the worker starts: the child (and a forkserver started now) inherits the
-        # mask, so a Ctrl-C before the worker ignores SIGINT stays pending instead of killing it
-        mask = signal.pthread_sigmask(signal.SIG_BLOCK, {signal.SIGINT}) if hasattr(signal, "pthread_sigmask") else None
+        # Ctrl-C and SIGTERM blocked while the worker starts: the child (and a forkserver started now)
+        # inherits the mask, so one sent to the process group before the worker ignores it stays pending
+        # instead of killing it
+        mask = (signal.pthread_sigmask(signal.SIG_BLOCK, _PARENTS_SIGNALS) if hasattr(signal, "pthread_sigmask")
+                else None)
         try:
             proc.start()
         finally:

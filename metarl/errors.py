@@ -40,14 +40,24 @@ class UsageError(ValueError):
     """
 
 
+class RunError(RuntimeError):
+    """A run that cannot go on for a reason outside the code (env workers that keep dying, a full or
+    read-only disk, training that diverged): the message names what happened, what was saved and the way
+    on, in one line. The CLI prints it as ``error: <message>`` and exits with code 1, without a traceback."""
+
+
 def exit_code(fn: Callable[[], int | None]) -> int:
     """Run a command's body: its return value (None: 0), or 2 after ``error: <message>`` on a
-    :class:`UsageError`, or 130 after Ctrl-C (143 after :class:`Terminated`); no traceback either way."""
+    :class:`UsageError` (1 on a :class:`RunError`), or 130 after Ctrl-C (143 after :class:`Terminated`);
+    no traceback either way."""
     try:
         return fn() or 0
     except UsageError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
+    except RunError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 1
     except Terminated:
         print("terminated", file=sys.stderr)
         return 143

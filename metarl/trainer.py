@@ -31,7 +31,7 @@ from rich.progress import (
 from rich.text import Text
 
 from metarl import checkpoint
-from metarl.errors import Terminated, UsageError, raise_terminated, terminate_raises
+from metarl.errors import RunError, Terminated, UsageError, raise_terminated, terminate_raises
 from metarl.evaluator import (
     EvalConfig,
     EvalResult,
@@ -172,7 +172,8 @@ class Trainer:
             with _progress(cfg) as bar, self._stop_on_signals():
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
                 while self.state.env_steps < cfg.steps and not self.out_of_time() and not self.interrupted:
-                    self._train_iteration()
+                    with self._saved_on_failure():
+                        self._train_iteration()
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=self._deadline())
                     if self.state.iteration % cfg.checkpoint_every == 0:
                         self.save()
@@ -182,7 +183,8 @@ class Trainer:
                                           signum=self.stop_signal or signal.SIGINT)
             self.final_evaluation_running = cfg.final_eval
             final = EvalConfig(max_tasks_per_class=cfg.final_eval_tasks_per_class)
-            with terminate_raises():
+            with terminate_raises(), _noted(f"training finished and was saved at {self.state.env_steps:,} env steps; "
+                                            "`metarl eval RUN_DIR` runs the final evaluation again"):
                 result = self.evaluate(final) if cfg.final_eval else None
             self.final_evaluation_running = False
         finally:
@@ -212,6 +214,31 @@ class Trainer:
                 and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
             metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
         self.logger.log(self.state.env_steps, metrics)
+
+    @contextlib.contextmanager
+    def _saved_on_failure(self) -> Iterator[None]:
+        """An iteration that a :class:`~metarl.errors.RunError` ends (env workers that keep failing) first
+        saves the checkpoint of the last whole iteration, its random state rewound to where that iteration
+        ended (a resumed run then equals one that never failed), and says so in the error's message."""
+        iteration, rng = self.state.iteration, rng_state(self.rng)
+        try:
+            yield
+        except RunError:
+            if self.state.iteration == iteration:  # failed while collecting: nothing of it is kept
+                set_rng_state(self.rng, rng)
+            with _noted(self._save_note()):
+                raise
+
+    def _save_note(self) -> str:
+        """Save the checkpoint for a run that has to stop; what was saved, for the error message."""
+        if self.run_dir is None:
+            return "no run directory: nothing saved"
+        try:
+            self.save()
+        except OSError as e:
+            return f"the checkpoint could not be saved ({e.strerror or e}); the previous one is intact"
+        return (f"checkpoint saved at {self.state.env_steps:,} env steps (iteration {self.state.iteration}): "
+                "--resume continues from there")
 
     @contextlib.contextmanager
     def _stop_on_signals(self) -> Iterator[None]:
@@ -317,6 +344,16 @@ class Trainer:
             if envs is not None:
                 envs.close()
         self._envs = self._eval_envs = None
+
+
+@contextlib.contextmanager
+def _noted(note: str) -> Iterator[None]:
+    """A :class:`~metarl.errors.RunError` raised in the block gets ``note`` appended to its message."""
+    try:
+        yield
+    except RunError as e:
+        e.args = (f"{e.args[0] if e.args else type(e).__name__}; {note}", *e.args[1:])
+        raise
 
 
 class TrainingInterrupted(KeyboardInterrupt):

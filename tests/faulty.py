@@ -26,7 +26,6 @@ from typing import Any
 
 import gymnasium as gym
 import numpy as np
-import torch
 
 from metarl.registry import register_agent, register_benchmark
 from metarl.tasks import Benchmark, TaskSet
@@ -108,6 +107,8 @@ class FaultyLearner:
         pass
 
     def act(self, step: StepInput, deterministic: bool = False) -> ActOutput:
+        import torch
+
         n = step.obs.shape[0]
         if self.actions == "strings":
             return ActOutput([["left", "up"]] * n, {})
@@ -131,6 +132,8 @@ class FaultyAgent:
 
     def __init__(self, spec: EnvSpec, device: str = "cpu", actions: str = "uniform", sigterm_at: int = -1,
                  nan_at: int = -1) -> None:
+        import torch  # here, not at the top: env worker processes import this module and need no torch
+
         self.spec, self.actions, self.sigterm_at, self.nan_at = spec, actions, sigterm_at, nan_at
         self.weight = torch.zeros(8)
         self.updates = 0
@@ -139,6 +142,8 @@ class FaultyAgent:
         return FaultyLearner(self.spec.act_dim, self.actions)
 
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
+        import torch
+
         self.updates += 1
         self.weight += torch.randn(8)  # a state that changes every iteration, from torch's generator
         if self.updates == self.sigterm_at:

@@ -14,6 +14,7 @@ import subprocess
 import sys
 from pathlib import Path
 
+import numpy as np
 import pytest
 
 from metarl.cli import main
@@ -149,3 +150,51 @@ def test_sigterm_saves_the_iteration_and_exits_143_with_the_resume_command_also_
     done = run_process(["eval", str(out), "--env-opt", "sigterm_at=3"], cwd=tmp_path)
     assert (done.returncode, done.stderr.strip()) == (143, "terminated"), done.stderr
     assert not (out / "run.lock").exists() and not list(out.glob("eval*.json"))
+
+
+# --- env workers that die --------------------------------------------------------------------------------
+
+
+@pytest.mark.spawn
+def test_shm_restarts_are_limited_per_hour_and_each_one_is_reported(monkeypatch):
+    import functools
+    import warnings
+
+    from metarl.types import Task
+    from metarl.vector import shm
+
+    clock = [0.0]
+    monkeypatch.setattr(shm, "_now", lambda: clock[0], raising=False)
+    envs = shm.SharedMemoryVectorEnv(functools.partial(faulty.FaultyEnv, die_at=2), num_envs=1, num_workers=1,
+                                     in_parent=False, max_restarts=1)  # every worker dies at its 2nd step
+    try:
+        envs.set_attr("task", [Task("faulty-goal", 0, "train", (1.0, 0.0))])
+        envs.reset()
+        with warnings.catch_warnings(record=True) as caught:
+            warnings.simplefilter("default")  # Python's own filter: shows a repeated text once
+            for hours in (0, 2, 4):  # a crash every two hours: one restart in any hour, never too many
+                clock[0] = 3600.0 * hours
+                for _ in range(2):
+                    envs.step(np.zeros((1, 2)))
+        assert len([w for w in caught if "restarted" in str(w.message)]) == 3
+        with pytest.raises(shm.WorkerError, match="after 1 restarts within an hour"):
+            for _ in range(2):  # a second crash within the hour
+                envs.step(np.zeros((1, 2)))
+    finally:
+        envs.close()
+
+
+@pytest.mark.spawn
+def test_training_that_loses_its_env_workers_saves_a_checkpoint_and_ends_in_one_line(tmp_path):
+    import torch
+
+    out = tmp_path / "run"  # each worker life dies at its 20th env step (its 2 slots step 8 an iteration)
+    done = run_process(train(out, "--backend", "shm", "--num-workers", "2", "--env-opt", "die_at=20", steps=1600),
+                       cwd=tmp_path)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert err[-1].startswith("error: env worker for slots") and "after 3 restarts within an hour" in err[-1]
+    assert len([line for line in err if "restarted (restart" in line]) == 3  # each restart reported
+    state = torch.load(out / "checkpoint.pt", weights_only=True)  # never reached --checkpoint-every 10
+    assert f"checkpoint saved at {state['trainer']['env_steps']:,} env steps" in err[-1] and "--resume`" in err[-1]
+    assert 2 <= state["trainer"]["iteration"] < 10

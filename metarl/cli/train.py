@@ -9,7 +9,7 @@ import sys
 
 from metarl import runs
 from metarl.cli._args import add_option_flags, add_vector_flags, path_arg, seed_arg, whole
-from metarl.errors import Terminated, UsageError, terminate_raises
+from metarl.errors import RunError, Terminated, UsageError, terminate_raises
 from metarl.runlock import describe_stale
 
 
@@ -79,6 +79,10 @@ def _run(args: argparse.Namespace) -> int:
     stop: KeyboardInterrupt | None = None
     try:
         result = job.train()
+    except RunError as e:  # env workers that keep failing, ...: the trainer saved what it could
+        if "--resume continues" in str(e):
+            e.args = (f"{e}: `{resume}`",)
+        raise
     except KeyboardInterrupt as e:  # Ctrl-C after a saved iteration, or during the final evaluation
         if job.learning_curve is None:  # any other: not stopped cleanly
             raise

@@ -17,9 +17,9 @@ restarted with its slots' tasks; its slots come back reset, and the next ``step`
 ``truncated=True`` and ``info["worker_restarted"]`` (their episodes are lost: :func:`metarl.rollout.collect`
 raises :class:`metarl.rollout.WorkerRestarted` and the trainer and evaluator collect that trial again). A
 reset asked for while the worker died is sent again with its seeds. More than ``max_restarts`` restarts
-in total raise :class:`WorkerError` instead of hanging. An interrupted call (Ctrl-C) leaves what it
-started owed: the next call first waits for that step or answer, so no stale answer is taken for a new
-one. ``close()`` stops and joins every worker and frees the shared memory; without it, multiprocessing's
+within ``restart_window`` seconds (an hour) raise :class:`WorkerError` instead of hanging. An interrupted
+call (Ctrl-C) leaves what it started owed: the next call first waits for that step or answer, so no stale
+answer is taken for a new one. ``close()`` stops and joins every worker and frees the shared memory; without it, multiprocessing's
 resource tracker frees it at interpreter exit (with a warning). Workers also exit by themselves when
 the parent dies (killed, crashed): a watchdog thread in each waits for EOF on a "lifeline" pipe whose
 only write end the parent holds.
@@ -29,6 +29,7 @@ Autoreset is disabled, as for every metarl vector env.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import multiprocessing as mp
 import os
 import pickle
@@ -45,20 +46,27 @@ import gymnasium as gym
 import numpy as np
 from gymnasium.vector import AutoresetMode
 
-from metarl.errors import UsageError
+from metarl.errors import RunError, UsageError
 
 _FIELDS = (("obs", np.float64, "obs"), ("act", np.float64, "act"), ("rew", np.float64, None),
            ("term", np.bool_, None), ("trunc", np.bool_, None), ("succ", np.float64, None),
            ("ctl", np.int8, None))  # ctl[lo]: 1 = worker of block lo..hi, your next wake-up is a pipe message
 
 
+_now = time.monotonic
+"""The clock of the restart window."""
+
+_RESTART_COUNT = itertools.count(1)
+"""Numbers the restart warnings of this process."""
+
 _PARENTS_SIGNALS = {signal.SIGINT, signal.SIGTERM}
 """What a scheduler or Ctrl-C sends the whole process group: workers ignore them, the parent stops cleanly
 and closes them (a worker whose parent is killed exits by itself: see the lifeline)."""
 
 
-class WorkerError(RuntimeError):
-    """Worker processes keep failing; the message says which slots and why."""
+class WorkerError(RunError):
+    """Worker processes keep failing; the message says which slots and why (one line: the CLI prints it
+    without a traceback)."""
 
 
 def _views(buf: memoryview, n: int, obs_dim: int, act_dim: int) -> dict[str, np.ndarray]:
@@ -285,7 +293,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
     def __init__(self, env_fn: Callable[[], gym.Env], num_envs: int, num_workers: int | None = None,
                  step_timeout: float = 60.0, max_restarts: int = 3, start_timeout: float = 300.0,
                  spin_us: float | None = None, in_parent: bool | None = None,
-                 start_method: str | None = None) -> None:
+                 start_method: str | None = None, restart_window: float = 3600.0) -> None:
         """``num_workers`` defaults to the core count (at most ``num_envs``). ``spin_us``: how long each
         side busy-waits for the other before blocking (default: :data:`DEFAULT_SPIN_US` when every worker
         plus this process has a core of its own, else 0: spinning would take a core from a stepping worker).
@@ -296,7 +304,10 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         with it vs 6,639 without (both with the 5 ms spin), 4,334 in one process;
         ``experiments/shm_backend/shm_variants-dev-2core-yield.json``).
         ``in_parent=False``: every block isolated in a worker, each restartable. ``start_method``:
-        multiprocessing's, default :func:`default_start_method`; ``"fork"`` is refused."""
+        multiprocessing's, default :func:`default_start_method`; ``"fork"`` is refused.
+        ``max_restarts`` per ``restart_window`` seconds: more restarts than that within any such window
+        raise :class:`WorkerError` (an env that crashes every time), while transient crashes hours apart
+        never end a run; every restart is reported (a ``RuntimeWarning`` of its own)."""
         methods = [m for m in mp.get_all_start_methods() if m != "fork"]
         start_method = start_method or default_start_method()
         if start_method not in methods:
@@ -315,6 +326,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self.action_space = gym.vector.utils.batch_space(self.single_action_space, num_envs)
         self.metadata = {"autoreset_mode": AutoresetMode.DISABLED}
         self.step_timeout, self.max_restarts, self.restarts = step_timeout, max_restarts, 0
+        self.restart_window = restart_window
+        self._restart_times: list[float] = []  # time.monotonic() of the restarts within the window
         self.start_timeout = start_timeout
         if spin_us is None:  # processes: the workers, plus this one unless it is one of them
             spin_us = DEFAULT_SPIN_US if workers + (not in_parent) <= _cores() else 0.0
@@ -413,11 +426,18 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self.restarts += 1
         self._lost[lo:hi] = True
         self._kill(w)
-        if self.restarts > self.max_restarts:
+        now = _now()
+        self._restart_times = [t for t in self._restart_times if now - t < self.restart_window] + [now]
+        window = "an hour" if self.restart_window == 3600 else f"{self.restart_window:g} s"
+        if len(self._restart_times) > self.max_restarts:
             self.close()
             raise WorkerError(f"env worker for slots {lo}..{hi - 1} failed ({problem}) after {self.max_restarts} "
-                              "restarts: fix the env (run it with backend='sync' to see the traceback)")
-        warnings.warn(f"env worker for slots {lo}..{hi - 1} failed ({problem}); restarted", RuntimeWarning, stacklevel=3)
+                              f"restarts within {window}: fix the env (run it with backend='sync' to see the "
+                              "traceback)")
+        # each report its own text: Python shows a repeated warning only once
+        warnings.warn(f"env worker for slots {lo}..{hi - 1} failed ({problem}); restarted (restart "
+                      f"{next(_RESTART_COUNT)} in this process; {len(self._restart_times)} of at most "
+                      f"{self.max_restarts} within {window})", RuntimeWarning, stacklevel=3)
         self._unsent[w] = True
         self._start(w)
         self._resend(w)

@@ -99,10 +99,14 @@ class _LocomotionEnv(gym.Env):
     quantity the success rule averages. The inner env is ``self.mujoco_env``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 20}  # dt = 0.05 s
+    camera_distance = 4.0
+    """Metres from the tracked torso of the camera :meth:`render` draws from."""
 
-    def __init__(self, horizon: int) -> None:
+    def __init__(self, horizon: int, render_mode: str | None = None, width: int = 256, height: int = 256) -> None:
+        _check_render_mode(render_mode)
         self.horizon = horizon
+        self.render_mode, self.size, self._renderer = render_mode, (width, height), None
         self.mujoco_env = self._make_inner()
         inner_obs, inner_act = self.mujoco_env.observation_space, self.mujoco_env.action_space
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, inner_obs.shape, np.float32)
@@ -147,7 +151,22 @@ class _LocomotionEnv(gym.Env):
         truncated = (not terminated) and self._t >= self.horizon
         return obs.astype(np.float32), float(reward), terminated, truncated, info
 
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: a frame ``[height, width, 3]`` uint8 from a camera that follows
+        the robot (:mod:`metarl.offscreen`); None otherwise. Drawing never changes the simulation."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._renderer is None:
+            from metarl.offscreen import OffscreenRenderer, tracking_camera
+
+            camera = tracking_camera(1, self.camera_distance, elevation=-20.0)  # body 1: the torso
+            self._renderer = OffscreenRenderer(self.mujoco_env.model, *self.size, camera=camera)
+        return self._renderer.render(self.mujoco_env.data)
+
     def close(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
         self.mujoco_env.close()
 
 
@@ -182,6 +201,8 @@ class CheetahDirEnv(CheetahVelEnv):
 class AntDirEnv(_LocomotionEnv):
     """Ant-v5 (27-number obs), ``task.params`` = direction angle θ (radians); terminates when unhealthy."""
 
+    camera_distance = 6.0
+
     def _make_inner(self) -> Any:
         from gymnasium.envs.mujoco.ant_v5 import AntEnv
 
@@ -211,11 +232,15 @@ class PointNavEnv(gym.Env):
     the radius. Both truncate after ``horizon`` steps; ``info["dense_reward"]`` is ``-distance``.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 10}
 
-    def __init__(self, horizon: int = 100, sparse: bool = False) -> None:
+    def __init__(self, horizon: int = 100, sparse: bool = False, render_mode: str | None = None,
+                 width: int = 256, height: int = 256) -> None:
+        _check_render_mode(render_mode)
         self.horizon = horizon
         self.sparse = sparse
+        self.render_mode, self.size = render_mode, (width, height)
+        self._trail: list[np.ndarray] = []
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.task: Task | None = None
@@ -230,6 +255,7 @@ class PointNavEnv(gym.Env):
         self._goal = np.asarray(self.task.params, dtype=np.float64)
         self._pos = np.zeros(2)
         self._t = 0
+        self._trail = [self._pos] if self.render_mode else []
         return self._pos.astype(np.float32), {}
 
     def step(self, action):
@@ -248,12 +274,32 @@ class PointNavEnv(gym.Env):
             reward = -dist
             terminated = bool((np.abs(delta) < POINT_DONE_TOLERANCE).all())
         truncated = (not terminated) and self._t >= self.horizon
+        if self.render_mode:
+            self._trail.append(self._pos)
         info = {"success": float(success), "dense_reward": -dist}
         return self._pos.astype(np.float32), reward, terminated, truncated, info
+
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: the plane from above, goal, path and point
+        (:func:`metarl.envs.frames.draw_point`); None otherwise."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._goal is None:
+            raise RuntimeError("PointNavEnv.render() before reset(): call reset() first")
+        from metarl.envs.frames import draw_point
+
+        radius = SPARSE_GOAL_RADIUS if self.sparse else POINT_SUCCESS_RADIUS
+        return draw_point(self._pos, self._trail, self._goal, radius, 1.2 if self.sparse else 0.7, *self.size)
 
 
 # ---------------------------------------------------------------------------------------------
 # task generation and factories
+
+
+def _check_render_mode(render_mode: str | None) -> None:
+    if render_mode not in (None, "rgb_array"):
+        raise UsageError(f"render_mode {render_mode!r} is not supported: these envs render 'rgb_array' frames")
+
 
 
 def _interleaved(rng: np.random.Generator, n: int, lo: float, hi: float, num_bins: int, split: str) -> np.ndarray:

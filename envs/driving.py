@@ -258,14 +258,21 @@ def _uniform(seed: np.ndarray, counter: np.ndarray, k: int) -> np.ndarray:
 
 
 class DrivingEnv(gym.Env):
-    """One-slot :class:`DrivingVectorEnv` as a plain ``gymnasium.Env`` (for the sync/async/shm backends)."""
+    """One-slot :class:`DrivingVectorEnv` as a plain ``gymnasium.Env`` (for the sync/async/shm backends).
 
-    metadata = {"render_modes": []}
+    With ``render_mode="rgb_array"``, :meth:`render` draws a ``width`` x ``height`` top-down frame of the
+    car on its road (:mod:`metarl.envs.frames`; ``metarl video``)."""
 
-    def __init__(self, horizon: int = 100) -> None:
+    metadata = {"render_modes": ["rgb_array"], "render_fps": round(1 / DT)}
+
+    def __init__(self, horizon: int = 100, render_mode: str | None = None, width: int = 256,
+                 height: int = 256) -> None:
+        if render_mode not in (None, "rgb_array"):
+            raise UsageError(f"render_mode {render_mode!r} is not supported: Driving renders 'rgb_array' frames")
         self._vec = DrivingVectorEnv(1, horizon)
         self.observation_space = self._vec.single_observation_space
         self.action_space = self._vec.single_action_space
+        self.render_mode, self.size = render_mode, (width, height)
 
     @property
     def task(self) -> Task | None:
@@ -289,6 +296,17 @@ class DrivingEnv(gym.Env):
     def state(self) -> dict[str, float]:
         """The car's ``s, d, psi, v`` (see :meth:`DrivingVectorEnv.state`)."""
         return {k: float(v[0]) for k, v in self._vec.state().items()}
+
+    def render(self) -> np.ndarray | None:
+        """The current frame ``[height, width, 3]`` uint8 with ``render_mode="rgb_array"``, else None."""
+        if self.render_mode != "rgb_array":
+            return None
+        if not self._vec._ready[0]:
+            raise RuntimeError("DrivingEnv.render() before reset(): reset after assigning env.task")
+        from metarl.envs.frames import draw_frame
+
+        params = DriveParams(*map(float, self._vec._p[:, 0]))  # the active scenario (set at the last reset)
+        return draw_frame(self.state(), params, *self.size)
 
 
 # -- task generation ------------------------------------------------------------------------

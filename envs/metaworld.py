@@ -36,6 +36,12 @@ EVAL_GOALS_PER_CLASS = 40
 REWARD_VERSIONS = ("v2", "v1")
 TASK_NAMES: tuple[str, ...] = tuple(sorted(ALL_V3_ENVIRONMENTS))
 """The 50 Meta-World v3 task classes (ML1 accepts any of them)."""
+CAMERAS = ("corner", "corner2", "corner3", "corner4", "topview", "behindGripper", "gripperPOV")
+"""The cameras of Meta-World's scenes (``camera`` of a rendering env)."""
+DEFAULT_CAMERA = "corner2"
+"""The whole table, the arm and the goal in view."""
+UPSIDE_DOWN = frozenset({"corner", "corner2", "corner3", "corner4"})
+"""Cameras whose frames MuJoCo draws upside down (their up axis points at the floor): turned by 180°."""
 
 
 _IDLE: dict[tuple[str, bool, str], list[Any]] = {}
@@ -71,7 +77,9 @@ class MetaWorldTaskEnv(gym.Env):
     ``reset()``. Observations are ``[39]`` float64 (goal hidden, as in ML benchmarks); actions are
     ``[4]`` in ``[-1, 1]``. Episodes truncate after ``horizon`` steps and never terminate;
     ``info["success"]`` is 0.0 or 1.0 at every step. ``fast=True`` uses the bit-identical faster
-    env classes of :mod:`metarl.envs.metaworld_fast`; ``fast=False`` upstream's own.
+    env classes of :mod:`metarl.envs.metaworld_fast`; ``fast=False`` upstream's own. With
+    ``render_mode="rgb_array"``, :meth:`render` draws ``width`` x ``height`` frames from ``camera`` (one of
+    :data:`CAMERAS`; ``metarl video``); without it nothing about rendering is built or run.
 
     Memory: each task class needs its own upstream env (~20 MiB private). A slot holds only the env of
     its current class; switching class (or ``close()``) hands that env to a per-process pool, from which
@@ -84,13 +92,18 @@ class MetaWorldTaskEnv(gym.Env):
     ``reset`` (tested), so which pooled env a slot gets changes no number.
     """
 
-    metadata = {"render_modes": []}
+    metadata = {"render_modes": ["rgb_array"], "render_fps": 80}  # 5 MuJoCo steps of 2.5 ms per env step
 
-    def __init__(self, reward_version: str = "v2", horizon: int = HORIZON, fast: bool = True) -> None:
+    def __init__(self, reward_version: str = "v2", horizon: int = HORIZON, fast: bool = True,
+                 render_mode: str | None = None, camera: str | None = None, width: int = 256,
+                 height: int = 256) -> None:
         _check_options(reward_version, horizon)
+        _check_render(render_mode, camera)
         self.reward_version = reward_version
         self.horizon = horizon
         self.fast = fast
+        self.render_mode, self.camera, self.size = render_mode, camera or DEFAULT_CAMERA, (width, height)
+        self._renderer: Any = None
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (39,), np.float64)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (4,), np.float32)
         self._env: Any = None
@@ -139,8 +152,31 @@ class MetaWorldTaskEnv(gym.Env):
         info["success"] = float(info["success"])
         return obs, float(reward), bool(terminated), bool(truncated or self._t >= self.horizon), info
 
+    def render(self) -> np.ndarray | None:
+        """With ``render_mode="rgb_array"``: the current frame ``[height, width, 3]`` uint8 from ``camera``
+        (MuJoCo's offscreen renderer, :mod:`metarl.offscreen`); None otherwise. Drawing reads the simulation
+        and never changes it, so a rendered episode is the episode an unrendered env steps."""
+        if self.render_mode != "rgb_array":
+            return None
+        if self._env is None:
+            raise RuntimeError("MetaWorldTaskEnv.render() before reset(): reset after assigning env.task")
+        if self._renderer is None or self._renderer.model is not self._env.model:  # a new task class
+            from metarl.offscreen import OffscreenRenderer
+
+            self._close_renderer()
+            self._renderer = OffscreenRenderer(self._env.model, *self.size, camera=self.camera,
+                                               rotate=self.camera in UPSIDE_DOWN)
+        return self._renderer.render(self._env.data)
+
+    def _close_renderer(self) -> None:
+        if self._renderer is not None:
+            self._renderer.close()
+            self._renderer = None
+
     def close(self) -> None:
-        """Return the upstream env to the process's pool (the next slot of its class reuses it)."""
+        """Return the upstream env to the process's pool (the next slot of its class reuses it); free the
+        renderer's GL context."""
+        self._close_renderer()
         self._release()
         self._task = None
 
@@ -154,6 +190,13 @@ def _wrap(tasks: list[Any], split: str) -> tuple[Task, ...]:
         counts[t.env_name] = i + 1
         out.append(Task(name=t.env_name, index=i, split=split, params=t))
     return tuple(out)
+
+
+def _check_render(render_mode: str | None, camera: str | None) -> None:
+    if render_mode not in (None, "rgb_array"):
+        raise UsageError(f"render_mode {render_mode!r} is not supported: Meta-World envs render 'rgb_array' frames")
+    if camera is not None and camera not in CAMERAS:
+        raise UsageError(f"unknown Meta-World camera {camera!r}: use one of {', '.join(CAMERAS)}")
 
 
 def _check_options(reward_version: str, horizon: int) -> None:

@@ -1,4 +1,4 @@
-"""The ``metarl`` command line: envs, train, eval, compare, report, plot, render and bench.
+"""The ``metarl`` command line: envs, train, eval, compare, report, plot, render, video and bench.
 
 Bad input (unknown names, impossible numbers, unusable paths) prints one ``error:`` line naming
 the problem and the fix and exits with code 2, before anything is written.
@@ -15,12 +15,12 @@ from __future__ import annotations
 import argparse
 
 from metarl import __version__
-from metarl.cli import bench, compare, envs, evaluate, plot, render, report, train
+from metarl.cli import bench, compare, envs, evaluate, plot, render, report, train, video
 from metarl.cli._args import Parser
 from metarl.errors import exit_code
 
 COMMANDS = {"envs": envs, "train": train, "plot": plot, "eval": evaluate, "compare": compare,
-            "report": report, "render": render, "bench": bench}
+            "report": report, "render": render, "video": video, "bench": bench}
 """Command name -> its module, in ``--help`` order."""
 
 

@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import random
 import warnings
 from collections.abc import Callable, Iterator
 from typing import TypeVar
@@ -17,7 +18,7 @@ import numpy as np
 import torch
 from gymnasium.vector import AutoresetMode
 
-from metarl.errors import UsageError
+from metarl.errors import RunError, UsageError
 from metarl.learner import Learner
 from metarl.seeding import SlotNoise
 from metarl.types import Rollout, StepInput
@@ -38,15 +39,38 @@ MAX_TRIAL_RETRIES = 10
 
 def retry_trial(run: Callable[[], T], what: str) -> T:
     """``run()`` (one whole trial: a fresh Learner state and its collects), again from the start each time
-    a worker restart interrupts it (:class:`WorkerRestarted`, with a warning naming ``what``)."""
+    a worker restart interrupts it (:class:`WorkerRestarted`, with a warning naming ``what``). Each attempt
+    starts from the global random state the first one started from (torch's, NumPy's and Python's), so a
+    recovered crash replays the same draws and leaves the rest of the run as it would have been."""
+    state = _global_random_state()
     for attempt in range(MAX_TRIAL_RETRIES + 1):
+        if attempt:
+            _set_global_random_state(state)
         try:
             return run()
         except WorkerRestarted as e:
             if attempt == MAX_TRIAL_RETRIES:
-                raise
-            warnings.warn(f"{what}: {e}; collecting the trial again", RuntimeWarning, stacklevel=2)
+                raise RunError(f"{what}: {MAX_TRIAL_RETRIES + 1} attempts each lost slots to env worker "
+                               f"restarts ({e}): fix the env (run it with backend='sync' to see its "
+                               "traceback)") from e
+            again = f" (attempt {attempt + 2})" if attempt else ""  # its own text: Python shows a repeat once
+            warnings.warn(f"{what}: {e}; collecting the trial again{again}", RuntimeWarning, stacklevel=2)
     raise AssertionError("unreachable")
+
+
+def _global_random_state() -> tuple:
+    """The global generators' state: torch's (CPU, and CUDA once in use), NumPy's legacy one, Python's."""
+    cuda = torch.cuda.get_rng_state_all() if torch.cuda.is_available() and torch.cuda.is_initialized() else None
+    return torch.get_rng_state(), cuda, np.random.get_state(), random.getstate()
+
+
+def _set_global_random_state(state: tuple) -> None:
+    cpu, cuda, numpy_state, python_state = state
+    torch.set_rng_state(cpu)
+    if cuda is not None:
+        torch.cuda.set_rng_state_all(cuda)
+    np.random.set_state(numpy_state)
+    random.setstate(python_state)
 
 
 def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = False,

@@ -198,3 +198,50 @@ def test_training_that_loses_its_env_workers_saves_a_checkpoint_and_ends_in_one_
     state = torch.load(out / "checkpoint.pt", weights_only=True)  # never reached --checkpoint-every 10
     assert f"checkpoint saved at {state['trainer']['env_steps']:,} env steps" in err[-1] and "--resume`" in err[-1]
     assert 2 <= state["trainer"]["iteration"] < 10
+
+
+def test_a_retried_trial_replays_the_random_draws_of_the_failed_attempt():
+    import random
+
+    import torch
+
+    from metarl.rollout import WorkerRestarted, retry_trial
+
+    def draws():  # what a Learner and a plug-in env draw from the global generators during a trial
+        return torch.rand(3).tolist(), np.random.rand(2).tolist(), random.random()
+
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    uninterrupted = [draws(), draws()]
+    torch.manual_seed(0), np.random.seed(0), random.seed(0)
+    attempts = []
+
+    def trial():
+        attempts.append(draws())
+        if len(attempts) == 1:  # a worker restart lost a slot's episodes: collected again
+            raise WorkerRestarted("slot(s) [1] lost their episodes to a worker restart")
+        return attempts[-1]
+
+    with pytest.warns(RuntimeWarning, match="collecting the trial again"):
+        assert retry_trial(trial, "training iteration 1") == uninterrupted[0]
+    assert draws() == uninterrupted[1]  # and the run goes on as if nothing had failed
+
+
+@pytest.mark.spawn
+def test_a_run_that_recovered_from_a_worker_crash_equals_one_that_never_crashed(tmp_path):
+    import torch
+
+    from metarl import runs
+    from metarl.trainer import TrainerConfig
+
+    def trained(out: Path, **env_options) -> dict:
+        config = runs.RunConfig("Faulty", "faulty", env_options=env_options, trainer=TrainerConfig(
+            steps=80, num_envs=4, backend="shm", num_workers=2, final_eval=False, progress=False))
+        runs.create(config, out).train()
+        return torch.load(out / "checkpoint.pt", weights_only=True)
+
+    with pytest.warns(RuntimeWarning, match="restarted|collecting the trial again"):  # one worker dies once
+        crashed = trained(tmp_path / "crashed", die_at=20, die_once=str(tmp_path / "died"))
+    assert (tmp_path / "died").exists()
+    clean = trained(tmp_path / "clean")
+    assert torch.equal(crashed["algorithm"]["weight"], clean["algorithm"]["weight"])
+    assert torch.equal(crashed["rng"]["torch"], clean["rng"]["torch"])

@@ -130,6 +130,10 @@ def test_families_without_frames_are_refused(tmp_path, capsys):
         render_factory(bench.test, bench.label)
     with pytest.raises(UsageError, match="one view"):
         render_factory(make_benchmark("Driving").test, "Driving", camera="corner")
+    out = tmp_path / "toy"
+    assert main(["train", "Toy", "--agent", "random", "--steps", "100", "--video-every", "50", "--out", str(out)]) == 2
+    assert "--video-every: Toy's envs don't render" in capsys.readouterr().err
+    assert main(["train", "Toy", "--agent", "random", "--steps", "100", "--out", str(out), "--force"]) == 0
 
 
 def test_cli_video_and_periodic_videos_of_a_driving_run(tmp_path, capsys):

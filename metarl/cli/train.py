@@ -33,6 +33,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--eval-every", type=whole("--eval-every", 50000, minimum=0),
                    help="also a quick held-out evaluation (5 tasks per class) every N env steps "
                         "(default 0: only the final one)")
+    t.add_argument("--video-every", type=whole("--video-every", 50000),
+                   help="also record held-out task 0's trial every N env steps into RUN_DIR/videos and "
+                        "TensorBoard (families that render: Meta-World, Driving, the classic ones)")
     t.add_argument("--eval-tasks", type=whole("--eval-tasks", 10),
                    help="final evaluation on only the first K tasks per class (default: official set)")
     t.add_argument("--checkpoint-every", type=whole("--checkpoint-every", 10), help="iterations (default 10)")
@@ -56,6 +59,16 @@ def _run(args: argparse.Namespace) -> int:
     from metarl.trainer import TrainingInterrupted
 
     job = _resume(args) if args.resume else _create(args)
+    if args.video_every:
+        from metarl.video import PeriodicVideo
+
+        try:
+            job.trainer.logger.writers.append(PeriodicVideo(job, args.video_every))
+        except UsageError as e:
+            job.trainer.logger.close()
+            job.lock.release()
+            again = "" if args.resume else f" (with --force: {job.out} holds only its config so far)"
+            raise UsageError(f"--video-every: {e}; drop --video-every and train again{again}") from None
     cfg, bench, trainer, out = job.config, job.benchmark, job.trainer, job.out
     if job.lock.stale:
         print(f"note: {describe_stale(job.lock.stale, out)}", file=sys.stderr)

@@ -156,8 +156,7 @@ class Trainer:
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any.
 
-        Ctrl-C (SIGINT, where Python's default handler is in place, in the main thread, with a backend
-        other than ``async``, whose gymnasium workers die on it) or SIGTERM (a scheduler's preemption; where
+        Ctrl-C (SIGINT, where Python's default handler is in place, in the main thread) or SIGTERM (a scheduler's preemption; where
         its default action is in place, or :func:`metarl.errors.terminate_raises`') stops after the
         iteration in progress and its periodic evaluation if one is due, saves the checkpoint (with a run
         dir), skips the final evaluation and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``:
@@ -249,8 +248,6 @@ class Trainer:
             return
         ours = [s for s, default in ((signal.SIGINT, signal.default_int_handler),
                                      (signal.SIGTERM, signal.SIG_DFL)) if signal.getsignal(s) in (default, raise_terminated)]
-        if self.config.backend == "async" and signal.SIGINT in ours:  # its workers die on Ctrl-C
-            ours.remove(signal.SIGINT)
         then = "saving the checkpoint" if self.run_dir is not None else "returning (no run dir: nothing saved)"
 
         def ask(signum: int, frame: Any) -> None:

@@ -21,6 +21,7 @@ import multiprocessing
 import os
 import signal
 import sys
+import time
 from pathlib import Path
 from typing import Any
 
@@ -40,13 +41,14 @@ class FaultyEnv(gym.Env):
     """A 2-D point moving towards ``task.params``; ``horizon`` steps per episode. Faults (env steps are
     counted per process, from 1): ``nan_obs_at`` / ``nan_reward_at``: that step returns a NaN observation
     / reward; ``die_at``: every process dies (SIGKILL) at that step of its life; ``die_once``: a path, the
-    first process to reach ``die_at`` dies and creates it, later ones live on; ``sigterm_at``: at that
+    first process to reach ``die_at`` dies and creates it, later ones live on; ``hang_at``: every env
+    worker process stops answering at that step; ``sigterm_at``: at that
     step of a *test* task this process sends itself SIGTERM (an evaluation interrupted by a scheduler)."""
 
     def __init__(self, horizon: int = 4, nan_obs_at: int = -1, nan_reward_at: int = -1, die_at: int = -1,
-                 die_once: str = "", sigterm_at: int = -1) -> None:
+                 die_once: str = "", sigterm_at: int = -1, hang_at: int = -1) -> None:
         self.horizon, self.nan_obs_at, self.nan_reward_at = horizon, nan_obs_at, nan_reward_at
-        self.die_at, self.die_once, self.sigterm_at = die_at, die_once, sigterm_at
+        self.die_at, self.die_once, self.sigterm_at, self.hang_at = die_at, die_once, sigterm_at, hang_at
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
         self.task: Task | None = None
@@ -65,6 +67,8 @@ class FaultyEnv(gym.Env):
             if self.die_once:
                 Path(self.die_once).touch()
             os.kill(os.getpid(), signal.SIGKILL)
+        if in_worker and now == self.hang_at:
+            time.sleep(3600)
         if now == self.sigterm_at and self.task is not None and self.task.split == "test":
             os.kill(os.getpid(), signal.SIGTERM)
         self._pos = self._pos + 0.2 * np.clip(np.asarray(action, np.float64), -1, 1)
@@ -125,16 +129,18 @@ class FaultyLearner:
 
 class FaultyAgent:
     """Learns nothing; one episode per slot per iteration. ``sigterm_at`` / ``nan_at``: at that iteration's
-    meta-update, send this process SIGTERM / make the weights NaN (a diverged run)."""
+    meta-update, send this process (``sigterm_group``: its process group) SIGTERM / make the weights NaN
+    (a diverged run)."""
 
     adapt_episodes = 1
     post_episodes = 0
 
     def __init__(self, spec: EnvSpec, device: str = "cpu", actions: str = "uniform", sigterm_at: int = -1,
-                 nan_at: int = -1) -> None:
+                 nan_at: int = -1, sigterm_group: bool = False) -> None:
         import torch  # here, not at the top: env worker processes import this module and need no torch
 
         self.spec, self.actions, self.sigterm_at, self.nan_at = spec, actions, sigterm_at, nan_at
+        self.sigterm_group = sigterm_group
         self.weight = torch.zeros(8)
         self.updates = 0
 
@@ -146,8 +152,8 @@ class FaultyAgent:
 
         self.updates += 1
         self.weight += torch.randn(8)  # a state that changes every iteration, from torch's generator
-        if self.updates == self.sigterm_at:
-            os.kill(os.getpid(), signal.SIGTERM)
+        if self.updates == self.sigterm_at:  # to the whole process group, as Slurm does: workers too
+            os.killpg(os.getpgid(0), signal.SIGTERM) if self.sigterm_group else os.kill(os.getpid(), signal.SIGTERM)
         if self.updates == self.nan_at:
             self.weight.fill_(float("nan"))
         return {"meta/weight_norm": float(self.weight.norm())}

@@ -245,3 +245,36 @@ def test_a_run_that_recovered_from_a_worker_crash_equals_one_that_never_crashed(
     clean = trained(tmp_path / "clean")
     assert torch.equal(crashed["algorithm"]["weight"], clean["algorithm"]["weight"])
     assert torch.equal(crashed["rng"]["torch"], clean["rng"]["torch"])
+
+
+@pytest.mark.spawn
+def test_async_workers_that_die_or_hang_end_in_one_line_and_sigterm_to_the_group_stops_cleanly(tmp_path):
+    import functools
+
+    import torch
+
+    from metarl.types import Task
+    from metarl.vector import shm
+
+    out = tmp_path / "run"  # each worker steps one slot, 4 steps an iteration: dies in the 3rd iteration
+    done = run_process(train(out, "--backend", "async", "--env-opt", "die_at=10", steps=1600), cwd=tmp_path, timeout=90)
+    err = done.stderr.strip().splitlines()
+    assert done.returncode == 1 and "Traceback" not in done.stderr, done.stderr
+    assert err[-1].startswith("error: async env worker for slot ") and "died (exit code -9)" in err[-1]
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 2
+    # a worker that stops answering: gymnasium's wait had no timeout
+    from metarl.vector.asyncenv import CheckedAsyncVectorEnv
+
+    envs = CheckedAsyncVectorEnv([functools.partial(faulty.FaultyEnv, hang_at=2)] * 2, step_timeout=1.0)
+    envs.set_attr("task", [Task("faulty-goal", 0, "train", (1.0, 0.0))] * 2)
+    envs.reset()
+    envs.step(np.zeros((2, 2)))
+    with pytest.raises(shm.WorkerError, match="gave no answer within 1 s"):
+        envs.step(np.zeros((2, 2)))
+    envs.close()
+    # SIGTERM to the whole process group (the workers too), as a scheduler sends it
+    out = tmp_path / "terminated"
+    done = run_process(train(out, "--backend", "async", "--agent-opt", "sigterm_at=3", "--agent-opt",
+                             "sigterm_group=True", steps=1600), cwd=tmp_path, start_new_session=True)
+    assert done.returncode == 143 and "Traceback" not in done.stderr, done.stderr
+    assert torch.load(out / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 3

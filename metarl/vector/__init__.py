@@ -7,7 +7,8 @@ episode boundary in one place (:mod:`metarl.rollout`) and gives exact final obse
 Backends: ``"native"`` uses the family's own array-batched vector env (``TaskSet.vector_factory``:
 all slots in one process, no per-slot Python); ``"auto"`` (the default) picks ``"native"`` when the
 family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one; ``"async"`` runs one worker process per slot
-(gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector.shm.default_start_method` says); ``"shm"`` runs
+(gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector.shm.default_start_method` says; a worker
+that dies or hangs is a one-line error, never restarted: :mod:`metarl.vector.asyncenv`); ``"shm"`` runs
 ``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
 (:mod:`metarl.vector.shm`: crashed or hung workers are restarted, up to ``max_restarts``; a block
 the parent steps itself raises instead). Scripts that use worker
@@ -27,6 +28,7 @@ from gymnasium.vector import AsyncVectorEnv, AutoresetMode, SyncVectorEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.types import Task
+from metarl.vector.asyncenv import CheckedAsyncVectorEnv
 from metarl.vector.shm import SharedMemoryVectorEnv, check_picklable, default_start_method, start_failure
 
 BACKENDS = ("auto", "native", "sync", "async", "shm")
@@ -134,10 +136,11 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
 
 
 def _async_env(fns: list) -> AsyncVectorEnv:
-    """gymnasium's ``AsyncVectorEnv`` over ``fns``; workers that die while starting (their pipes close)
-    raise :func:`~metarl.vector.shm.start_failure`'s one-line error."""
+    """gymnasium's ``AsyncVectorEnv`` over ``fns``, its waits checked (:mod:`metarl.vector.asyncenv`);
+    workers that die while starting (their pipes close) raise :func:`~metarl.vector.shm.start_failure`'s
+    one-line error."""
     try:
-        return AsyncVectorEnv(fns, autoreset_mode=AutoresetMode.DISABLED, context=default_start_method())
+        return CheckedAsyncVectorEnv(fns, context=default_start_method())
     except (EOFError, ConnectionError) as e:
         raise start_failure("async env workers", f"{type(e).__name__}: {e}", default_start_method()) from None
 

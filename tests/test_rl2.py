@@ -12,7 +12,7 @@ from metarl.rollout import collect
 from metarl.types import MetaBatch
 from metarl.vector import make_vector_env
 
-from .conftest import scripted_benchmark
+from .conftest import LEARNING_SEEDS, scripted_benchmark
 
 DEVICES = ["cpu", pytest.param("cuda", marks=pytest.mark.skipif(not torch.cuda.is_available(), reason="no CUDA"))]
 
@@ -192,28 +192,31 @@ def _train_and_evaluate(bench, agent, steps, num_envs, seed=0, **options):
         envs.close()
 
 
+@pytest.mark.learning
+@pytest.mark.usefixtures("one_torch_thread")
 def test_rl2_learns_to_adapt_where_a_memoryless_policy_cannot():
     # ToySides: the goal is left or right; only experience tells which. Official protocol on held-out
     # goals: 10 adaptation episodes, then 3 deterministic evaluation episodes in the same trial.
-    # One torch thread: small GRU ops run ~3x faster than with 2, and the seeded run doesn't depend on
-    # the machine's core count.
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        bench = metarl.make_benchmark("ToySides", seed=0)
-        # trial_episodes=10: the budget was calibrated on 10-episode trials (13, the default, gives
-        # fewer updates in the same steps). Training seeds 0 / 1 / 2 at this budget (ToySides' tasks in
-        # drawn order, 2026-12-04): 0.77 / 0.80 / 1.0 held-out success, so this learning check runs seed 2;
-        # seed 0 passed with 1.0 before the task order changed.
-        rl2 = _train_and_evaluate(bench, "rl2", 150_000, 16, seed=2, hidden=128, lr=3e-3, minibatch_chunks=8,
-                                  epochs=4, trial_episodes=10)
-        flat = _train_and_evaluate(bench, "zero-shot", 30_000, 16, seed=2, lr=3e-3, minibatch_size=256, episodes=10)
-    finally:
-        torch.set_num_threads(threads)
-    # Seed 2, one thread: RL² 1.0 success / return -1.8 (first episodes -4.2); zero-shot bets on one side.
-    assert rl2.success_rate >= 0.8 and rl2.success_rate > flat.success_rate + 0.3, (rl2.success_rate, flat.success_rate)
-    assert rl2.mean_return > flat.mean_return + 3.0, (rl2.mean_return, flat.mean_return)
-    assert rl2.mean_return > rl2.pre_return + 1.0  # it improved with experience of the task
+    # One torch thread: small GRU ops run ~3x faster than with 2, and the seeded numbers don't depend
+    # on the machine's core count.
+    # trial_episodes=10: the budget was calibrated on 10-episode trials (13, the default, gives fewer
+    # updates in the same steps).
+    bench = metarl.make_benchmark("ToySides", seed=0)
+    runs = {seed: (_train_and_evaluate(bench, "rl2", 150_000, 16, seed=seed, hidden=128, lr=3e-3, minibatch_chunks=8,
+                                       epochs=4, trial_episodes=10),
+                   _train_and_evaluate(bench, "zero-shot", 30_000, 16, seed=seed, lr=3e-3, minibatch_size=256,
+                                       episodes=10))
+            for seed in LEARNING_SEEDS}
+    table = {seed: {"rl2 success": rl2.success_rate, "rl2 post": round(rl2.mean_return, 2),
+                    "rl2 pre": round(rl2.pre_return, 2), "flat success": flat.success_rate,
+                    "flat post": round(flat.mean_return, 2)} for seed, (rl2, flat) in runs.items()}
+    # Seeds 0 / 1 / 2, one thread: RL² success 1.0 / 1.0 / 0.83, return -1.9 / -1.8 / -2.1 (first episodes
+    # -3.9 / -3.7 / -4.8); zero-shot bets on one side: success 0.5, return -7.0 to -7.2.
+    for rl2, flat in runs.values():
+        assert rl2.success_rate >= 0.7 and rl2.success_rate >= flat.success_rate + 0.2, table
+        assert rl2.mean_return > flat.mean_return + 3.0, table
+        assert rl2.mean_return > rl2.pre_return + 1.0, table  # it improved with experience of the task
+    assert np.median([rl2.success_rate for rl2, _ in runs.values()]) >= 0.9, table
 
 
 def test_an_evaluation_trial_split_into_two_collects_matches_one_contiguous_trial():

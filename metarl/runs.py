@@ -24,7 +24,7 @@ from dataclasses import replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, NamedTuple
 
-from metarl.errors import UsageError
+from metarl.errors import RunError, UsageError
 from metarl.factory import make_agent
 from metarl.files import atomic_write
 from metarl.plot import plot_run
@@ -127,8 +127,12 @@ class Run:
                 if not isinstance(e, TrainingInterrupted) and not self.trainer.final_evaluation_running:
                     raise
                 stop = e
-            self.trainer.logger.close()
-            self.learning_curve = plot_run(self.out)
+            try:
+                self.trainer.logger.close()
+                self.learning_curve = plot_run(self.out)
+            except OSError as e:  # a full disk: what training wrote is whole
+                raise RunError(f"could not write {e.filename or 'the logs'} ({e.strerror or e}); the checkpoint "
+                               f"and evaluation are whole: `metarl plot {self.out}` draws the curve again") from e
         finally:
             self.close()
         if stop is not None:
@@ -227,6 +231,10 @@ def resume(out: str | Path, *, device: str | None = None, final_eval: bool = Tru
     if not (out / checkpoint.CHECKPOINT_NAME).exists():
         raise UsageError(f"{out} has no {checkpoint.CHECKPOINT_NAME} to resume from: start it again "
                          "with --force")
+    problem = unwritable(out)
+    if problem:
+        raise UsageError(f"cannot resume training in {out} ({problem}): a run directory must be writable to "
+                         "go on (copy it somewhere writable and --resume there)")
     lock = RunLock(out).acquire("resume training in")
     with _released_on_error(lock):
         return _resume_locked(out, config, lock, expect or {}, device, final_eval, limits)

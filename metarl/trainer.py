@@ -118,6 +118,8 @@ class Trainer:
         """``interrupted``: a Ctrl-C or SIGTERM asked :meth:`train` to stop (see there)."""
         self.stop_signal: int | None = None
         """The signal that asked it to stop."""
+        self.saved_env_steps: int | None = None
+        """Env steps of the last checkpoint this Trainer wrote or resumed from."""
         self._envs = self._eval_envs = None
 
     def iteration(self) -> dict[str, float]:
@@ -173,9 +175,9 @@ class Trainer:
                 while self.state.env_steps < cfg.steps and not self.out_of_time() and not self.interrupted:
                     with self._saved_on_failure():
                         self._train_iteration()
+                        if self.state.iteration % cfg.checkpoint_every == 0:
+                            self.save()
                     bar.update(task, completed=min(self.state.env_steps, cfg.steps), deadline=self._deadline())
-                    if self.state.iteration % cfg.checkpoint_every == 0:
-                        self.save()
                 self.save()  # still under the signal handlers: a Ctrl-C here waits for the write
             if self.interrupted:
                 raise TrainingInterrupted(self.state.env_steps, saved=self.run_dir is not None,
@@ -189,10 +191,12 @@ class Trainer:
         finally:
             self.close()
         if result is not None:
-            self.logger.log(self.state.env_steps, result.metrics())
-            if self.run_dir is not None:
-                write_eval_json(self.final_eval_path(), result, self.benchmark, cfg.seed,
-                                trained_env_steps=self.state.env_steps)
+            with _noted("training finished and was saved; `metarl eval RUN_DIR` writes the final evaluation "
+                        "again"), _writes("the final evaluation"):
+                self.logger.log(self.state.env_steps, result.metrics())
+                if self.run_dir is not None:
+                    write_eval_json(self.final_eval_path(), result, self.benchmark, cfg.seed,
+                                    trained_env_steps=self.state.env_steps)
         return result
 
     def _train_iteration(self) -> None:
@@ -212,7 +216,8 @@ class Trainer:
         if (cfg.eval_every and not last
                 and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
             metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
-        self.logger.log(self.state.env_steps, metrics)
+        with _writes("the metrics"):
+            self.logger.log(self.state.env_steps, metrics)
 
     @contextlib.contextmanager
     def _saved_on_failure(self) -> Iterator[None]:
@@ -222,6 +227,8 @@ class Trainer:
         iteration, rng = self.state.iteration, rng_state(self.rng)
         try:
             yield
+        except SaveFailed:  # its message says what the run directory holds
+            raise
         except RunError:
             if self.state.iteration == iteration:  # failed while collecting: nothing of it is kept
                 set_rng_state(self.rng, rng)
@@ -234,8 +241,8 @@ class Trainer:
             return "no run directory: nothing saved"
         try:
             self.save()
-        except OSError as e:
-            return f"the checkpoint could not be saved ({e.strerror or e}); the previous one is intact"
+        except SaveFailed as e:
+            return str(e)
         return (f"checkpoint saved at {self.state.env_steps:,} env steps (iteration {self.state.iteration}): "
                 "--resume continues from there")
 
@@ -309,7 +316,16 @@ class Trainer:
             return
         state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict(),
                  "tasks": self._tasks_digests}
-        checkpoint.save(self.run_dir / checkpoint.CHECKPOINT_NAME, state)
+        path = self.run_dir / checkpoint.CHECKPOINT_NAME
+        try:
+            checkpoint.save(path, state)
+        except OSError as e:  # a full disk, a folder made read-only: the previous checkpoint is still whole
+            kept = (f"{path.name} still holds the last one written whole, at {self.saved_env_steps:,} env steps"
+                    if self.saved_env_steps is not None else "no checkpoint was written before")
+            raise SaveFailed(f"could not write {path} at {self.state.env_steps:,} env steps ({e.strerror or e}); "
+                             f"{kept}: free space (or make the folder writable), then --resume continues from "
+                             "it") from e
+        self.saved_env_steps = self.state.env_steps
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`: the same tasks (by digest), then its counters,
@@ -327,6 +343,7 @@ class Trainer:
                                  "resume with the version that wrote it (config.json's resolved.git_commit), or "
                                  "start a new run")
         self.state = TrainState(**state["trainer"])
+        self.saved_env_steps = self.state.env_steps
         set_rng_state(self.rng, state["rng"])
         try:
             self.algorithm.load_state_dict(state["algorithm"])
@@ -341,6 +358,21 @@ class Trainer:
             if envs is not None:
                 envs.close()
         self._envs = self._eval_envs = None
+
+
+class SaveFailed(RunError):
+    """The checkpoint could not be written (a full disk, a read-only folder); the previous one is whole."""
+
+
+@contextlib.contextmanager
+def _writes(what: str) -> Iterator[None]:
+    """An ``OSError`` from writing ``what`` into the run directory (disk full, folder made read-only after
+    start-up) becomes a one-line :class:`~metarl.errors.RunError` naming the file."""
+    try:
+        yield
+    except OSError as e:
+        where = f" to {e.filename}" if e.filename else ""
+        raise RunError(f"could not write {what}{where} ({e.strerror or e})") from e
 
 
 @contextlib.contextmanager

@@ -40,6 +40,14 @@ def one_line(err: str) -> str:
     return err
 
 
+def error_line(err: str) -> str:
+    """A run's stderr ends with one ``error:`` line, with no traceback before it: return that line."""
+    lines = err.strip().splitlines()
+    assert "Traceback" not in err and lines and lines[-1].startswith("error: "), err
+    assert sum(line.startswith("error: ") for line in lines) == 1, err
+    return lines[-1]
+
+
 def run_process(argv: list[str], timeout: float = 120, **kwargs) -> subprocess.CompletedProcess:
     """``metarl ARGV`` with the fault plug-in, in a process of its own (from the repository root)."""
     env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
@@ -278,3 +286,58 @@ def test_async_workers_that_die_or_hang_end_in_one_line_and_sigterm_to_the_group
                              "sigterm_group=True", steps=1600), cwd=tmp_path, start_new_session=True)
     assert done.returncode == 143 and "Traceback" not in done.stderr, done.stderr
     assert torch.load(out / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 3
+
+
+# --- full and read-only disks ----------------------------------------------------------------------------
+
+
+def test_a_full_disk_after_start_up_is_one_line_and_keeps_the_last_checkpoint(tmp_path, capsys, monkeypatch):
+    import errno
+    import io
+
+    import torch
+
+    from metarl import checkpoint
+    from metarl.logging import CSVWriter
+
+    out = tmp_path / "run"
+    real_save, saves = torch.save, []
+
+    def save(obj, f, *args, **kwargs):  # the second checkpoint file runs out of space half-way
+        saves.append(not isinstance(f, io.BytesIO))  # not the start-up's round trip in memory
+        if sum(saves) == 2 and saves[-1]:
+            f.write(b"\x00" * 100)
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    assert main(train(out, "--checkpoint-every", "1", steps=64)) == 1
+    err = error_line(capsys.readouterr().err)
+    assert "No space left on device" in err and "still holds the last one written whole, at 16 env steps" in err
+    assert "--resume`" in err  # the command to go on with
+    monkeypatch.setattr(checkpoint.torch, "save", real_save)
+    assert checkpoint.load(out / "checkpoint.pt")["trainer"]["env_steps"] == 16
+    assert sorted(p.name for p in out.iterdir() if p.name.startswith(".")) == []  # no temporary files left
+    # the metrics file fails instead: one line, and the iterations done are saved
+    real_write, rows = CSVWriter.write, []
+
+    def write(self, step, metrics):
+        rows.append(step)
+        if len(rows) == 3:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC), str(out / "progress.csv"))
+        real_write(self, step, metrics)
+
+    monkeypatch.setattr(CSVWriter, "write", write)
+    assert main(train(out, "--resume", "--checkpoint-every", "10", steps=128)) == 1
+    err = error_line(capsys.readouterr().err)
+    assert f"could not write the metrics to {out / 'progress.csv'} (No space left on device)" in err
+    assert "checkpoint saved at 64 env steps" in err and not (out / "run.lock").exists()  # resumed at 16
+
+
+def test_a_read_only_run_dir_is_refused_in_one_line_by_resume(tmp_path, capsys, monkeypatch):
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    faulty.read_only(monkeypatch, out)
+    capsys.readouterr()
+    assert main(train(out, "--resume", steps=64)) == 2
+    assert "Read-only file system" in one_line(capsys.readouterr().err)

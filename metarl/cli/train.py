@@ -8,6 +8,7 @@ import signal
 import sys
 
 from metarl import runs
+from metarl.cli import _sweep
 from metarl.cli._args import add_option_flags, add_vector_flags, path_arg, seed_arg, whole
 from metarl.errors import RunError, Terminated, UsageError, terminate_raises
 from metarl.runlock import describe_stale
@@ -48,9 +49,18 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--eval-every, --eval-tasks, --checkpoint-every, --no-final-eval, --device, "
                         "--num-workers apply; other flags must match)")
     t.add_argument("--force", action="store_true", help="replace an existing run directory")
+    t.add_argument("--seeds", help="a seed sweep: this configuration for each seed (e.g. 0-4 or 0,2,5) in "
+                                   "OUT/seed-S/, then `metarl report` over them in OUT/report/; the same command "
+                                   "again resumes it (default --out runs/<benchmark>-<task>-<agent>-sweep)")
+    t.add_argument("--jobs", type=whole("--jobs", 2),
+                   help="with --seeds: seeds trained at once, as processes with cores // J torch threads each "
+                        "(default 1: one after the other)")
 
 
 def run(args: argparse.Namespace) -> int:
+    _sweep.check(args)
+    if args.seeds is not None:  # one `metarl train` process per seed (metarl.sweep)
+        return _sweep.run_sweep(args)
     with terminate_raises():  # SIGTERM before or after training: cleaned up, exit 143 (the Trainer saves first)
         return _run(args)
 

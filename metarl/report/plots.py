@@ -149,18 +149,29 @@ def _curves(g: dict, path: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        _wall_axis(ax, curves.get("minutes"))
+        if len({s for k in keys for s in curves[k]["steps"]}) > 1:  # a single point has no time axis to draw
+            _wall_axis(ax, curves.get("minutes"))
     fig.suptitle(f"{g['name']}: IQM over seeds, 95% CI band", fontsize=10)
     return _save(fig, path)
 
 
 def _wall_axis(ax, minutes: dict | None) -> None:
-    """A top x-axis in mean training minutes, mapped from env steps through the runs' logged times."""
+    """A top x-axis in mean training minutes (seconds for runs under two minutes), mapped from env steps
+    through the runs' logged times."""
     if not minutes or len(minutes["steps"]) < 2:
         return
+    from matplotlib.ticker import MaxNLocator
+
     steps = np.array(minutes["steps"], dtype=float)
     mins = np.maximum.accumulate(np.array(minutes["minutes"], dtype=float))
-    mins = mins + np.arange(len(mins)) * 1e-9  # strictly increasing, so the map inverts
+    unit = "minutes" if mins[-1] >= 2 else "seconds"
+    mins = mins if unit == "minutes" else 60 * mins
+    # from (0 steps, 0 time), and on past the last point at the run's mean pace: the axis spans the margins
+    far = 10 * steps[-1]
+    steps = np.concatenate([[0.0], steps, [far]])
+    mins = np.concatenate([[0.0], mins, [mins[-1] * far / steps[-2]]])
+    keep = np.concatenate([[True], np.diff(steps) > 0])
+    steps, mins = steps[keep], mins[keep] + np.arange(keep.sum()) * 1e-9  # strictly increasing: invertible
 
     def forward(s):
         return np.interp(s, steps, mins)
@@ -169,7 +180,8 @@ def _wall_axis(ax, minutes: dict | None) -> None:
         return np.interp(m, mins, steps)
 
     top = ax.secondary_xaxis("top", functions=(forward, backward))
-    top.set_xlabel("training minutes (mean over seeds)", fontsize=8)
+    top.xaxis.set_major_locator(MaxNLocator(6))
+    top.set_xlabel(f"training {unit} (mean over seeds)", fontsize=8)
 
 
 def _save(fig, path: Path) -> Path:

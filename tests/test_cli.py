@@ -106,6 +106,7 @@ def test_resume_refuses_workers_for_a_run_without_shm_workers(tmp_path, capsys):
     assert (out / "config.json").read_text() == config
 
 
+@pytest.mark.spawn
 def test_eval_of_a_run_uses_its_backend_and_workers_unless_given(tmp_path, monkeypatch):
     import metarl.runs as runs
 

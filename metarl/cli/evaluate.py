@@ -7,6 +7,7 @@ import argparse
 import json
 import math
 import os
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -21,12 +22,21 @@ from metarl.vector import check_backend, check_num_workers
 if TYPE_CHECKING:
     from metarl.evaluator import EvalResult
 
+SB3_ALGOS = ("PPO", "A2C", "SAC", "TD3", "RecurrentPPO")
+"""``--sb3-algo`` choices (metarl.sb3.policy.ALGOS; named here so ``--help`` needs no SB3 import)."""
+
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     v = sub.add_parser("eval", help="held-out evaluation of a run directory or of an untrained agent")
     v.add_argument("target", help="a run directory, or a benchmark name")
     v.add_argument("--task", help="task class for ML1")
     v.add_argument("--agent", help="agent name (with a benchmark name)")
+    v.add_argument("--sb3", type=path_arg, metavar="MODEL.zip",
+                   help="a saved Stable-Baselines3 model to evaluate on the benchmark, in place of --agent "
+                        "(writes MODEL-eval*.json beside it unless --out; docs/sb3.md)")
+    v.add_argument("--sb3-algo", choices=SB3_ALGOS,
+                   help="the algorithm that saved --sb3 (default: read from the file); RecurrentPPO keeps its "
+                        "LSTM state across a trial's episodes, the others are zero-shot")
     v.add_argument("--seed", type=seed_arg("--seed"),
                    help="benchmark seed (with a benchmark name; default 0)")
     v.add_argument("--reward-version",
@@ -61,10 +71,12 @@ def _run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     options = runs.parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     env_options = runs.parse_options(args.env_opt, "--env-opt", "test=extrapolate")
+    if args.sb3 is not None and args.out is None and not target.is_dir():
+        args.out = _sb3_out(args)
     if args.out is not None:
         check_writable(args.out, "--out")
     if target.is_dir():  # the run's backend and workers unless given
-        given = [flag for flag, value in (("--agent", args.agent), ("--task", args.task),
+        given = [flag for flag, value in (("--agent", args.agent), ("--sb3", args.sb3), ("--task", args.task),
                                           ("--seed", args.seed), ("--reward-version", args.reward_version))
                  if value is not None]
         if given:
@@ -83,6 +95,8 @@ def _run(args: argparse.Namespace) -> int:
         if args.out is not None:
             with atomic_write(args.out) as f:
                 f.write(json.dumps(summary, indent=2) + "\n")
+            if args.sb3 is not None:
+                print(f"held-out evaluation: {args.out}", file=sys.stderr)
     if args.json:  # the file's fields
         print(json.dumps(summary, indent=2))
     else:
@@ -91,14 +105,17 @@ def _run(args: argparse.Namespace) -> int:
 
 
 def _evaluate_untrained(args: argparse.Namespace, options: dict, env_options: dict) -> tuple:
-    """``metarl eval BENCHMARK --agent NAME``: the agent as initialised; nothing is written."""
+    """``metarl eval BENCHMARK --agent NAME`` (the agent as initialised) or ``--sb3 MODEL.zip`` (a saved SB3
+    model, :mod:`metarl.sb3`)."""
     from metarl.seeding import resolve_device, seed_everything
     from metarl.trainer import TrainerConfig, eval_summary
 
     if os.sep in args.target or args.target.startswith("."):
         raise UsageError(f"{args.target} is not a directory: pass a run directory written by `metarl train`, "
                          "or a benchmark name with --agent")
-    if args.agent is None:
+    if args.sb3 is not None and (args.agent is not None or options):
+        raise UsageError("--sb3 evaluates a saved SB3 model: drop --agent and --agent-opt")
+    if args.agent is None and args.sb3 is None:
         raise UsageError(f"{args.target!r} is not a run directory; to evaluate an untrained agent on a "
                          "benchmark add --agent NAME (e.g. --agent random)")
     seed = 0 if args.seed is None else args.seed
@@ -107,14 +124,29 @@ def _evaluate_untrained(args: argparse.Namespace, options: dict, env_options: di
     backend, workers = args.backend or "auto", args.num_workers
     check_num_workers(check_backend(bench.test, backend), workers)
     seed_everything(seed)
-    agent = make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
+    sb3 = None
+    if args.sb3 is not None:
+        from metarl.sb3.evaluate import sb3_agent
+
+        agent, sb3 = sb3_agent(bench, args.sb3, args.sb3_algo, str(resolve_device(args.device)))
+    else:
+        agent = make_agent(args.agent, bench, device=str(resolve_device(args.device)), **options)
     eval_seed = seed if args.eval_seed is None else args.eval_seed
     result = runs.evaluate_agent(bench, agent, eval_seed=eval_seed, num_envs=args.num_envs or 10,
                                  backend=backend, num_workers=workers, threads=TrainerConfig.collect_threads,
                                  eval_tasks=args.eval_tasks, actions=args.actions)
-    extra = {**({"agent_overrides": options} if options else {}),
+    extra = {**({"sb3": sb3} if sb3 else {}), **({"agent_overrides": options} if options else {}),
              **({"env_overrides": env_options} if env_options else {})}
     return result, bench, seed, eval_seed, {**eval_summary(result, bench, seed, eval_seed), **extra}
+
+
+def _sb3_out(args: argparse.Namespace) -> Path:
+    """Where ``--sb3 MODEL.zip`` writes without ``--out``: ``MODEL-eval.json`` beside it, named after what
+    differs from the official protocol (``-first5``, ``-sampled``, ``-eval_seed=1``)."""
+    parts = ([f"first{args.eval_tasks}"] if args.eval_tasks else []) + \
+        ([args.actions] if args.actions != "auto" else []) + \
+        ([f"eval_seed={args.eval_seed}"] if args.eval_seed is not None else [])
+    return args.sb3.with_name(f"{args.sb3.stem}-{'-'.join(['eval', *parts])}.json")
 
 
 def print_table(result: EvalResult, bench: Benchmark, seed: int, eval_seed: int | None = None) -> None:

@@ -136,3 +136,23 @@ def test_ppo_and_sac_train_through_make_vec_env_and_are_evaluated_into_comparabl
     for name in ("ppo", "sac"):
         assert main(["compare", str(tmp_path / "random.json"), str(tmp_path / f"{name}-eval-first3.json")]) == 0
         assert "B - A" in capsys.readouterr().out
+
+
+@pytest.mark.metaworld
+def test_the_documented_ml1_example_runs_at_a_tiny_budget(tmp_path, monkeypatch, capsys):
+    import runpy
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "sb3_ml1.py"
+    monkeypatch.setattr(sys, "argv", [str(script), "--steps", "200", "--horizon", "10", "--eval-tasks", "1",
+                                      "--num-envs", "2", "--backend", "sync", "--out", str(tmp_path)])
+    with pytest.raises(SystemExit) as stop:
+        runpy.run_path(str(script), run_name="__main__")
+    assert stop.value.code == 0
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert [row["algo"] for row in summary["rows"]] == ["PPO", "RecurrentPPO"]
+    assert summary["benchmark"] == "ML1/reach-v3" and "git_commit" in summary
+    files = [str(tmp_path / f"{algo}-eval-first1.json") for algo in ("PPO", "RecurrentPPO")]
+    assert json.loads(Path(files[1]).read_text())["sb3"]["with_reward"] is True
+    assert main(["compare", *files]) == 0

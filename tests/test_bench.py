@@ -23,7 +23,6 @@ def test_independent_processes_all_report_and_sum():
     assert 2 * r["per_process_min"] <= r["steps_per_s"] <= 2 * r["per_process_max"]
     # lockstep: each step paced by the slower process, so between one process's rate and the sum
     assert 0.9 * r["per_process_min"] <= r["lockstep_steps_per_s"] <= 1.1 * r["steps_per_s"]
-    assert r["block_step_us"][50] <= r["block_step_us"][99.9]
     assert r["rss_mb_per_slot"] > 0
 
 

@@ -223,7 +223,8 @@ def test_from_run_reports_the_commit_the_run_trained_with(tmp_path):
     assert proc.returncode == 0, proc.stderr
     obj = json.loads(res.read_text())
     assert obj["git_commit"] == "f" * 40 and obj["written_at_commit"] != "f" * 40
-    assert obj["budget"]["env_steps"] >= 400 and obj["summary"]["eval.json"]["success_rate"] >= 0
+    assert obj["budget"]["env_steps"] >= 400
+    assert obj["summary"]["eval.json"]["success_rate"] == json.loads((run / "eval.json").read_text())["success_rate"]
 
 
 def test_force_refuses_non_run_directory(tmp_path, capsys):
@@ -583,8 +584,8 @@ def test_a_run_started_from_python_is_a_full_run(tmp_path, capsys):
     out = tmp_path / "run"
     trainer = TrainerConfig(steps=40, num_envs=2, final_eval_tasks_per_class=1, progress=False)
     result = runs.create(runs.RunConfig("Toy", "random", trainer=trainer), out).train()
-    assert result is not None and {"config.json", "checkpoint.pt", "eval-first1.json", "learning_curve.png"} <= {
-        p.name for p in out.iterdir()}
+    assert {"config.json", "checkpoint.pt", "eval-first1.json", "learning_curve.png"} <= {p.name for p in out.iterdir()}
+    assert result.success_rate == json.loads((out / "eval-first1.json").read_text())["success_rate"]
     with pytest.raises(UsageError, match="already exists"):
         runs.create(runs.RunConfig("Toy", "random", trainer=trainer), out)
     assert main(["eval", str(out), "--eval-tasks", "1", "--eval-seed", "3"]) == 0

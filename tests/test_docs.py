@@ -88,8 +88,12 @@ def test_add_an_agent_example_runs(monkeypatch, capsys):
     code = code.replace("steps=2_000", "steps=400")
     namespace: dict = {}
     exec(compile(code, "docs/extending.md", "exec"), namespace)
-    assert 0.0 <= float(capsys.readouterr().out.strip().splitlines()[-1]) <= 1.0  # the held-out success rate
+    printed = float(capsys.readouterr().out.strip().splitlines()[-1])  # the final held-out success rate
     agent = namespace["agent"]
+    from metarl.runs import evaluate_agent  # the same weights and seed evaluate to the same rate again
+
+    again = evaluate_agent(namespace["bench"], agent, eval_seed=0, num_envs=metarl.TrainerConfig().num_envs)
+    assert printed == pytest.approx(again.success_rate)
     assert np.linalg.norm(agent.theta) > 0  # the meta-update moved the shared action
     buf = io.BytesIO()
     torch.save(agent.state_dict(), buf)  # as the Trainer's checkpoints do, loaded with weights_only=True

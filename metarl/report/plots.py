@@ -68,6 +68,7 @@ def _intervals(ts: dict, path: Path) -> Path:
             ax.plot([100 * est["iqm"]] * 2, [y - 0.3, y + 0.3], color=color(y, len(groups)), linewidth=2.5)
             ax.scatter([100 * r[metric] for r in g["runs"]], [y] * len(g["runs"]), color="k", s=10, zorder=3)
         ax.set_title(title, fontsize=9)
+        ax.use_sticky_edges = False  # bars would pin the axis to their ends, hiding the outermost seeds
         ax.margins(x=0.08)
         ax.set_xlabel("%")
         ax.grid(axis="x", alpha=0.3)

@@ -341,3 +341,35 @@ def test_a_read_only_run_dir_is_refused_in_one_line_by_resume(tmp_path, capsys, 
     capsys.readouterr()
     assert main(train(out, "--resume", steps=64)) == 2
     assert "Read-only file system" in one_line(capsys.readouterr().err)
+
+
+@pytest.mark.spawn
+@pytest.mark.skipif(not Path("/proc/self/maps").exists(), reason="reads /proc/PID/maps (Linux)")
+def test_killing_the_process_group_leaves_nothing_in_dev_shm(tmp_path):
+    import signal
+    import time
+
+    script = tmp_path / "hold.py"  # an shm vector env in mid-run, then waiting to be killed
+    script.write_text(
+        "import functools, sys, time\nimport numpy as np\n"
+        "from metarl.types import Task\nfrom metarl.vector.shm import SharedMemoryVectorEnv\nfrom tests import faulty\n"
+        "if __name__ == '__main__':\n"
+        "    envs = SharedMemoryVectorEnv(functools.partial(faulty.FaultyEnv), 4, 2, in_parent=False)\n"
+        "    envs.set_attr('task', [Task('faulty-goal', i, 'train', (1.0, 0.0)) for i in range(4)])\n"
+        "    envs.reset(seed=0)\n    envs.step(np.zeros((4, 2)))\n"
+        "    print(*[p.pid for p in envs.worker_processes], flush=True)\n    time.sleep(120)\n")
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    proc = subprocess.Popen([sys.executable, str(script)], env=env, stdout=subprocess.PIPE, text=True,
+                            start_new_session=True)
+    try:
+        pids = [proc.pid, *map(int, proc.stdout.readline().split())]
+        named = set()  # what these processes map from /dev/shm under a name that outlives them
+        for pid in pids:
+            for line in Path(f"/proc/{pid}/maps").read_text().splitlines():
+                if "/dev/shm/" in line and not line.endswith("(deleted)"):
+                    named.add(line.split(None, 5)[-1])
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)  # what a scheduler's hard kill does: the resource tracker too
+        proc.wait()
+    time.sleep(0.5)
+    assert len(pids) == 3 and not [path for path in named if Path(path).exists()], named

@@ -19,8 +19,9 @@ raises :class:`metarl.rollout.WorkerRestarted` and the trainer and evaluator col
 reset asked for while the worker died is sent again with its seeds. More than ``max_restarts`` restarts
 within ``restart_window`` seconds (an hour) raise :class:`WorkerError` instead of hanging. An interrupted
 call (Ctrl-C) leaves what it started owed: the next call first waits for that step or answer, so no stale
-answer is taken for a new one. ``close()`` stops and joins every worker and frees the shared memory; without it, multiprocessing's
-resource tracker frees it at interpreter exit (with a warning). Workers also exit by themselves when
+answer is taken for a new one. ``close()`` stops and joins every worker. The shared memory has no name
+(:class:`_Segment`) and the semaphores' names are unlinked once their worker runs, so nothing is left in
+``/dev/shm`` however the processes end. Workers also exit by themselves when
 the parent dies (killed, crashed): a watchdog thread in each waits for EOF on a "lifeline" pipe whose
 only write end the parent holds.
 Autoreset is disabled, as for every metarl vector env.
@@ -28,8 +29,10 @@ Autoreset is disabled, as for every metarl vector env.
 
 from __future__ import annotations
 
+import _multiprocessing
 import contextlib
 import itertools
+import mmap
 import multiprocessing as mp
 import os
 import pickle
@@ -39,6 +42,9 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
+from multiprocessing import reduction, resource_tracker
+from multiprocessing import synchronize as mp_synchronize
+from multiprocessing import util as mp_util
 from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
@@ -238,6 +244,79 @@ class _Block:
         self.obs = self.act = self.rew = self.term = self.trunc = self.succ = None
 
 
+class _Segment:
+    """Shared memory without a name: nothing is left behind however the processes end (a ``kill -9`` of
+    the process group included), since the memory goes with the last process that maps it.
+
+    Linux: a ``memfd`` (no ``/dev/shm`` entry, and not limited by ``/dev/shm``'s size, 64 MB in Docker);
+    elsewhere a POSIX segment whose name is unlinked at once. Workers get the file descriptor itself, passed
+    while they start (:meth:`__reduce__`), and map it."""
+
+    name = "(unnamed)"
+    """No ``/dev/shm`` name."""
+
+    def __init__(self, size: int) -> None:
+        self.size = size
+        if hasattr(os, "memfd_create"):
+            self.fd = os.memfd_create("metarl-shm", os.MFD_CLOEXEC)
+            os.ftruncate(self.fd, size)
+        else:
+            named = SharedMemory(create=True, size=size)
+            self.fd = os.dup(named._fd)
+            named.unlink()
+            named.close()
+        self.mmap = mmap.mmap(self.fd, size)
+        self.buf = memoryview(self.mmap)
+
+    def __reduce__(self) -> tuple:  # to a worker process as it starts: the descriptor travels with it
+        return _attach, (reduction.DupFd(self.fd), self.size)
+
+    def close(self) -> None:
+        self.buf.release()
+        self.mmap.close()
+        if self.fd is not None:
+            os.close(self.fd)
+            self.fd = None
+
+
+class _Mapped:
+    """A worker's map of the parent's :class:`_Segment`."""
+
+    def __init__(self, fd: int, size: int) -> None:
+        self.mmap = mmap.mmap(fd, size)
+        os.close(fd)  # the map holds the memory
+        self.buf = memoryview(self.mmap)
+
+    def close(self) -> None:
+        self.buf.release()
+        self.mmap.close()
+
+
+def _attach(dup: Any, size: int) -> _Mapped:
+    return _Mapped(dup.detach(), size)
+
+
+def _forget_name(sem: Any) -> None:
+    """Unlink the name of a semaphore both processes now hold open, so a ``kill -9`` of the process group
+    leaves no ``/dev/shm/sem.mp-*`` entry behind (multiprocessing unlinks it only when the object is freed,
+    or its resource tracker at exit, and both die with the group). Only where multiprocessing's own
+    clean-up of the name is found and cancelled (it would fail on a name already gone)."""
+    lock = getattr(sem, "_semlock", None)
+    name = getattr(lock, "name", None)
+    if name is None:
+        return
+    cleanups = [f for f in list(mp_util._finalizer_registry.values())
+                if getattr(f, "_callback", None) is getattr(mp_synchronize.SemLock, "_cleanup", ())
+                and getattr(f, "_args", None) == (name,)]
+    if len(cleanups) != 1:
+        return
+    cleanups[0].cancel()
+    with contextlib.suppress(OSError):
+        _multiprocessing.sem_unlink(name)
+    with contextlib.suppress(Exception):
+        resource_tracker.unregister(name, "semaphore")
+
+
 def _exit_with_parent(lifeline: Any) -> None:
     """Watchdog thread of a worker: the parent never writes to ``lifeline``, so ``recv`` returns only
     with EOF, once every write end is closed: the parent has exited, was killed or crashed (even while
@@ -247,7 +326,7 @@ def _exit_with_parent(lifeline: Any) -> None:
     os._exit(0)
 
 
-def _worker(pipe, go, done, shm_name: str, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
+def _worker(pipe, go, done, shm: _Mapped, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
             spin_s: float, lifeline: Any) -> None:
     for signum in _PARENTS_SIGNALS:  # Ctrl-C, SIGTERM: the parent's to handle (it saves, then closes us)
         signal.signal(signum, signal.SIG_IGN)
@@ -256,7 +335,6 @@ def _worker(pipe, go, done, shm_name: str, dims: tuple[int, int, int], lo: int, 
     if isinstance(env_fn, bytes):  # unpickled only now, with Ctrl-C ignored: it may import the simulator
         env_fn = pickle.loads(env_fn)
     threading.Thread(target=_exit_with_parent, args=(lifeline,), daemon=True).start()
-    shm = SharedMemory(name=shm_name)
     arrays = block = None
     try:
         arrays = _views(shm.buf, *dims)
@@ -350,7 +428,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._inline = None
         self._remote = range(1 if in_parent else 0, workers)
         self._lifeline: tuple[Any, ...] = ()
-        self._shm = SharedMemory(create=True, size=_nbytes(*self._dims))
+        self._shm = _Segment(_nbytes(*self._dims))
         try:  # from here on, whatever fails (a Ctrl-C too) leaves no workers or shared memory behind
             self._arrays = _views(self._shm.buf, *self._dims)
             self._ctx = mp.get_context(start_method)
@@ -375,7 +453,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         a["ctl"][lo], a["rew"][lo:hi], a["succ"][lo:hi], a["term"][lo:hi], a["trunc"][lo:hi] = 0, 0.0, 0.0, False, False
         parent, child = self._ctx.Pipe()
         go, done = self._ctx.Semaphore(0), self._ctx.Semaphore(0)  # fresh: a dead worker's counts are void
-        proc = self._ctx.Process(target=_worker, args=(child, go, done, self._shm.name, self._dims, lo, hi,
+        proc = self._ctx.Process(target=_worker, args=(child, go, done, self._shm, self._dims, lo, hi,
                                                        self._payload, self.spin_s, self._lifeline[0]),
                                  daemon=True, name=f"metarl-env-{w}")
         # Ctrl-C and SIGTERM blocked while the worker starts: the child (and a forkserver started now)
@@ -399,6 +477,12 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         if answer is None or answer[0] == "error":
             problem = answer[1] if answer else f"no answer within {self.start_timeout:g} s"
             raise start_failure(f"env worker for slots {lo}..{hi - 1}", problem, self._ctx.get_start_method())
+        self._started(w)
+
+    def _started(self, w: int) -> None:
+        """Worker ``w`` is up and holds its semaphores open: their names can go."""
+        _forget_name(self._go[w])
+        _forget_name(self._done[w])
 
     def _answer(self, w: int, timeout: float) -> tuple[str, Any] | None:
         """Worker ``w``'s next pipe message within ``timeout`` s (None: none yet); a dead worker's
@@ -417,6 +501,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         answer = self._answer(w, timeout)
         self._owed[w] = None  # answered, or restarted below
         if answer is not None and answer[0] != "error":
+            if what == "start":
+                self._started(w)
             return True
         self._restart(w, answer[1] if answer else f"no answer to {what} within {timeout:g} s")
         return False
@@ -577,4 +663,3 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
             end.close()
         self.__dict__.pop("_arrays", None)  # views into the segment must go before it closes
         self._shm.close()
-        self._shm.unlink()

@@ -3,11 +3,12 @@
 Files are written to a temporary name in the same directory, flushed and renamed over the target
 (``os.replace`` is atomic on POSIX and Windows), so a crash never leaves a half-written checkpoint.
 Loading uses ``torch.load(weights_only=True)``: no arbitrary pickled code runs. NumPy arrays are
-stored as tensors for that reason.
+stored as tensors for that reason. Each checkpoint records the SHA-256 of its contents, checked on load.
 """
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import pickle
@@ -83,12 +84,49 @@ def check_state_dict(algorithm: Any) -> None:
                          "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
+CHECKSUM_KEY = "checksum"
+"""The key :func:`save` adds: the SHA-256 of everything else in the checkpoint (:func:`content_digest`)."""
+
+
+def content_digest(obj: Any) -> str:
+    """SHA-256 of ``obj`` as a checkpoint holds it: the structure, keys, numbers and every tensor's dtype,
+    shape and bytes, in order. The same before :func:`save` and after :func:`load`, so a byte changed in
+    between (a disk or copy error) is found: torch's zip reader does not check its CRCs."""
+    h = hashlib.sha256()
+    _feed(h, obj)
+    return h.hexdigest()
+
+
+def _feed(h: Any, obj: Any) -> None:
+    if isinstance(obj, torch.Tensor):
+        t = obj.detach().cpu().contiguous()
+        h.update(f"T{t.dtype}{tuple(t.shape)}:".encode())
+        h.update(t.reshape(-1).view(torch.uint8).numpy())
+    elif isinstance(obj, dict):
+        h.update(b"{")
+        for k, v in obj.items():
+            _feed(h, k)
+            _feed(h, v)
+        h.update(b"}")
+    elif isinstance(obj, (list, tuple)):
+        h.update(b"(" if isinstance(obj, tuple) else b"[")
+        for v in obj:
+            _feed(h, v)
+        h.update(b")")
+    elif isinstance(obj, (set, frozenset)):
+        h.update(repr(sorted(map(repr, obj))).encode())
+    else:
+        h.update(f"{type(obj).__name__}:{obj!r};".encode())
+
+
 def save(path: str | os.PathLike, state: dict[str, Any]) -> None:
-    """Write ``state`` to ``path`` atomically (temp file + fsync + rename); NumPy arrays are stored as
-    tensors (and load back as tensors). A value weights-only loading could not read is refused first."""
+    """Write ``state`` to ``path`` atomically (temp file + fsync + rename), with its :func:`content_digest`
+    under :data:`CHECKSUM_KEY` (:func:`load` checks it); NumPy arrays are stored as tensors (and load back as
+    tensors). A value weights-only loading could not read is refused first."""
     path = Path(path)
     state = to_safe(state)
     check_loadable(state)
+    state = {**state, CHECKSUM_KEY: content_digest(state)}
     with atomic_write(path, "wb") as f:
         torch.save(state, f)
 
@@ -111,4 +149,8 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
     if not isinstance(state, dict):
         raise UsageError(f"{path} is not a metarl checkpoint (it holds a {type(state).__name__}, not a dict): pass "
                          "the checkpoint.pt that `metarl train` wrote")
+    recorded = state.pop(CHECKSUM_KEY, None)  # checkpoints written before checksums have none
+    if recorded is not None and recorded != content_digest(state):
+        raise UsageError(f"{path} fails its checksum: its contents changed after it was written (a disk or copy "
+                         "error); restore it from a copy, or retrain")
     return state

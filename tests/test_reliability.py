@@ -373,3 +373,25 @@ def test_killing_the_process_group_leaves_nothing_in_dev_shm(tmp_path):
         proc.wait()
     time.sleep(0.5)
     assert len(pids) == 3 and not [path for path in named if Path(path).exists()], named
+
+
+# --- checkpoints -----------------------------------------------------------------------------------------
+
+
+def test_a_byte_changed_inside_the_tensor_data_fails_the_checkpoint_checksum(tmp_path, capsys):
+    import torch
+
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    path = out / "checkpoint.pt"
+    weight = torch.load(path, weights_only=True)["algorithm"]["weight"]
+    data = bytearray(path.read_bytes())
+    at = data.find(weight.numpy().tobytes())
+    assert at > 0
+    data[at + 5] ^= 0x10  # one bit of one float, as a bad disk or copy leaves it
+    path.write_bytes(bytes(data))
+    assert not torch.equal(torch.load(path, weights_only=True)["algorithm"]["weight"], weight)  # torch reads it
+    capsys.readouterr()
+    for argv in (["eval", str(out)], train(out, "--resume", steps=64)):
+        assert main(argv) == 2
+        assert "fails its checksum" in one_line(capsys.readouterr().err)

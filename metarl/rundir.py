@@ -209,7 +209,41 @@ def agent_as_saved(name: str, bench: Benchmark, device: str, options: dict, save
         return agent
     known = {f.name for f in fields(current)}
     pinned = {k: v for k, v in saved.items() if k in known and k not in options and getattr(current, k) != v}
-    return make_agent(name, bench, device=device, **pinned, **options) if pinned else agent
+    if not pinned:
+        return agent
+    try:
+        return make_agent(name, bench, device=device, **pinned, **options)
+    except UsageError as e:  # options another agent saved: not this run's checkpoint
+        raise UsageError(f"the checkpoint's saved agent config doesn't fit the {name} agent ({e}): {FOREIGN}") from None
+
+
+FOREIGN = ("the checkpoint comes from another run (another agent, family or options: copied in?) or from a metarl "
+           "version that built this agent otherwise; put the run's own checkpoint back, or use the version that "
+           "wrote it (config.json's resolved.git_commit)")
+"""The end of every message about a checkpoint that does not fit its run directory."""
+
+
+def check_checkpoint(saved: dict, config: RunConfig, bench: Benchmark, path: Path, tasks: bool = True) -> None:
+    """A one-line :class:`UsageError` if checkpoint ``saved`` (as :func:`metarl.checkpoint.load` read it from
+    ``path``) was not trained by the run ``config`` describes: another agent or family (the ``origin`` that
+    checkpoints record), or other tasks (their digests; ``tasks=False``: not compared, e.g. for an evaluation
+    with other family options)."""
+    from metarl.evaluator import tasks_digest
+
+    origin = saved.get("origin")
+    if isinstance(origin, dict) and (origin.get("agent"), origin.get("benchmark")) != (config.agent, bench.label):
+        raise UsageError(f"{path} was written by a {origin.get('agent')} run on {origin.get('benchmark')}, but "
+                         f"config.json describes {config.agent} on {bench.label}: put this run's own checkpoint "
+                         "back, or use the run directory it came from")
+    digests = saved.get("tasks")
+    if not tasks or not isinstance(digests, dict):
+        return
+    now = {"train": tasks_digest(list(bench.train.tasks)), "test": tasks_digest(bench.test.evaluation_tasks())}
+    for split, digest in digests.items():
+        if now.get(split, digest) != digest:
+            raise UsageError(f"{path} was trained on other {split} tasks than {bench.label} (seed "
+                             f"{config.trainer.seed}, its options) gives now (tasks digest {digest} vs {now[split]}): "
+                             f"another run's checkpoint, or the family's code or data changed; {FOREIGN}")
 
 
 class Trained(NamedTuple):
@@ -241,6 +275,7 @@ def load_trained(run_dir: str | Path, device: str = "auto", agent_overrides: dic
         raise UsageError(f"{run_dir} has no {checkpoint.CHECKPOINT_NAME}: the run never checkpointed; "
                          "train it first")
     saved = checkpoint.load(ckpt)
+    check_checkpoint(saved, cfg, bench, ckpt, tasks=not env_overrides)
     state = saved.get("algorithm", {})
     trained = saved.get("trainer", {}).get("env_steps") if isinstance(saved.get("trainer"), dict) else None
     agent = agent_as_saved(cfg.agent, bench, str(resolve_device(device)),
@@ -249,8 +284,7 @@ def load_trained(run_dir: str | Path, device: str = "auto", agent_overrides: dic
         agent.load_state_dict(state)
     except (RuntimeError, KeyError, ValueError) as e:
         hint = ("drop the --agent-opt or --env-opt that changes the network's shape"
-                if agent_overrides or env_overrides
-                else "the checkpoint was written by a different agent version; retrain with --force")
+                if agent_overrides or env_overrides else FOREIGN)
         detail = str(e).strip().splitlines()
         raise UsageError(f"{ckpt} does not fit the {cfg.agent} agent built from config.json "
                          f"({detail[-1].strip() if detail else type(e).__name__}): {hint}") from None

@@ -35,6 +35,7 @@ from metarl.rundir import (
     Trained,
     agent_as_saved,
     already_evaluated,
+    check_checkpoint,
     config_text,
     default_out,
     load_config,
@@ -100,6 +101,7 @@ class Run:
         """The run directory's lock, held from :func:`create` / :func:`resume` until :meth:`train` returns
         (or :meth:`close`): no other process trains in it, or writes an evaluation into it, meanwhile."""
         self.trainer = Trainer(benchmark, agent, config.trainer, run_dir=out, logger=Logger.for_run(out))
+        self.trainer.origin["agent"] = config.agent  # its registry name, as config.json has it
         self.done = False
         """A resumed run already at its ``steps`` or ``max_seconds``: :meth:`train` trains nothing (it may
         still run the final evaluation)."""
@@ -248,8 +250,9 @@ def _resume_locked(out: Path, config: RunConfig, lock: RunLock, expect: dict[str
     bench = config.make_benchmark()
     num_envs = num_envs_for(bench, config.trainer.num_envs)
     config = replace(config, trainer=replace(config.trainer, num_envs=num_envs))
-    saved = checkpoint.load(out / checkpoint.CHECKPOINT_NAME).get("algorithm", {})
-    device, agent = _build(config, bench, saved)
+    saved = checkpoint.load(out / checkpoint.CHECKPOINT_NAME)
+    check_checkpoint(saved, config, bench, out / checkpoint.CHECKPOINT_NAME)
+    device, agent = _build(config, bench, saved.get("algorithm", {}))
     run = Run(out, config, bench, agent, device, lock)
     trainer = run.trainer
     trainer.resume(out / checkpoint.CHECKPOINT_NAME)

@@ -118,6 +118,9 @@ class Trainer:
         """``interrupted``: a Ctrl-C or SIGTERM asked :meth:`train` to stop (see there)."""
         self.stop_signal: int | None = None
         """The signal that asked it to stop."""
+        self.origin = {"benchmark": benchmark.label, "agent": type(algorithm).__name__}
+        """What trained: saved in checkpoints, so one copied into another run is named as such (a run
+        directory's Trainer has the agent's registry name)."""
         self.saved_env_steps: int | None = None
         """Env steps of the last checkpoint this Trainer wrote or resumed from."""
         self._envs = self._eval_envs = None
@@ -315,7 +318,7 @@ class Trainer:
         if self.run_dir is None:
             return
         state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict(),
-                 "tasks": self._tasks_digests}
+                 "tasks": self._tasks_digests, "origin": self.origin}
         path = self.run_dir / checkpoint.CHECKPOINT_NAME
         try:
             checkpoint.save(path, state)
@@ -339,9 +342,9 @@ class Trainer:
         for split, digest in state["tasks"].items():
             if now.get(split, digest) != digest:
                 raise UsageError(f"{path} was trained on other {split} tasks than {self.benchmark.label} gives now "
-                                 f"(tasks digest {digest} vs {now[split]}: the task family's code or data changed); "
-                                 "resume with the version that wrote it (config.json's resolved.git_commit), or "
-                                 "start a new run")
+                                 f"(tasks digest {digest} vs {now[split]}): another run's checkpoint, or the task "
+                                 "family's code or data changed; put the run's own checkpoint back, or resume with "
+                                 "the version that wrote it (config.json's resolved.git_commit)")
         self.state = TrainState(**state["trainer"])
         self.saved_env_steps = self.state.env_steps
         set_rng_state(self.rng, state["rng"])

@@ -395,3 +395,36 @@ def test_a_byte_changed_inside_the_tensor_data_fails_the_checkpoint_checksum(tmp
     for argv in (["eval", str(out)], train(out, "--resume", steps=64)):
         assert main(argv) == 2
         assert "fails its checksum" in one_line(capsys.readouterr().err)
+
+
+def test_a_checkpoint_from_another_run_is_refused_naming_the_cause(tmp_path, capsys):
+    import shutil
+
+    from metarl import checkpoint
+
+    runs_ = {name: tmp_path / name for name in ("mine", "turned", "random")}
+    assert main(train(runs_["mine"], "--no-final-eval")) == 0
+    assert main(train(runs_["turned"], "--no-final-eval", "--env-opt", "goal_angle=1.0")) == 0  # other goals
+    assert main(train(runs_["random"], "--no-final-eval", agent="random")) == 0
+    capsys.readouterr()
+    for target, cause in (("turned", "trained on other train tasks than Faulty"),
+                          ("random", "written by a faulty run on Faulty, but config.json describes random")):
+        shutil.copy(runs_["mine"] / "checkpoint.pt", runs_[target] / "checkpoint.pt")  # the wrong file copied in
+        for argv in (["eval", str(runs_[target])], ["train", "Faulty", "--agent", target == "random" and "random"
+                                                    or "faulty", "--out", str(runs_[target]), "--resume",
+                                                    "--steps", "64"]):
+            assert main(argv) == 2
+            assert cause in one_line(capsys.readouterr().err)
+        assert not list(runs_[target].glob("eval*.json"))
+    # a checkpoint from before checkpoints recorded their origin: the agent config of another agent
+    rl2 = tmp_path / "rl2"
+    assert main(["train", "Faulty", "--agent", "rl2", "--num-envs", "4", "--steps", "16", "--no-final-eval",
+                 "--out", str(rl2)]) == 0
+    state = checkpoint.load(rl2 / "checkpoint.pt")
+    del state["origin"]
+    state["algorithm"]["config"]["hidden"] = [128, 128]  # zero-shot's layers
+    checkpoint.save(rl2 / "checkpoint.pt", state)
+    capsys.readouterr()
+    assert main(["eval", str(rl2)]) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "doesn't fit the rl2 agent" in err and "comes from another run" in err

@@ -84,6 +84,20 @@ def check_state_dict(algorithm: Any) -> None:
                          "store tensors, arrays, numbers, text, and dicts/lists of them") from None
 
 
+def first_nan(obj: Any, where: str = "state") -> str | None:
+    """The key path of the first floating tensor in ``obj`` holding a NaN (a diverged agent's weights), or
+    None. Infinity is allowed: masks hold it on purpose."""
+    if isinstance(obj, torch.Tensor):
+        found = (obj.is_floating_point() or obj.is_complex()) and bool(torch.isnan(obj).any())
+        return where if found else None
+    items = obj.items() if isinstance(obj, dict) else enumerate(obj) if isinstance(obj, (list, tuple)) else ()
+    for k, v in items:
+        found = first_nan(v, f"{where}[{k!r}]")
+        if found is not None:
+            return found
+    return None
+
+
 CHECKSUM_KEY = "checksum"
 """The key :func:`save` adds: the SHA-256 of everything else in the checkpoint (:func:`content_digest`)."""
 

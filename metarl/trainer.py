@@ -237,6 +237,14 @@ class Trainer:
                 set_rng_state(self.rng, rng)
             with _noted(self._save_note()):
                 raise
+        except (UsageError, KeyboardInterrupt):
+            raise
+        except Exception as e:  # a diverged agent fails in its own code (a NaN where torch checks): say so
+            where = checkpoint.first_nan(self.algorithm.state_dict(), "state_dict()")
+            if where is None:
+                raise
+            cause = (str(e).strip().splitlines() or [""])[0][:120]
+            raise self._diverged(where, iteration + 1, f"{type(e).__name__}: {cause}") from e
 
     def _save_note(self) -> str:
         """Save the checkpoint for a run that has to stop; what was saved, for the error message."""
@@ -319,6 +327,9 @@ class Trainer:
             return
         state = {"trainer": asdict(self.state), "rng": rng_state(self.rng), "algorithm": self.algorithm.state_dict(),
                  "tasks": self._tasks_digests, "origin": self.origin}
+        where = checkpoint.first_nan(state["algorithm"], "state_dict()")
+        if where is not None:  # never replace the last good checkpoint with a diverged one
+            raise self._diverged(where, self.state.iteration)
         path = self.run_dir / checkpoint.CHECKPOINT_NAME
         try:
             checkpoint.save(path, state)
@@ -329,6 +340,16 @@ class Trainer:
                              f"{kept}: free space (or make the folder writable), then --resume continues from "
                              "it") from e
         self.saved_env_steps = self.state.env_steps
+
+    def _diverged(self, where: str, iteration: int, cause: str = "") -> SaveFailed:
+        """The error for an agent whose state went NaN (``where``: the first key path) by ``iteration``;
+        the checkpoint in the run directory is the last state without one."""
+        kept = ("no checkpoint was written before" if self.run_dir is None or self.saved_env_steps is None else
+                f"{checkpoint.CHECKPOINT_NAME} keeps the last state without NaN, at {self.saved_env_steps:,} env "
+                "steps (`metarl eval` evaluates it)")
+        return SaveFailed(f"training diverged by iteration {iteration} ({cause + '; ' if cause else ''}"
+                          f"the agent's state holds NaN at {where}); {kept}: train again with a smaller learning "
+                          "rate (e.g. --agent-opt lr=..., with --force)")
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`: the same tasks (by digest), then its counters,

@@ -26,6 +26,7 @@ ROOT = Path(__file__).resolve().parent.parent
 @pytest.fixture(autouse=True)
 def plugins():
     faulty.register()
+    faulty.STEPS["count"] = 0  # the faults' clock starts with each test
 
 
 def train(out: Path, *extra: str, steps: int = 32, agent: str = "faulty") -> list[str]:
@@ -428,3 +429,23 @@ def test_a_checkpoint_from_another_run_is_refused_naming_the_cause(tmp_path, cap
     assert main(["eval", str(rl2)]) == 2
     err = one_line(capsys.readouterr().err)
     assert "doesn't fit the rl2 agent" in err and "comes from another run" in err
+
+
+def test_a_diverged_agent_never_replaces_the_last_good_checkpoint_and_ends_in_one_line(tmp_path, capsys):
+    import torch
+
+    from metarl import checkpoint
+
+    out = tmp_path / "run"  # the weights go NaN in the 3rd meta-update; a checkpoint after each iteration
+    assert main(train(out, "--checkpoint-every", "1", "--agent-opt", "nan_at=3", steps=160)) == 1
+    err = error_line(capsys.readouterr().err)
+    assert "training diverged by iteration 3" in err and "NaN at state_dict()['weight']" in err
+    assert "keeps the last state without NaN, at 32 env steps" in err
+    kept = checkpoint.load(out / "checkpoint.pt")
+    assert kept["trainer"]["iteration"] == 2 and torch.isfinite(kept["algorithm"]["weight"]).all()
+    # RL² with a learning rate that makes PPO blow up in its first update: one line, not torch's 50
+    out = tmp_path / "rl2"
+    assert main(["train", "Faulty", "--agent", "rl2", "--agent-opt", "lr=10", "--agent-opt", "hidden=16",
+                 "--num-envs", "4", "--steps", "2000", "--out", str(out)]) == 1
+    err = error_line(capsys.readouterr().err)
+    assert "training diverged by iteration" in err and "smaller learning rate" in err

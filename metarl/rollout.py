@@ -9,6 +9,7 @@
 from __future__ import annotations
 
 import contextlib
+import functools
 import random
 import warnings
 from collections.abc import Callable, Iterator
@@ -108,6 +109,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
     act_size = int(np.prod(envs.single_action_space.shape))
     obs, _ = envs.reset(seed=seed)
     obs = np.asarray(obs, dtype=np.float32).reshape(n, -1)
+    _check_finite(envs, "observation", obs, "at reset")
     finished = np.zeros(n, dtype=np.int64)  # episodes completed per slot
     prev_reward = np.zeros(n, np.float32) if prev_reward is None else np.asarray(prev_reward, np.float32).copy()
     first = np.ones(n, dtype=bool)
@@ -124,6 +126,7 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
             raise WorkerRestarted(f"slot(s) {lost} lost their episodes to a worker restart")
         next_obs = np.asarray(next_obs, dtype=np.float32).reshape(n, -1)
         reward = np.asarray(reward, dtype=np.float32)
+        _check_finite(envs, "observation", next_obs, "at a step", reward, "reward")
         terminated, truncated = np.asarray(terminated, bool), np.asarray(truncated, bool)
         for key, val in (("obs", obs), ("actions", actions), ("rewards", reward), ("next_obs", next_obs),
                          ("terminated", terminated), ("truncated", truncated), ("first", first),
@@ -137,10 +140,38 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
         if ended.any():
             reset_obs, _ = envs.reset(options={"reset_mask": ended})
             obs[ended] = np.asarray(reset_obs, dtype=np.float32).reshape(n, -1)[ended]
+            _check_finite(envs, "observation", obs, "at reset")
     arrays = {k: np.stack(v) for k, v in cols.items()}
     episode = np.minimum(arrays["episode"], episodes)
     return Rollout(**{**arrays, "episode": episode}, valid=arrays["episode"] < episodes,
                    extras={k: np.stack(v) for k, v in extras.items()}, episodes=episodes)
+
+
+def _check_finite(envs, what: str, values: np.ndarray, when: str, more: np.ndarray | None = None,
+                  more_what: str = "") -> None:
+    """A one-line :class:`UsageError` naming the env (its class and task) that returned a NaN or infinite
+    ``what`` (and ``more``): refused where it enters, not blamed later on the agent's training."""
+    for arr, name in ((values, what), (more, more_what)):
+        if arr is None or np.isfinite(arr).all():
+            continue
+        rows = ~np.isfinite(arr.reshape(len(arr), -1)).all(axis=1)
+        slot = int(np.flatnonzero(rows)[0])
+        tasks = getattr(envs, "tasks", None)
+        task = tasks[slot] if tasks else None
+        on = f" on task {task.name} #{task.index} ({task.split} split)" if task is not None else ""
+        raise UsageError(f"the task family's env {_env_name(envs)} returned a non-finite {name} "
+                         f"({arr.reshape(len(arr), -1)[slot].tolist()[:4]}) {when} in slot {slot}{on}: fix the env "
+                         "(metarl takes only finite observations and rewards)")
+
+
+def _env_name(envs) -> str:
+    """``module.Class`` of the envs a vector env steps (its family's env factory), for messages."""
+    dist = getattr(envs, "distribution", None)
+    factory = getattr(dist, "env_factory", None)
+    while isinstance(factory, functools.partial):
+        factory = factory.func
+    target = factory if factory is not None else type(getattr(envs, "env", envs))
+    return f"{getattr(target, '__module__', '?')}.{getattr(target, '__qualname__', type(target).__name__)}"
 
 
 def _checked_actions(out, n: int, act_size: int) -> np.ndarray:
@@ -152,7 +183,12 @@ def _checked_actions(out, n: int, act_size: int) -> np.ndarray:
                          f"with actions of shape [N, act_dim] = [{n}, {act_size}]")
     if isinstance(acts, torch.Tensor):
         acts = acts.detach().cpu().numpy()
-    a = np.asarray(acts, dtype=np.float32)
+    try:
+        a = np.asarray(acts, dtype=np.float32)
+    except (ValueError, TypeError) as e:  # text, a ragged list of rows
+        why = (str(e).strip().splitlines() or [""])[0][:100]
+        raise UsageError(f"Learner.act returned actions that are not an array of numbers ({type(e).__name__}: "
+                         f"{why}): return floats, one row per slot, [N, act_dim] = [{n}, {act_size}]") from None
     if a.ndim == 0 or a.shape[0] != n or a.size != n * act_size:
         raise UsageError(f"Learner.act returned actions of shape {tuple(a.shape)} for {n} slots: give one row "
                          f"per slot, [N, act_dim] = [{n}, {act_size}]")

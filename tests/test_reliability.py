@@ -449,3 +449,19 @@ def test_a_diverged_agent_never_replaces_the_last_good_checkpoint_and_ends_in_on
                  "--num-envs", "4", "--steps", "2000", "--out", str(out)]) == 1
     err = error_line(capsys.readouterr().err)
     assert "training diverged by iteration" in err and "smaller learning rate" in err
+
+
+@pytest.mark.parametrize(("option", "what"), [("nan_obs_at", "observation"), ("nan_reward_at", "reward")])
+def test_non_finite_env_output_is_refused_where_it_enters_naming_the_env(tmp_path, capsys, option, what):
+    for agent in ("faulty", "random"):  # before any update, whichever agent
+        faulty.STEPS["count"] = 0
+        assert main(train(tmp_path / agent, "--env-opt", f"{option}=7", agent=agent)) == 2
+        err = error_line(capsys.readouterr().err)
+        assert f"env tests.faulty.FaultyEnv returned a non-finite {what} ([nan" in err
+        assert "on task faulty-goal #" in err and "diverged" not in err
+
+
+@pytest.mark.parametrize("actions", ["strings", "ragged"])
+def test_actions_that_are_not_numbers_are_one_line(tmp_path, capsys, actions):
+    assert main(train(tmp_path / "run", "--agent-opt", f"actions={actions}")) == 2
+    assert "Learner.act returned actions that are not an array of numbers" in error_line(capsys.readouterr().err)

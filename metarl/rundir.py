@@ -61,10 +61,22 @@ class RunConfig:
     """Task-family options (``--env-opt``), e.g. ``{"horizon": 200}``."""
 
     def make_benchmark(self) -> Benchmark:
-        """The task family this run trains on (its tasks fixed by ``trainer.seed``)."""
+        """The task family this run trains on (its tasks fixed by ``trainer.seed``). A factory that fails
+        with an error of its own (a plug-in's bug, a missing simulator file) is a one-line
+        :class:`UsageError` naming the family and where."""
         options = {"reward_version": self.reward_version} if self.reward_version else {}
-        return make_benchmark(self.benchmark, task=self.task, seed=self.trainer.seed,
-                              **{**self.env_options, **options})
+        try:
+            return make_benchmark(self.benchmark, task=self.task, seed=self.trainer.seed,
+                                  **{**self.env_options, **options})
+        except UsageError:
+            raise
+        except Exception as e:
+            import traceback
+
+            frames = traceback.extract_tb(e.__traceback__)
+            at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
+            raise UsageError(f"task family {self.benchmark!r} failed to build: {type(e).__name__}: {e}{at}; fix "
+                             "its factory (`metarl envs` lists the families that build)") from e
 
     @classmethod
     def from_json(cls, obj: dict) -> RunConfig:

@@ -465,3 +465,10 @@ def test_non_finite_env_output_is_refused_where_it_enters_naming_the_env(tmp_pat
 def test_actions_that_are_not_numbers_are_one_line(tmp_path, capsys, actions):
     assert main(train(tmp_path / "run", "--agent-opt", f"actions={actions}")) == 2
     assert "Learner.act returned actions that are not an array of numbers" in error_line(capsys.readouterr().err)
+
+
+def test_a_family_factory_that_raises_is_one_line_from_train(tmp_path, capsys):
+    assert main(train(tmp_path / "run", "--env-opt", "factory_raises=True")) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "task family 'Faulty' failed to build: RuntimeError: the simulator's licence file is missing" in err
+    assert "faulty.py:" in err and not (tmp_path / "run").exists()

@@ -14,6 +14,7 @@ Torch-free at import: the CLI imports it, and env worker processes re-import the
 from __future__ import annotations
 
 import ast
+import fnmatch
 import json
 import math
 import os
@@ -139,12 +140,21 @@ def prepare_dir(out: Path, force: bool = False, lock: RunLock | None = None) -> 
         raise UsageError(f"--out {out} is a file: give a directory path")
     existing = out.is_dir() and any(p.name != LOCK_NAME for p in out.iterdir())
     if existing:
+        ours = _config_json(out / CONFIG_NAME) is not None
+        if not force and not ours:
+            raise UsageError(f"--out {out} is a folder that already holds files and is not a metarl run directory "
+                             "(no config.json written by `metarl train`): choose another --out")
         if not force:
             raise UsageError(f"run directory {out} already exists: add --resume to continue it or --force to "
                              "replace it")
-        if _config_json(out / CONFIG_NAME) is None:  # missing, unreadable or someone else's
+        if not ours:  # missing, unreadable or someone else's
             raise UsageError(f"--force refuses to delete {out}: it is not a metarl run directory (no "
                              "config.json written by `metarl train`); choose another --out")
+        foreign = sorted(p.name + ("/" if p.is_dir() else "") for p in out.iterdir() if not _ours(p.name))
+        if foreign:
+            listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
+            raise UsageError(f"--force replaces only what metarl wrote, and {out} also holds {listed}: move "
+                             f"{'it' if len(foreign) == 1 else 'them'} out of the run directory, or choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:
@@ -161,6 +171,16 @@ def prepare_dir(out: Path, force: bool = False, lock: RunLock | None = None) -> 
             shutil.rmtree(path)
         else:
             path.unlink()
+
+
+RUN_FILES = (CONFIG_NAME, "checkpoint.pt", "progress.csv", "tb", "learning_curve.png", LOCK_NAME, "eval*.json",
+             "trial-*.png", "videos", ".*.*")
+"""What metarl writes into a run directory (``.*.*``: a temporary file a killed write left), as
+:func:`fnmatch` patterns: ``--force`` deletes only these."""
+
+
+def _ours(name: str) -> bool:
+    return any(fnmatch.fnmatchcase(name, pattern) for pattern in RUN_FILES)
 
 
 def unwritable(directory: Path) -> str | None:

@@ -472,3 +472,31 @@ def test_a_family_factory_that_raises_is_one_line_from_train(tmp_path, capsys):
     err = one_line(capsys.readouterr().err)
     assert "task family 'Faulty' failed to build: RuntimeError: the simulator's licence file is missing" in err
     assert "faulty.py:" in err and not (tmp_path / "run").exists()
+
+
+# --- the user's own files --------------------------------------------------------------------------------
+
+
+def test_force_refuses_a_run_dir_holding_files_metarl_did_not_write_and_lists_them(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    (out / "notes.txt").write_text("keep me")
+    (out / "mydata").mkdir()
+    (out / "mydata" / "x.csv").write_text("1,2\n")
+    capsys.readouterr()
+    assert main(train(out, "--force")) == 2
+    assert "also holds mydata/, notes.txt" in one_line(capsys.readouterr().err)
+    assert (out / "notes.txt").read_text() == "keep me" and (out / "checkpoint.pt").exists()
+    (out / "notes.txt").unlink()
+    (out / "mydata" / "x.csv").unlink()
+    (out / "mydata").rmdir()
+    assert main(train(out, "--force", "--no-final-eval")) == 0  # only metarl's own files: replaced
+
+
+def test_a_folder_that_is_not_a_run_is_not_advised_resume_or_force(tmp_path, capsys):
+    folder = tmp_path / "project"
+    folder.mkdir()
+    (folder / "notes.txt").write_text("mine")
+    assert main(train(folder)) == 2
+    err = one_line(capsys.readouterr().err)
+    assert "not a metarl run directory" in err and "--resume" not in err and "--force" not in err

@@ -500,3 +500,43 @@ def test_a_folder_that_is_not_a_run_is_not_advised_resume_or_force(tmp_path, cap
     assert main(train(folder)) == 2
     err = one_line(capsys.readouterr().err)
     assert "not a metarl run directory" in err and "--resume" not in err and "--force" not in err
+
+
+def test_the_printed_resume_command_names_this_interpreter_when_metarl_is_not_on_path(monkeypatch):
+    from metarl.cli.train import metarl_command
+
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")  # a virtual environment that isn't activated
+    assert metarl_command() == [sys.executable, "-m", "metarl"]
+    monkeypatch.setenv("PATH", str(Path(sys.executable).parent) + ":/usr/bin:/bin")
+    if (Path(sys.executable).parent / "metarl").exists():  # the console script of this installation
+        assert metarl_command() == ["metarl"]
+
+
+@pytest.mark.spawn
+def test_the_printed_resume_command_runs_without_an_activated_venv(tmp_path, capsys, monkeypatch):
+    import errno
+    import io
+
+    import torch
+
+    from metarl import checkpoint
+
+    real_save, files = torch.save, []
+
+    def save(obj, f, *args, **kwargs):  # the disk fills at the second checkpoint: the error prints the command
+        files.append(not isinstance(f, io.BytesIO))
+        if sum(files) == 2 and files[-1]:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        return real_save(obj, f, *args, **kwargs)
+
+    monkeypatch.setattr(checkpoint.torch, "save", save)
+    monkeypatch.setenv("PATH", "/usr/bin:/bin")
+    out = tmp_path / "run"
+    assert main(["train", "Toy", "--agent", "random", "--num-envs", "2", "--steps", "120", "--checkpoint-every",
+                 "1", "--no-final-eval", "--out", str(out)]) == 1
+    command = error_line(capsys.readouterr().err).rsplit("`", 2)[-2]
+    assert "--resume" in command
+    done = subprocess.run(command, shell=True, cwd=tmp_path, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "PATH": "/usr/bin:/bin", "OMP_NUM_THREADS": "1"})
+    assert done.returncode == 0, done.stderr
+    assert checkpoint.load(out / "checkpoint.pt")["trainer"]["env_steps"] >= 120

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import argparse
+import os
 import shlex
+import shutil
 import signal
 import sys
 
@@ -84,7 +86,7 @@ def _run(args: argparse.Namespace) -> int:
         print(f"note: {describe_stale(job.lock.stale, out)}", file=sys.stderr)
     if job.done:
         note = (f"; {trainer.final_eval_path()} already evaluates these weights "
-                f"(`metarl eval {out}` repeats it)" if job.evaluated
+                f"(`{shlex.join([*metarl_command(), 'eval', str(out)])}` repeats it)" if job.evaluated
                 else "; running the final evaluation" if cfg.trainer.final_eval else "")
         at_budget = trainer.state.env_steps >= cfg.trainer.steps
         why = (f"at or past --steps {cfg.trainer.steps:,}" if at_budget else
@@ -97,7 +99,7 @@ def _run(args: argparse.Namespace) -> int:
               f"{cfg.trainer.steps:,}+ env steps (whole meta-batches: the last one may run past) with "
               f"{cfg.trainer.num_envs} slots on {job.device}; run dir {out}", file=sys.stderr)
     resume = " ".join(shlex.quote(a) for a in [
-        "metarl", "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []), "--agent", cfg.agent,
+        *metarl_command(), "train", cfg.benchmark, *(["--task", cfg.task] if cfg.task else []), "--agent", cfg.agent,
         "--out", str(out), "--resume", *([] if cfg.trainer.final_eval else ["--no-final-eval"])])
     stop: KeyboardInterrupt | None = None
     try:
@@ -117,7 +119,7 @@ def _run(args: argparse.Namespace) -> int:
         return 128 + stop.signum
     if stop is not None:
         print(f"{_how(stop)} during the final evaluation: {out}/checkpoint.pt holds the trained weights; "
-              f"`metarl eval {shlex.quote(str(out))}` evaluates them", file=sys.stderr)
+              f"`{shlex.join([*metarl_command(), 'eval', str(out)])}` evaluates them", file=sys.stderr)
         return 143 if isinstance(stop, Terminated) else 130
     if result is not None:
         from metarl.cli.evaluate import print_table
@@ -125,6 +127,16 @@ def _run(args: argparse.Namespace) -> int:
         print(f"held-out evaluation: {trainer.final_eval_path()}", file=sys.stderr)
         print_table(result, bench, cfg.trainer.seed)
     return 0
+
+
+def metarl_command() -> list[str]:
+    """How to run metarl again from a shell, for the commands messages print: ``metarl`` where that is
+    this installation's command on PATH, else this interpreter with ``-m metarl`` (a virtual environment
+    that isn't activated, or another metarl first on PATH)."""
+    found = shutil.which("metarl")
+    if found and os.path.dirname(os.path.abspath(found)) == os.path.dirname(os.path.abspath(sys.executable)):
+        return ["metarl"]
+    return [sys.executable, "-m", "metarl"]
 
 
 def _how(stop: KeyboardInterrupt) -> str:

@@ -372,6 +372,16 @@ class PEARL:
                 "meta/alpha": alpha.item(), "meta/z_var": var.mean().item()}
 
     # -- checkpoints --------------------------------------------------------------------------
+    def learner_state(self) -> dict[str, Any]:
+        """What a :class:`PEARLLearner` uses: the encoder and the policy (optional MetaAlgorithm member:
+        ``backend="ray"`` sends this to its actors each iteration instead of :meth:`state_dict`, whose
+        replay grows to hundreds of MB)."""
+        return {"encoder": self.encoder.state_dict(), "policy": self.policy.state_dict()}
+
+    def load_learner_state(self, state: dict[str, Any]) -> None:
+        self.encoder.load_state_dict(state["encoder"])
+        self.policy.load_state_dict(state["policy"])
+
     def state_dict(self) -> dict[str, Any]:
         nets = {k: getattr(self, k).state_dict() for k in ("encoder", "policy", "q", "q_target", "opt_critic",
                                                            "opt_policy", "opt_alpha")}

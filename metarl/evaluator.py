@@ -25,9 +25,10 @@ import numpy as np
 
 from metarl.errors import UsageError
 from metarl.learner import Learner
-from metarl.rollout import collect, retry_trial
-from metarl.seeding import SlotNoise, phase_seeds, slot_noise, torch_rng_seeded
+from metarl.rollout import retry_trial
+from metarl.seeding import SlotNoise, slot_noise, torch_rng_seeded
 from metarl.tasks import TaskDistribution, interleave
+from metarl.trials import LocalTrials, TrialBatch, TrialPlan, learner_of, trial
 from metarl.types import Rollout, Task
 
 
@@ -91,7 +92,8 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
              seed: int = 0) -> EvalResult:
     """Run the protocol on every evaluation task of ``dist``, ``envs.num_envs`` tasks at a time.
 
-    ``envs`` must be a task vector env over ``dist`` (see :mod:`metarl.vector`). Batches take the
+    ``envs`` must be a task vector env over ``dist`` (see :mod:`metarl.vector`), or a trial runner over
+    its tasks (:mod:`metarl.trials`; ``learner`` may then be the MetaAlgorithm). Batches take the
     classes in turn (as training's meta-batches do: a vector step waits for the slowest worker, and a
     worker holding one slow class would pace every step); task ``p`` of the evaluation list resets with
     seed ``seed + p`` whichever batch and slot it lands in. A final partial batch is padded by repeating
@@ -111,21 +113,25 @@ def evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig 
 
 def _evaluate(dist: TaskDistribution, learner: Learner, envs, config: EvalConfig, seed: int) -> EvalResult:
     tasks = select_tasks(dist.evaluation_tasks(), config.max_tasks_per_class)
-    config = replace(config, deterministic=eval_deterministic(learner, config))
-    n = envs.num_envs
+    config = replace(config, deterministic=eval_deterministic(learner_of(learner), config))
+    runner = envs if hasattr(envs, "run_trials") else LocalTrials(envs)
+    n = runner.num_slots
     by_class: dict[str, list[int]] = {}
     for p, task in enumerate(tasks):
         by_class.setdefault(task.name, []).append(p)
     order = interleave(list(by_class.values()))
+    chunks = [order[start:start + n] for start in range(0, len(order), n)]
+    batches = []
+    for chunk in chunks:
+        pad = n - len(chunk)
+        positions = chunk + [len(tasks) + j for j in range(pad)]
+        batches.append(TrialBatch([tasks[p] for p in chunk] + [tasks[chunk[-1]]] * pad,
+                                  [seed + p for p in positions], [(seed, p) for p in positions]))
+    plan = TrialPlan(config.adapt_episodes, config.eval_episodes, config.deterministic)
+    results = runner.run_trials(learner, batches, plan, "evaluation trial")
     goals: dict[int, dict] = {}
     steps = 0
-    for start in range(0, len(order), n):
-        chunk = order[start:start + n]
-        pad = n - len(chunk)
-        envs.set_tasks([tasks[p] for p in chunk] + [tasks[chunk[-1]]] * pad)
-        positions = chunk + [len(tasks) + j for j in range(pad)]
-        pre, post = run_trial(envs, learner, config, seed=[seed + p for p in positions],
-                              noise=SlotNoise([(seed, p) for p in positions]))
+    for chunk, (pre, post) in zip(chunks, results, strict=True):
         real = len(chunk)  # padded slots' steps are not the evaluation's
         steps += int(pre.valid[:, :real].sum()) + int(post.valid[:, :real].sum())
         pre_s, pre_r = pre.episode_successes(), pre.episode_returns()  # [k, N]
@@ -218,19 +224,14 @@ def run_trial(envs, learner: Learner, config: EvalConfig = EvalConfig(),
     fresh (nothing drawn yet): a trial that a worker restart interrupts is collected again from the start,
     with new streams from the same seeds."""
     given = noise
+    plan = TrialPlan(config.adapt_episodes, config.eval_episodes, config.deterministic)
 
-    def trial() -> tuple[Rollout, Rollout]:
+    def attempt() -> tuple[Rollout, Rollout]:
         # a retried trial (a worker restart) starts its streams afresh, as the first try did
         noise = slot_noise(seed, envs.num_envs) if given is None else SlotNoise(given.seeds, given.block)
-        learner.reset(envs.num_envs)
-        pre = collect(envs, learner, config.adapt_episodes, seed=seed, noise=noise)
-        learner.observe(pre)
-        learner.adapt()
-        post = collect(envs, learner, config.eval_episodes, deterministic=eval_deterministic(learner, config),
-                       seed=phase_seeds(seed, envs.num_envs), prev_reward=pre.last_rewards(), noise=noise)
-        return pre, post
+        return trial(envs, learner, plan, seed, noise)  # type: ignore[return-value]
 
-    return retry_trial(trial, "evaluation trial")
+    return retry_trial(attempt, "evaluation trial")
 
 
 def eval_deterministic(learner: Learner, config: EvalConfig) -> bool:

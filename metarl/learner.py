@@ -50,6 +50,10 @@ class MetaAlgorithm(Protocol):
         adapts_while_acting: optional, default False; True when the Learner adapts during the rollout
             before ``adapt()`` (RL²'s memory, PEARL's posterior), so that rollout's later episodes
             should do better than its first: the Trainer then logs ``adapt/later_success_rate``.
+
+    Optional methods: ``learner_state()`` / ``load_learner_state(state)``, the part of the state a Learner
+    uses (weights, normalisers). ``backend="ray"`` sends it to its actors every iteration; without them it
+    sends ``state_dict()`` (PEARL defines them so its replay buffer stays on the driver).
     """
 
     adapt_episodes: int

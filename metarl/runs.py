@@ -203,7 +203,7 @@ def _build(config: RunConfig, bench: Benchmark, saved_state: dict | None = None)
 
 
 _LIMITS = ("steps", "max_seconds", "eval_every", "final_eval_tasks_per_class", "checkpoint_every",
-           "num_workers")
+           "num_workers", "backend", "ray_address")
 """Trainer settings a resume may change (None: keep the saved one)."""
 
 
@@ -280,16 +280,16 @@ def _resumed_config(cfg: RunConfig, out: Path, expect: dict[str, Any], device: s
         ("--task", given.get("task", cfg.task) != cfg.task),
         ("--seed", given.get("seed", t.seed) != t.seed),
         ("--num-envs", given.get("num_envs", t.num_envs) != t.num_envs),
-        ("--backend", given.get("backend", t.backend) != t.backend),
         ("--reward-version", given.get("reward_version", rewards) != rewards),
         ("--agent-opt", any(_differs_from_saved(k, v, cfg.agent_options, out)
                             for k, v in given.get("agent_options", {}).items())),
         ("--env-opt", any(cfg.env_options.get(k, object()) != v
                           for k, v in given.get("env_options", {}).items())))
         if clash]
-    if limits.get("num_workers") is not None and not conflicts and t.backend != "shm":
-        raise UsageError(f"--num-workers sets the shm backend's worker processes; {out} was trained with "
-                         f"backend {t.backend!r}, which --resume keeps: drop --num-workers")
+    backend = limits.get("backend") or t.backend  # a resume may change it: trials don't depend on it
+    if limits.get("num_workers") is not None and not conflicts and backend not in ("shm", "ray"):
+        raise UsageError(f"--num-workers sets the shm backend's worker processes (or Ray's actors); {out} "
+                         f"runs with backend {backend!r}: drop --num-workers")
     if conflicts:
         verb = "differs" if len(conflicts) == 1 else "differ"
         raise UsageError(f"--resume continues {out} as saved in its config.json ({cfg.benchmark}"
@@ -297,6 +297,8 @@ def _resumed_config(cfg: RunConfig, out: Path, expect: dict[str, Any], device: s
                          f"{', '.join(conflicts)} {verb} from it: give the saved values (or leave the flags "
                          "out), or start a new run with --force")
     new = {k: v for k, v in limits.items() if v is not None}
+    if backend != t.backend and backend not in ("shm", "ray"):
+        new["num_workers"] = None  # the saved count was the other backend's workers
     new["final_eval"] = final_eval  # this invocation's, like the other limits (not sticky)
     return replace(cfg, device=device or cfg.device, trainer=replace(t, **new))
 
@@ -367,7 +369,7 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
     with lock:
         cfg, bench, agent, trained = load_trained(run_dir, device, agent_overrides, env_overrides)
         t = cfg.trainer
-        backend_ = backend or t.backend
+        backend_ = backend or (t.backend if t.backend != "ray" else "auto")  # a ray run evaluates here
         workers = num_workers if num_workers or backend_ != t.backend else t.num_workers
         check_num_workers(check_backend(bench.test, backend_), workers)
         eval_seed = t.seed if eval_seed is None else eval_seed

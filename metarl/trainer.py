@@ -44,9 +44,10 @@ from metarl.evaluator import (
 from metarl.files import atomic_write
 from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
-from metarl.rollout import collect, retry_trial, torch_threads
+from metarl.rollout import torch_threads
 from metarl.seeding import rng_state, seed_everything, set_rng_state
 from metarl.tasks import Benchmark, TaskDistribution
+from metarl.trials import LocalTrials, TrialBatch, TrialPlan
 from metarl.types import MetaBatch, Rollout
 from metarl.vector import make_vector_env
 
@@ -65,12 +66,17 @@ class TrainerConfig:
     """Seeds task sampling, env resets and torch."""
     backend: str = "auto"
     """Vector env backend (:data:`metarl.vector.BACKENDS`): auto (the family's batched env if any, else
-    sync), native, sync (in-process), async (one process per slot) or shm (shared-memory workers)."""
+    sync), native, sync (in-process), async (one process per slot) or shm (shared-memory workers); or
+    ``"ray"``: whole trials on Ray actors (:mod:`metarl.distributed`, docs/ray.md)."""
     num_workers: int | None = None
     """Worker processes of the ``shm`` backend (None: one per core, at most ``num_envs``); each steps a
     contiguous block of ``num_envs / num_workers`` slots (rounded: 10 slots on 4 workers are 2, 3, 2, 3).
-    Only with ``backend="shm"``. On many cores give each worker a few slots: the parent's time per step
+    Only with ``backend="shm"`` or ``"ray"`` (there: the actors, each running a block of slots' trials).
+    On many cores give each worker a few slots: the parent's time per step
     is paid once per vector step (docs/performance.md)."""
+    ray_address: str | None = None
+    """With ``backend="ray"``: the cluster to join (``"auto"``, ``"HOST:PORT"``); None starts a local Ray
+    sized by ``num_workers`` and shuts it down at the end."""
     eval_every: int = 0
     """Held-out evaluation every this many env steps (0: only the final one)."""
     eval_tasks_per_class: int | None = 5
@@ -123,30 +129,20 @@ class Trainer:
         directory's Trainer has the agent's registry name)."""
         self.saved_env_steps: int | None = None
         """Env steps of the last checkpoint this Trainer wrote or resumed from."""
-        self._envs = self._eval_envs = None
+        self._envs = self._eval_envs = self._ray = None
 
     def iteration(self) -> dict[str, float]:
         """One meta-batch: sample, collect, adapt, collect, meta-update. Returns metrics."""
         algo, n = self.algorithm, self.config.num_envs
         tasks = self.benchmark.train.sample(n, self.rng)
-        if self._envs is None:
-            self._envs = make_vector_env(self.benchmark.train, n, self.config.backend, self.config.num_workers)
-        self._envs.set_tasks(tasks)
         seeds = [int(s) for s in self.rng.integers(2**31 - 1, size=n)]
-
-        def trial() -> tuple[Rollout, Rollout | None]:
-            learner = algo.make_learner()
-            learner.reset(n)
-            pre = collect(self._envs, learner, algo.adapt_episodes, seed=seeds)
-            learner.observe(pre)
-            learner.adapt()
-            post = (collect(self._envs, learner, algo.post_episodes, prev_reward=pre.last_rewards())
-                    if algo.post_episodes else None)  # the trial goes on, as in the evaluator
-            return pre, post
-
+        # slot i's noise stream is seeded by its reset seed: its trial depends on seed and weights alone,
+        # so it is the same wherever it runs (metarl.trials)
+        batch, plan = TrialBatch(tasks, seeds, seeds), TrialPlan(algo.adapt_episodes, algo.post_episodes)
         start = time.perf_counter()
         with torch_threads(self.config.collect_threads):
-            pre, post = retry_trial(trial, f"training iteration {self.state.iteration + 1}")
+            [(pre, post)] = self._trials("train", n).run_trials(algo, [batch], plan,
+                                                                f"training iteration {self.state.iteration + 1}")
         collected = time.perf_counter()
         metrics = algo.meta_update(MetaBatch(tasks, pre, post))
         if not isinstance(metrics, dict):
@@ -297,18 +293,32 @@ class Trainer:
         """The run has used its ``max_seconds`` of training (counted across resumes)."""
         return self.config.max_seconds is not None and self.state.elapsed >= self.config.max_seconds
 
-    def evaluate(self, config: EvalConfig) -> EvalResult:
-        """Held-out evaluation of the current algorithm on the benchmark's test split."""
-        n = eval_slots(self.benchmark.test, config, self.config.num_envs)
+    def _trials(self, split: str, n: int):
+        """The trial runner for ``n`` slots of ``split``: Ray actors, or this process's vector env."""
+        if self.config.backend == "ray":
+            if self._ray is None:
+                from metarl.distributed import RayPool
+
+                self._ray = RayPool(self.benchmark, self.algorithm, self.config.num_workers, self.config.ray_address)
+            return self._ray.trials(split, n)
+        if split == "train":
+            if self._envs is None:
+                self._envs = make_vector_env(self.benchmark.train, n, self.config.backend, self.config.num_workers)
+            return LocalTrials(self._envs)
         if self._eval_envs is not None and self._eval_envs.num_envs != n:
             self._eval_envs.close()  # the final evaluation may cover more tasks than the periodic ones
             self._eval_envs = None
         if self._eval_envs is None:
             self._eval_envs = make_vector_env(self.benchmark.test, n, self.config.backend,
                                               self.config.num_workers)  # shm caps workers at slots
+        return LocalTrials(self._eval_envs)
+
+    def evaluate(self, config: EvalConfig) -> EvalResult:
+        """Held-out evaluation of the current algorithm on the benchmark's test split."""
+        n = eval_slots(self.benchmark.test, config, self.config.num_envs)
+        trials = self._trials("test", n)
         with torch_threads(self.config.collect_threads):
-            return evaluate(self.benchmark.test, self.algorithm.make_learner(), self._eval_envs, config,
-                            self.config.seed)
+            return evaluate(self.benchmark.test, self.algorithm, trials, config, self.config.seed)
 
     def final_tasks_digest(self) -> str:
         """:func:`metarl.evaluator.tasks_digest` of the tasks the final evaluation runs."""
@@ -378,10 +388,10 @@ class Trainer:
                              "it; if those are unchanged, load_state_dict itself fails on its own state_dict()") from e
 
     def close(self) -> None:
-        for envs in (self._envs, self._eval_envs):
+        for envs in (self._envs, self._eval_envs, self._ray):
             if envs is not None:
                 envs.close()
-        self._envs = self._eval_envs = None
+        self._envs = self._eval_envs = self._ray = None
 
 
 class SaveFailed(RunError):

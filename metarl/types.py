@@ -49,7 +49,7 @@ class StepInput(NamedTuple):
         noise: per-slot random streams (:class:`metarl.seeding.SlotNoise`, one per slot) that a Learner
             should draw its random numbers from when given (action noise, latent samples), so a slot's
             draws don't depend on the other slots; None: draw from torch's global generator. The
-            evaluator passes them; training doesn't.
+            evaluator and the Trainer pass them (:mod:`metarl.trials`).
     """
 
     obs: np.ndarray

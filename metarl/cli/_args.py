@@ -55,8 +55,8 @@ def add_vector_flags(parser: argparse.ArgumentParser, default_note: str = "") ->
                         help="vector env backend (auto: the family's batched env if it has one, else sync)"
                              + (default_note or "; default auto"))
     parser.add_argument("--num-workers", type=whole("--num-workers", 8),
-                        help="worker processes of --backend shm (default: one per core, at most --num-envs)"
-                             + default_note)
+                        help="worker processes of --backend shm, actors of --backend ray (default: one per "
+                             "core, at most --num-envs)" + default_note)
 
 
 def add_option_flags(parser: argparse.ArgumentParser, agent_help: str, env_help: str) -> None:

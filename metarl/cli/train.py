@@ -32,6 +32,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--num-envs", type=whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     add_vector_flags(t)
+    t.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
+                   help="with --backend ray: join this Ray cluster (default: start a local Ray, stop it at the end)")
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
     t.add_argument("--eval-every", type=whole("--eval-every", 50000, minimum=0),
                    help="also a quick held-out evaluation (5 tasks per class) every N env steps "
@@ -156,7 +158,7 @@ def _create(args: argparse.Namespace) -> runs.Run:
 
     trainer = TrainerConfig(
         steps=args.steps or 100_000, num_envs=args.num_envs or 10, seed=args.seed or 0,
-        backend=args.backend or "auto", num_workers=args.num_workers,
+        backend=args.backend or "auto", num_workers=args.num_workers, ray_address=args.ray_address,
         max_seconds=runs.max_seconds(args.max_minutes),
         eval_every=args.eval_every or 0, final_eval=not args.no_final_eval,
         final_eval_tasks_per_class=args.eval_tasks, checkpoint_every=args.checkpoint_every or 10,
@@ -174,9 +176,10 @@ def _resume(args: argparse.Namespace) -> runs.Run:
     if args.out is None:
         raise UsageError("--resume needs --out RUN_DIR: the run directory to continue")
     expect = {"benchmark": args.benchmark, "agent": args.agent, "task": args.task, "seed": args.seed,
-              "num_envs": args.num_envs, "backend": args.backend, "reward_version": args.reward_version,
+              "num_envs": args.num_envs, "reward_version": args.reward_version,
               **_option_flags(args)}
     return runs.resume(args.out, device=args.device, final_eval=not args.no_final_eval, expect=expect,
                        steps=args.steps, max_seconds=runs.max_seconds(args.max_minutes),
                        eval_every=args.eval_every, final_eval_tasks_per_class=args.eval_tasks,
-                       checkpoint_every=args.checkpoint_every, num_workers=args.num_workers)
+                       checkpoint_every=args.checkpoint_every, num_workers=args.num_workers,
+                       backend=args.backend, ray_address=args.ray_address)

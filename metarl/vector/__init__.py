@@ -31,7 +31,8 @@ from metarl.types import Task
 from metarl.vector.asyncenv import CheckedAsyncVectorEnv
 from metarl.vector.shm import SharedMemoryVectorEnv, check_picklable, default_start_method, start_failure
 
-BACKENDS = ("auto", "native", "sync", "async", "shm")
+BACKENDS = ("auto", "native", "sync", "async", "shm", "ray")
+"""``"ray"`` is no vector env: the Trainer runs whole trials on Ray actors (:mod:`metarl.distributed`)."""
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,9 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         if num_envs < 1:
             raise UsageError(f"--num-envs {num_envs} is not positive: use at least 1")
         backend = check_backend(dist, backend)
+        if backend == "ray":
+            raise UsageError("backend 'ray' runs whole trials on Ray actors, not a vector env: the Trainer "
+                             "(TrainerConfig(backend='ray')) uses it; here use auto, native, sync, async or shm")
         check_num_workers(backend, num_workers)
         fns = [dist.make_env for _ in range(num_envs)]
         if backend == "native":
@@ -151,6 +155,12 @@ def check_backend(dist: TaskDistribution, backend: str) -> str:
     if backend not in BACKENDS:
         raise UsageError(f"unknown vector backend {backend!r}: use one of {', '.join(BACKENDS)}")
     has_native = getattr(dist, "vector_factory", None) is not None
+    if backend == "ray":  # here too: the CLI checks before it writes a run directory
+        from metarl.distributed import import_ray
+
+        import_ray()
+        check_picklable(dist.make_env)
+        return backend
     if backend == "auto":
         return "native" if has_native else "sync"
     if backend == "native" and not has_native:
@@ -165,8 +175,8 @@ def check_num_workers(backend: str, num_workers: int | None) -> None:
     """UsageError unless ``num_workers`` is None or a positive count for the ``shm`` backend."""
     if num_workers is None:
         return
-    if backend != "shm":
-        raise UsageError(f"--num-workers (num_workers) sets the shm backend's worker processes; the backend "
+    if backend not in ("shm", "ray"):
+        raise UsageError(f"--num-workers (num_workers) sets the shm backend's worker processes (ray: actors); the backend "
                          f"here is {backend!r}: add --backend shm (backend='shm') or drop it")
     if num_workers < 1:
         raise UsageError(f"--num-workers {num_workers} is not positive: use at least 1 (or leave it out: one per core)")

@@ -259,9 +259,11 @@ def test_a_second_ctrl_c_stops_at_once_without_saving(tmp_path, default_sigint):
 
 def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, monkeypatch, default_sigint):
     import os
+    import shlex
     import signal
 
     from metarl.cli import main
+    from metarl.cli.train import metarl_command
     from metarl.trainer import Trainer
 
     real = Trainer.iteration
@@ -276,7 +278,9 @@ def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, mo
     args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out), "--no-final-eval"]
     assert main(args) == 130
     err = capsys.readouterr().err  # the command keeps --no-final-eval, which a resume does not inherit
-    assert f"continue with `metarl train Toy --agent random --out {out} --resume --no-final-eval`" in err
+    resume = shlex.join([*metarl_command(), "train", "Toy", "--agent", "random", "--out", str(out), "--resume",
+                         "--no-final-eval"])  # metarl_command: `metarl`, or this python -m metarl off PATH
+    assert f"continue with `{resume}`" in err
     monkeypatch.setattr(Trainer, "iteration", real)
     assert main([*args, "--resume"]) == 0
 

@@ -8,15 +8,11 @@ checkpoint. The x-axis of every metric is env steps.
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import json
-import os
 import re
 import signal
-import threading
 import time
-from collections.abc import Iterator
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -31,7 +27,7 @@ from rich.progress import (
 from rich.text import Text
 
 from metarl import checkpoint
-from metarl.errors import RunError, Terminated, UsageError, raise_terminated, terminate_raises
+from metarl.errors import UsageError, terminate_raises
 from metarl.evaluator import (
     EvalConfig,
     EvalResult,
@@ -46,6 +42,15 @@ from metarl.learner import MetaAlgorithm
 from metarl.logging import STDERR, Logger
 from metarl.rollout import torch_threads
 from metarl.seeding import rng_state, seed_everything, set_rng_state
+from metarl.stopping import (
+    SaveFailed,
+    TrainingInterrupted,
+    diverged,
+    noted,
+    saved_on_failure,
+    stop_on_signals,
+    writes,
+)
 from metarl.tasks import Benchmark, TaskDistribution
 from metarl.trials import LocalTrials, TrialBatch, TrialPlan
 from metarl.types import MetaBatch, Rollout
@@ -169,10 +174,10 @@ class Trainer:
         self.interrupted = self.final_evaluation_running = False
         self.stop_signal = None
         try:
-            with _progress(cfg) as bar, self._stop_on_signals():
+            with _progress(cfg) as bar, stop_on_signals(self):
                 task = bar.add_task("train", total=cfg.steps, completed=self.state.env_steps, deadline=self._deadline())
                 while self.state.env_steps < cfg.steps and not self.out_of_time() and not self.interrupted:
-                    with self._saved_on_failure():
+                    with saved_on_failure(self):
                         self._train_iteration()
                         if self.state.iteration % cfg.checkpoint_every == 0:
                             self.save()
@@ -183,15 +188,15 @@ class Trainer:
                                           signum=self.stop_signal or signal.SIGINT)
             self.final_evaluation_running = cfg.final_eval
             final = EvalConfig(max_tasks_per_class=cfg.final_eval_tasks_per_class)
-            with terminate_raises(), _noted(f"training finished and was saved at {self.state.env_steps:,} env steps; "
+            with terminate_raises(), noted(f"training finished and was saved at {self.state.env_steps:,} env steps; "
                                             "`metarl eval RUN_DIR` runs the final evaluation again"):
                 result = self.evaluate(final) if cfg.final_eval else None
             self.final_evaluation_running = False
         finally:
             self.close()
         if result is not None:
-            with _noted("training finished and was saved; `metarl eval RUN_DIR` writes the final evaluation "
-                        "again"), _writes("the final evaluation"):
+            with noted("training finished and was saved; `metarl eval RUN_DIR` writes the final evaluation "
+                        "again"), writes("the final evaluation"):
                 self.logger.log(self.state.env_steps, result.metrics())
                 if self.run_dir is not None:
                     write_eval_json(self.final_eval_path(), result, self.benchmark, cfg.seed,
@@ -215,69 +220,8 @@ class Trainer:
         if (cfg.eval_every and not last
                 and steps_before // cfg.eval_every < self.state.env_steps // cfg.eval_every):
             metrics.update(self.evaluate(EvalConfig(max_tasks_per_class=cfg.eval_tasks_per_class)).metrics())
-        with _writes("the metrics"):
+        with writes("the metrics"):
             self.logger.log(self.state.env_steps, metrics)
-
-    @contextlib.contextmanager
-    def _saved_on_failure(self) -> Iterator[None]:
-        """An iteration that a :class:`~metarl.errors.RunError` ends (env workers that keep failing) first
-        saves the checkpoint of the last whole iteration, its random state rewound to where that iteration
-        ended (a resumed run then equals one that never failed), and says so in the error's message."""
-        iteration, rng = self.state.iteration, rng_state(self.rng)
-        try:
-            yield
-        except SaveFailed:  # its message says what the run directory holds
-            raise
-        except RunError:
-            if self.state.iteration == iteration:  # failed while collecting: nothing of it is kept
-                set_rng_state(self.rng, rng)
-            with _noted(self._save_note()):
-                raise
-        except (UsageError, KeyboardInterrupt):
-            raise
-        except Exception as e:  # a diverged agent fails in its own code (a NaN where torch checks): say so
-            where = checkpoint.first_nan(self.algorithm.state_dict(), "state_dict()")
-            if where is None:
-                raise
-            cause = (str(e).strip().splitlines() or [""])[0][:120]
-            raise self._diverged(where, iteration + 1, f"{type(e).__name__}: {cause}") from e
-
-    def _save_note(self) -> str:
-        """Save the checkpoint for a run that has to stop; what was saved, for the error message."""
-        if self.run_dir is None:
-            return "no run directory: nothing saved"
-        try:
-            self.save()
-        except SaveFailed as e:
-            return str(e)
-        return (f"checkpoint saved at {self.state.env_steps:,} env steps (iteration {self.state.iteration}): "
-                "--resume continues from there")
-
-    @contextlib.contextmanager
-    def _stop_on_signals(self) -> Iterator[None]:
-        """While training: the first SIGINT or SIGTERM asks to stop after the current iteration, the
-        second raises KeyboardInterrupt / Terminated (see :meth:`train`)."""
-        if threading.current_thread() is not threading.main_thread():
-            yield
-            return
-        ours = [s for s, default in ((signal.SIGINT, signal.default_int_handler),
-                                     (signal.SIGTERM, signal.SIG_DFL)) if signal.getsignal(s) in (default, raise_terminated)]
-        then = "saving the checkpoint" if self.run_dir is not None else "returning (no run dir: nothing saved)"
-
-        def ask(signum: int, frame: Any) -> None:
-            by, again = ("", "Ctrl-C") if signum == signal.SIGINT else ("SIGTERM: ", "SIGTERM")
-            if self.interrupted:
-                raise KeyboardInterrupt if signum == signal.SIGINT else Terminated
-            self.interrupted, self.stop_signal = True, signum  # os.write: no lock a progress bar may hold
-            os.write(2, f"\n{by}stopping after this iteration (and its periodic evaluation, if one is due), "
-                        f"then {then}; {again} again: quit now, unsaved\n".encode())
-
-        previous = {s: signal.signal(s, ask) for s in ours}
-        try:
-            yield
-        finally:
-            for s, handler in previous.items():
-                signal.signal(s, handler)
 
     def final_eval_path(self) -> Path:
         """Where :meth:`train` writes the final evaluation (``eval.json`` or ``eval-firstK.json``)."""
@@ -339,7 +283,7 @@ class Trainer:
                  "tasks": self._tasks_digests, "origin": self.origin}
         where = checkpoint.first_nan(state["algorithm"], "state_dict()")
         if where is not None:  # never replace the last good checkpoint with a diverged one
-            raise self._diverged(where, self.state.iteration)
+            raise diverged(self, where, self.state.iteration)
         path = self.run_dir / checkpoint.CHECKPOINT_NAME
         try:
             checkpoint.save(path, state)
@@ -350,16 +294,6 @@ class Trainer:
                              f"{kept}: free space (or make the folder writable), then --resume continues from "
                              "it") from e
         self.saved_env_steps = self.state.env_steps
-
-    def _diverged(self, where: str, iteration: int, cause: str = "") -> SaveFailed:
-        """The error for an agent whose state went NaN (``where``: the first key path) by ``iteration``;
-        the checkpoint in the run directory is the last state without one."""
-        kept = ("no checkpoint was written before" if self.run_dir is None or self.saved_env_steps is None else
-                f"{checkpoint.CHECKPOINT_NAME} keeps the last state without NaN, at {self.saved_env_steps:,} env "
-                "steps (`metarl eval` evaluates it)")
-        return SaveFailed(f"training diverged by iteration {iteration} ({cause + '; ' if cause else ''}"
-                          f"the agent's state holds NaN at {where}); {kept}: train again with a smaller learning "
-                          "rate (e.g. --agent-opt lr=..., with --force)")
 
     def resume(self, path: Path) -> None:
         """Continue from a checkpoint written by :meth:`save`: the same tasks (by digest), then its counters,
@@ -392,45 +326,6 @@ class Trainer:
             if envs is not None:
                 envs.close()
         self._envs = self._eval_envs = self._ray = None
-
-
-class SaveFailed(RunError):
-    """The checkpoint could not be written (a full disk, a read-only folder); the previous one is whole."""
-
-
-@contextlib.contextmanager
-def _writes(what: str) -> Iterator[None]:
-    """An ``OSError`` from writing ``what`` into the run directory (disk full, folder made read-only after
-    start-up) becomes a one-line :class:`~metarl.errors.RunError` naming the file."""
-    try:
-        yield
-    except OSError as e:
-        where = f" to {e.filename}" if e.filename else ""
-        raise RunError(f"could not write {what}{where} ({e.strerror or e})") from e
-
-
-@contextlib.contextmanager
-def _noted(note: str) -> Iterator[None]:
-    """A :class:`~metarl.errors.RunError` raised in the block gets ``note`` appended to its message."""
-    try:
-        yield
-    except RunError as e:
-        e.args = (f"{e.args[0] if e.args else type(e).__name__}; {note}", *e.args[1:])
-        raise
-
-
-class TrainingInterrupted(KeyboardInterrupt):
-    """Ctrl-C (or SIGTERM: ``signum``) stopped :meth:`Trainer.train` after a whole iteration; ``env_steps``
-    trained, ``saved``: the checkpoint in the run dir holds them (continue with :meth:`Trainer.resume` /
-    ``--resume``). The CLI exits with ``128 + signum`` (130, 143)."""
-
-    def __init__(self, env_steps: int, saved: bool, signum: int = signal.SIGINT) -> None:
-        by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        super().__init__(f"training stopped by {by} at {env_steps:,} env steps" + (", checkpoint saved" if saved else ""))
-        self.env_steps, self.saved, self.signum = env_steps, saved, int(signum)
-
-    def __reduce__(self) -> tuple:  # picklable, e.g. out of a process pool running a seed sweep
-        return TrainingInterrupted, (self.env_steps, self.saved, self.signum)
 
 
 def _rollout_metrics(pre: Rollout, post: Rollout | None, adapts_while_acting: bool = False) -> dict[str, float]:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import time
 import warnings
 from collections.abc import Sequence
 from typing import Any
@@ -101,11 +102,12 @@ class TrialWorker:
         return ray.get_runtime_context().get_node_id(), os.getpid()
 
     def run(self, split: str, batch: TrialBatch, plan: TrialPlan, weights: list, version: int,
-            what: str) -> tuple[TrialResult, str]:
+            what: str) -> tuple[TrialResult, str, float]:
         """``batch``'s trials with the weights of ``version`` (``weights``: [ObjectRef], fetched only when
-        the version changed). Returns the rollouts and this actor's node id."""
+        the version changed). Returns the rollouts, this actor's node id and the seconds the trials took."""
         import ray
 
+        start = time.perf_counter()
         if version != self.version:
             load_learner_state(self.algorithm, ray.get(weights[0]))
             self.version = version
@@ -116,7 +118,7 @@ class TrialWorker:
             dist = self.benchmark.train if split == "train" else self.benchmark.test
             self.envs[key] = make_vector_env(dist, len(batch.tasks), self.backend)
         result = run_batch(self.envs[key], self.algorithm, batch, plan, what)
-        return result, ray.get_runtime_context().get_node_id()
+        return result, ray.get_runtime_context().get_node_id(), time.perf_counter() - start
 
     def close(self) -> None:
         for envs in self.envs.values():
@@ -150,6 +152,7 @@ class RayPool:
         self.version, self._weights = 0, None
         self.deaths = 0
         self.nodes: list[str] = []
+        self.timing: dict[str, float] = {}
         """Node id of the actor that ran each block of the last call (tests check spreading)."""
 
     def _new_actor(self):
@@ -172,11 +175,12 @@ class RayPool:
         if not hasattr(source, "make_learner"):
             raise UsageError("backend 'ray' runs trials from a MetaAlgorithm (its weights go to the actors), "
                              f"not from a {type(source).__name__}")
+        start = time.perf_counter()
         ray, weights = self.ray, self.broadcast(source)
         blocks = [(b, piece) for b, batch in enumerate(batches)
                   for piece in split_batch(batch, block_sizes(len(batch.tasks), len(self.actors)))]
         pending = {self._submit(i, split, piece, plan, weights, what): i for i, (_, piece) in enumerate(blocks)}
-        done: dict[int, tuple[TrialResult, str]] = {}
+        done: dict[int, tuple[TrialResult, str, float]] = {}
         deaths = 0
         while pending:
             ready, _ = ray.wait(list(pending), num_returns=1)
@@ -196,6 +200,11 @@ class RayPool:
                               f"again (death {deaths} of at most {self.max_deaths})", RuntimeWarning, stacklevel=2)
                 pending[self._submit(i, split, blocks[i][1], plan, weights, what)] = i
         self.nodes = [done[i][1] for i in range(len(blocks))]
+        busy = {}  # actor -> seconds of trials it ran in this call
+        for i in range(len(blocks)):
+            busy[i % len(self.actors)] = busy.get(i % len(self.actors), 0.0) + done[i][2]
+        self.timing = {"call_s": time.perf_counter() - start, "actor_max_s": max(busy.values())}
+        """The last call's wall time and its busiest actor's trial time (the rest: transfer, scheduling)."""
         out = []
         for b in range(len(batches)):
             out.append(merge_results([done[i][0] for i in range(len(blocks)) if blocks[i][0] == b]))

@@ -288,8 +288,10 @@ def _resumed_config(cfg: RunConfig, out: Path, expect: dict[str, Any], device: s
         if clash]
     backend = limits.get("backend") or t.backend  # a resume may change it: trials don't depend on it
     if limits.get("num_workers") is not None and not conflicts and backend not in ("shm", "ray"):
-        raise UsageError(f"--num-workers sets the shm backend's worker processes (or Ray's actors); {out} "
-                         f"runs with backend {backend!r}: drop --num-workers")
+        kept = (f"was trained with backend {backend!r}, which --resume keeps" if backend == t.backend
+                else f"resumes with backend {backend!r}")
+        raise UsageError(f"--num-workers sets the shm backend's worker processes (or Ray's actors); {out} {kept}: "
+                         "drop --num-workers")
     if conflicts:
         verb = "differs" if len(conflicts) == 1 else "differ"
         raise UsageError(f"--resume continues {out} as saved in its config.json ({cfg.benchmark}"

@@ -20,7 +20,7 @@ reset asked for while the worker died is sent again with its seeds. More than ``
 within ``restart_window`` seconds (an hour) raise :class:`WorkerError` instead of hanging. An interrupted
 call (Ctrl-C) leaves what it started owed: the next call first waits for that step or answer, so no stale
 answer is taken for a new one. ``close()`` stops and joins every worker. The shared memory has no name
-(:class:`_Segment`) and the semaphores' names are unlinked once their worker runs, so nothing is left in
+(:mod:`metarl.vector.shmem`) and the semaphores' names are unlinked once their worker runs, so nothing is left in
 ``/dev/shm`` however the processes end. Workers also exit by themselves when
 the parent dies (killed, crashed): a watchdog thread in each waits for EOF on a "lifeline" pipe whose
 only write end the parent holds.
@@ -29,10 +29,8 @@ Autoreset is disabled, as for every metarl vector env.
 
 from __future__ import annotations
 
-import _multiprocessing
 import contextlib
 import itertools
-import mmap
 import multiprocessing as mp
 import os
 import pickle
@@ -42,10 +40,6 @@ import threading
 import time
 import warnings
 from collections.abc import Callable, Sequence
-from multiprocessing import reduction, resource_tracker
-from multiprocessing import synchronize as mp_synchronize
-from multiprocessing import util as mp_util
-from multiprocessing.shared_memory import SharedMemory
 from typing import Any
 
 import gymnasium as gym
@@ -53,6 +47,7 @@ import numpy as np
 from gymnasium.vector import AutoresetMode
 
 from metarl.errors import RunError, UsageError
+from metarl.vector.shmem import Mapped, Segment, forget_name
 
 _FIELDS = (("obs", np.float64, "obs"), ("act", np.float64, "act"), ("rew", np.float64, None),
            ("term", np.bool_, None), ("trunc", np.bool_, None), ("succ", np.float64, None),
@@ -244,79 +239,6 @@ class _Block:
         self.obs = self.act = self.rew = self.term = self.trunc = self.succ = None
 
 
-class _Segment:
-    """Shared memory without a name: nothing is left behind however the processes end (a ``kill -9`` of
-    the process group included), since the memory goes with the last process that maps it.
-
-    Linux: a ``memfd`` (no ``/dev/shm`` entry, and not limited by ``/dev/shm``'s size, 64 MB in Docker);
-    elsewhere a POSIX segment whose name is unlinked at once. Workers get the file descriptor itself, passed
-    while they start (:meth:`__reduce__`), and map it."""
-
-    name = "(unnamed)"
-    """No ``/dev/shm`` name."""
-
-    def __init__(self, size: int) -> None:
-        self.size = size
-        if hasattr(os, "memfd_create"):
-            self.fd = os.memfd_create("metarl-shm", os.MFD_CLOEXEC)
-            os.ftruncate(self.fd, size)
-        else:
-            named = SharedMemory(create=True, size=size)
-            self.fd = os.dup(named._fd)
-            named.unlink()
-            named.close()
-        self.mmap = mmap.mmap(self.fd, size)
-        self.buf = memoryview(self.mmap)
-
-    def __reduce__(self) -> tuple:  # to a worker process as it starts: the descriptor travels with it
-        return _attach, (reduction.DupFd(self.fd), self.size)
-
-    def close(self) -> None:
-        self.buf.release()
-        self.mmap.close()
-        if self.fd is not None:
-            os.close(self.fd)
-            self.fd = None
-
-
-class _Mapped:
-    """A worker's map of the parent's :class:`_Segment`."""
-
-    def __init__(self, fd: int, size: int) -> None:
-        self.mmap = mmap.mmap(fd, size)
-        os.close(fd)  # the map holds the memory
-        self.buf = memoryview(self.mmap)
-
-    def close(self) -> None:
-        self.buf.release()
-        self.mmap.close()
-
-
-def _attach(dup: Any, size: int) -> _Mapped:
-    return _Mapped(dup.detach(), size)
-
-
-def _forget_name(sem: Any) -> None:
-    """Unlink the name of a semaphore both processes now hold open, so a ``kill -9`` of the process group
-    leaves no ``/dev/shm/sem.mp-*`` entry behind (multiprocessing unlinks it only when the object is freed,
-    or its resource tracker at exit, and both die with the group). Only where multiprocessing's own
-    clean-up of the name is found and cancelled (it would fail on a name already gone)."""
-    lock = getattr(sem, "_semlock", None)
-    name = getattr(lock, "name", None)
-    if name is None:
-        return
-    cleanups = [f for f in list(mp_util._finalizer_registry.values())
-                if getattr(f, "_callback", None) is getattr(mp_synchronize.SemLock, "_cleanup", ())
-                and getattr(f, "_args", None) == (name,)]
-    if len(cleanups) != 1:
-        return
-    cleanups[0].cancel()
-    with contextlib.suppress(OSError):
-        _multiprocessing.sem_unlink(name)
-    with contextlib.suppress(Exception):
-        resource_tracker.unregister(name, "semaphore")
-
-
 def _exit_with_parent(lifeline: Any) -> None:
     """Watchdog thread of a worker: the parent never writes to ``lifeline``, so ``recv`` returns only
     with EOF, once every write end is closed: the parent has exited, was killed or crashed (even while
@@ -326,7 +248,7 @@ def _exit_with_parent(lifeline: Any) -> None:
     os._exit(0)
 
 
-def _worker(pipe, go, done, shm: _Mapped, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
+def _worker(pipe, go, done, shm: Mapped, dims: tuple[int, int, int], lo: int, hi: int, env_fn: Callable,
             spin_s: float, lifeline: Any) -> None:
     for signum in _PARENTS_SIGNALS:  # Ctrl-C, SIGTERM: the parent's to handle (it saves, then closes us)
         signal.signal(signum, signal.SIG_IGN)
@@ -428,7 +350,7 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
         self._inline = None
         self._remote = range(1 if in_parent else 0, workers)
         self._lifeline: tuple[Any, ...] = ()
-        self._shm = _Segment(_nbytes(*self._dims))
+        self._shm = Segment(_nbytes(*self._dims))
         try:  # from here on, whatever fails (a Ctrl-C too) leaves no workers or shared memory behind
             self._arrays = _views(self._shm.buf, *self._dims)
             self._ctx = mp.get_context(start_method)
@@ -481,8 +403,8 @@ class SharedMemoryVectorEnv(gym.vector.VectorEnv):
 
     def _started(self, w: int) -> None:
         """Worker ``w`` is up and holds its semaphores open: their names can go."""
-        _forget_name(self._go[w])
-        _forget_name(self._done[w])
+        forget_name(self._go[w])
+        forget_name(self._done[w])
 
     def _answer(self, w: int, timeout: float) -> tuple[str, Any] | None:
         """Worker ``w``'s next pipe message within ``timeout`` s (None: none yet); a dead worker's

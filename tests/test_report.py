@@ -29,6 +29,8 @@ def test_iqm_is_the_mean_of_the_middle_half():
     assert stats.iqm([0.0, 0.3, 0.9]) == pytest.approx(0.4)
     assert stats.iqm([0, 0, 0, 0, 100]) == 0  # one outlying seed of five moves it not at all
     assert stats.mean([[0.0, 10.0], [1.0, 2.0]]) == pytest.approx(3.25)
+    # 5 scores: int(5 / 4) = 1 cut from each end, whole (rliable, scipy.stats.trim_mean), not 1.25 in part
+    assert stats.iqm([0.0, 1.0, 2.0, 3.0, 10.0]) == pytest.approx(2.0)
 
 
 def test_bootstrap_interval_matches_the_enumerated_distribution():
@@ -64,6 +66,16 @@ def test_probability_of_improvement_by_hand():
     assert stats.probability_of_improvement([0.3, 0.3], [0.3]) == 0.5
     with pytest.raises(ValueError):
         stats.probability_of_improvement([[1, 2]], [[1]])
+
+
+def test_equal_fractions_tie_whatever_their_last_bit():
+    # 28/30 as two evaluations computed it (the ToySides sweep's RL² and MAML seeds): a tie, not a win
+    a, b = 0.9333333333333333, 0.9333333333333332
+    assert a > b and stats.probability_of_improvement([a], [b]) == 0.5
+    assert stats.probability_of_improvement([[1.0], [a]], [[0.9], [b]]) == pytest.approx(3.5 / 4)
+    assert stats.performance_profile([0.1 + 0.2], [0.3]).tolist() == [0.0]  # 0.30000000000000004 is 0.3
+    lo, hi = stats.performance_profile_ci([[0.1 + 0.2], [0.3]], rng(), [0.3], reps=200)
+    assert (lo.tolist(), hi.tolist()) == ([0.0], [0.0])
 
 
 def test_performance_profile_by_hand():

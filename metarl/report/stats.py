@@ -45,8 +45,10 @@ def as_scores(scores) -> np.ndarray:
 
 
 def iqm(scores) -> float:
-    """Interquartile mean over all runs and tasks: the 25% trimmed mean of the flattened scores (with
-    ``n`` scores, ``int(n / 4)`` are cut from each end, so 2 or 3 scores give their plain mean)."""
+    """Interquartile mean over all runs and tasks: the 25% trimmed mean of the flattened scores, as
+    rliable's ``aggregate_iqm`` computes it (``scipy.stats.trim_mean``): ``int(n / 4)`` whole scores are cut
+    from each end, none in part, so 2 or 3 scores give their plain mean and 5 their middle 3 (an IQM that
+    cut n / 4 = 1.25 with fractional weights would count the 2nd and 4th at 0.75 and differ slightly)."""
     return float(trim_mean(as_scores(scores), 0.25, axis=None))
 
 
@@ -86,10 +88,21 @@ def bootstrap_ci(scores, statistic: str, rng: np.random.Generator, reps: int = R
     return percentile_interval(STATISTICS[statistic](stratified_resamples(x, reps, rng)), confidence)
 
 
+TIE_DECIMALS = 9
+"""Scores are compared (with each other, with thresholds) rounded to this many decimals: success rates
+are fractions of trials, and the same fraction computed two ways (28/30 as a mean of per-goal rates, or
+directly) can differ in the last bit (0.9333333333333333 vs ...332), which must be a tie, not a win."""
+
+
+def comparable_scores(x: np.ndarray) -> np.ndarray:
+    """``x`` rounded to :data:`TIE_DECIMALS`, for comparisons: equal fractions compare equal."""
+    return np.round(x, TIE_DECIMALS)
+
+
 def probability_of_improvement(x, y) -> float:
     """P(X > Y): for each task, the chance that a run of X scores above a run of Y (ties count half: the
     Mann-Whitney U statistic over ``runs_x * runs_y`` pairs), averaged over tasks. X and Y need the same
-    tasks, not the same number of runs."""
+    tasks, not the same number of runs. Scores equal to :data:`TIE_DECIMALS` decimals tie."""
     return float(_poi(as_scores(x)[None], as_scores(y)[None])[0])
 
 
@@ -97,7 +110,7 @@ def _poi(x: np.ndarray, y: np.ndarray) -> np.ndarray:
     """:func:`probability_of_improvement` over stacks ``[reps, runs_x, tasks]``, ``[reps, runs_y, tasks]``."""
     if x.shape[2] != y.shape[2]:
         raise ValueError(f"X and Y must score the same tasks, got {x.shape[2]} and {y.shape[2]} columns")
-    a, b = x[:, :, None, :], y[:, None, :, :]  # [reps, runs_x, runs_y, tasks]
+    a, b = comparable_scores(x)[:, :, None, :], comparable_scores(y)[:, None, :, :]  # [reps, rx, ry, tasks]
     wins = (a > b).mean(axis=(1, 2)) + 0.5 * (a == b).mean(axis=(1, 2))  # [reps, tasks]
     return wins.mean(axis=1)
 
@@ -118,9 +131,10 @@ TAUS = np.linspace(0.0, 1.0, 101)
 
 
 def performance_profile(scores, taus=TAUS) -> np.ndarray:
-    """Fraction of ``runs x tasks`` scores above each threshold (rliable's score distribution)."""
-    x = as_scores(scores).ravel()
-    return (x[None, :] > np.asarray(taus, dtype=float)[:, None]).mean(axis=1)
+    """Fraction of ``runs x tasks`` scores above each threshold (rliable's score distribution; a score
+    equal to a threshold to :data:`TIE_DECIMALS` decimals is not above it)."""
+    x = comparable_scores(as_scores(scores).ravel())
+    return (x[None, :] > comparable_scores(np.asarray(taus, dtype=float))[:, None]).mean(axis=1)
 
 
 def performance_profile_ci(scores, rng: np.random.Generator, taus=TAUS, reps: int = 2_000,
@@ -130,8 +144,8 @@ def performance_profile_ci(scores, rng: np.random.Generator, taus=TAUS, reps: in
     x = as_scores(scores)
     if len(x) < 2:
         return None
-    flat = np.sort(stratified_resamples(x, reps, rng).reshape(reps, -1), axis=1)  # [reps, runs * tasks]
-    n = flat.shape[1]
+    flat = np.sort(comparable_scores(stratified_resamples(x, reps, rng).reshape(reps, -1)), axis=1)
+    n, taus = flat.shape[1], comparable_scores(np.asarray(taus, dtype=float))  # flat: [reps, runs * tasks]
     above = np.stack([n - np.searchsorted(row, taus, side="right") for row in flat]) / n  # [reps, taus]
     tail = 100 * (1 - confidence) / 2
     lo, hi = np.percentile(above, [tail, 100 - tail], axis=0)

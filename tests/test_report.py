@@ -207,6 +207,28 @@ def test_refuses_to_pool_in_one_line(tmp_path, second, message):
     assert "\n" not in str(e.value)
 
 
+def test_reward_versions_are_reported_and_compared_apart(tmp_path):
+    for name, version, rows in (("a", "v2", [(0, 0.5), (1, 0.6)]), ("b", "v1", [(0, 0.7), (1, 0.8)]),
+                                ("c", "v2", [(0, 0.1), (1, 0.2)])):
+        learning_file(tmp_path / f"{name}.json", rows, reward_version=version)
+    report = write_report([tmp_path], tmp_path / "rep", reps=200)
+    sets = {ts["reward_version"]: ts for ts in report.summary["task_sets"]}
+    assert {v: [g["label"] for g in ts["groups"]] for v, ts in sets.items()} == {"v2": ["a", "c"], "v1": ["b"]}
+    assert [(c["x"], c["y"]) for c in sets["v2"]["comparisons"]] == [("rl2 a", "rl2 c")]
+    assert not sets["v1"]["comparisons"]
+
+
+def test_runs_of_other_budgets_pool_with_a_note(tmp_path):
+    learning_file(tmp_path / "a.json", [(0, 0.5)])
+    path = learning_file(tmp_path / "a-s1.json", [(1, 0.7)])
+    obj = json.loads(path.read_text())
+    obj["seeds"][0]["env_steps"] = 5000
+    path.write_text(json.dumps(obj))
+    (g,) = group_runs(load([tmp_path])[0])
+    assert g.notes == ["ML1/reach-v3 rl2 a: the runs trained 1,000 to 5,000 env steps (per-seed table); pooled "
+                       "because they share a label (a --max-minutes budget, or seeds resumed with another --steps)"]
+
+
 def test_refuses_evaluations_of_one_seed_on_different_tasks(tmp_path):
     (tmp_path / "a.json").write_text(json.dumps(eval_obj(0, 0.5, digest="aaaa")))
     (tmp_path / "b.json").write_text(json.dumps(eval_obj(0, 0.6, digest="bbbb")))

@@ -106,6 +106,11 @@ def _check_group(group: Group) -> None:
             raise UsageError(f"{group.name}: refusing to pool runs of different held-out task sets "
                              f"({first.source}: {_describe(first)}; {run.source}: {_describe(run)}): report them "
                              "separately, or evaluate them alike")
+    steps = sorted({r.env_steps for r in runs if r.env_steps is not None})
+    if len(steps) > 1:
+        group.notes.append(f"{group.name}: the runs trained {steps[0]:,} to {steps[-1]:,} env steps (per-seed "
+                           "table); pooled because they share a label (a --max-minutes budget, or seeds resumed "
+                           "with another --steps)")
     options = {json.dumps(r.agent_options, sort_keys=True) for r in runs}
     if len(options) > 1:
         group.notes.append(f"{group.name}: the runs were given different agent options ({'; '.join(sorted(options))});"

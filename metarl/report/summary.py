@@ -15,11 +15,12 @@ CURVE_PANELS = (("held-out", ("eval/success_rate", "eval/pre_success_rate")),
 
 
 def summarize(groups: list[Group], seed: int = 0, reps: int = stats.REPS) -> dict:
-    """Everything the report shows, grouped by task set (groups whose runs drew from the same held-out
-    tasks, so they are compared); the same groups, ``seed`` and ``reps`` give the same numbers."""
-    sets: dict[str, list[Group]] = {}
+    """Everything the report shows, grouped by task set and reward version (groups whose runs drew from
+    the same held-out tasks and were scored alike, so they are compared); the same groups, ``seed`` and
+    ``reps`` give the same numbers."""
+    sets: dict[tuple[str, str | None], list[Group]] = {}
     for g in groups:
-        sets.setdefault(g.task_set, []).append(g)
+        sets.setdefault((g.task_set, g.reward_version), []).append(g)
     out = []
     for members in sets.values():
         first = members[0]

@@ -12,6 +12,7 @@ import pytest
 from metarl.cli import main
 from metarl.errors import UsageError
 from metarl.report import group_runs, load, stats, write_report
+from metarl.report.plots import _curve_panels
 
 RESULTS = Path(__file__).resolve().parents[1] / "benchmarks" / "results"
 
@@ -302,6 +303,9 @@ def test_sweep_folder_pools_its_seeds_with_learning_curves(tmp_path, capsys):
     assert curve["steps"] == [1000, 2000] and curve["num_runs"] == 4 and curve["lo"] is not None
     assert g["curves"]["minutes"]["minutes"][0] == pytest.approx(30 * (1 + 2 + 3 + 4) / 4 / 60)
     assert (tmp_path / "rep" / "1-Toy-rl2-toy-rl2-curves.png").exists()
+    # the final evaluation alone (one step) is no curve: only the training panel is drawn
+    assert "eval/success_rate" in g["curves"] and _curve_panels(g["curves"]) == [("training", ["train/success_rate"])]
+    assert "| rl2 | toy-rl2 | 0 | 3,000 | 1.5 |" in (tmp_path / "rep" / "report.md").read_text()  # 90 s
 
 
 def test_cli_errors_are_one_line(tmp_path, capsys):

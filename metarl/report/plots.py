@@ -48,7 +48,7 @@ def draw_task_set(ts: dict, out: Path, prefix: str) -> list[Path]:
     if len(ts["classes"]) > 1:
         paths.append(_classes(ts, out / f"{prefix}-classes.png"))
     for g in ts["groups"]:
-        if any(k != "minutes" for k in g["curves"]):
+        if _curve_panels(g["curves"]):
             paths.append(_curves(g, out / f"{prefix}-{slug(g['agent'] + '-' + g['label'])}-curves.png"))
     return paths
 
@@ -131,8 +131,7 @@ def _curves(g: dict, path: Path) -> Path:
     in mean training minutes where the runs logged them."""
     plt = _plt()
     curves = g["curves"]
-    panels = [(t, [k for k in keys if k in curves]) for t, keys in CURVE_PANELS]
-    panels = [(t, keys) for t, keys in panels if keys]
+    panels = _curve_panels(curves)
     fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4), squeeze=False)
     for ax, (title, keys) in zip(axes[0], panels, strict=True):
         for i, key in enumerate(keys):
@@ -150,10 +149,16 @@ def _curves(g: dict, path: Path) -> Path:
         ax.set_title(title, fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
-        if len({s for k in keys for s in curves[k]["steps"]}) > 1:  # a single point has no time axis to draw
-            _wall_axis(ax, curves.get("minutes"))
+        _wall_axis(ax, curves.get("minutes"))
     fig.suptitle(f"{g['name']}: IQM over seeds, 95% CI band", fontsize=10)
     return _save(fig, path)
+
+
+def _curve_panels(curves: dict) -> list[tuple[str, list[str]]]:
+    """The :data:`CURVE_PANELS` with the metrics ``curves`` has at two steps or more: a series of one point
+    (the final evaluation, where runs logged no periodic one) is no curve, and the intervals PNG has it."""
+    panels = [(t, [k for k in keys if len(curves.get(k, {}).get("steps", [])) > 1]) for t, keys in CURVE_PANELS]
+    return [(t, keys) for t, keys in panels if keys]
 
 
 def _wall_axis(ax, minutes: dict | None) -> None:

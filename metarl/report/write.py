@@ -93,11 +93,16 @@ def _seeds_table(ts: dict) -> list[str]:
              "| --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for g in ts["groups"]:
         for r in g["runs"]:
-            minutes = "-" if r["train_seconds"] is None else f"{r['train_seconds'] / 60:.0f}"
+            minutes = "-" if r["train_seconds"] is None else _minutes(r["train_seconds"])
             steps = "-" if r["env_steps"] is None else f"{r['env_steps']:,}"
             lines.append(f"| {g['agent']} | {g['label']} | {r['seed']} | {steps} | {minutes} | {pct(r['success'])} "
                          f"| {pct(r['pre_success'])} | {pct(r['gain'])} | `{r['source']}` |")
     return lines
+
+
+def _minutes(seconds: float) -> str:
+    """Training minutes for the per-seed table: a decimal under ten (a 20-second run is 0.3, not 0)."""
+    return f"{seconds / 60:.1f}" if seconds < 600 else f"{seconds / 60:.0f}"
 
 
 def _classes_table(ts: dict) -> list[str]:

@@ -55,8 +55,9 @@ def gaussian_act(mean: torch.Tensor, log_std: torch.Tensor, deterministic: bool 
     The same numbers as ``Normal(mean, log_std.exp())``'s ``sample()`` (or ``mean`` when
     ``deterministic``) and ``log_prob(action).sum(-1)``, same RNG draws, without building a
     ``torch.distributions`` object per env step (its argument checks and dispatch: ~25 µs per call
-    here, part of the parent's serial work between vector steps; ``experiments/shm_backend/parent_cost.py``). Like the distribution's checks,
-    it raises ``ValueError`` on non-finite means or a non-positive scale (a diverged policy).
+    here, part of the parent's serial work between vector steps; ``experiments/shm_backend/parent_cost.py``).
+    Like the distribution's checks, it raises ``ValueError`` on non-finite means or a non-positive scale
+    (a diverged policy).
     """
     scale = log_std.exp().expand_as(mean)
     if not bool((torch.isfinite(mean).all() & (scale > 0).all()).item()):

@@ -199,7 +199,8 @@ class PEARLLearner:
             self._sample_z(torch.ones_like(first), step.noise, step.active)
         elif first.any():
             self._sample_z(first, step.noise, step.active)
-        action, _ = algo.policy(torch.cat([obs, self.z], dim=-1), deterministic, step.noise, step.active)  # [N, act_dim] in [-1, 1]
+        # [N, act_dim] in [-1, 1]
+        action, _ = algo.policy(torch.cat([obs, self.z], dim=-1), deterministic, step.noise, step.active)
         self.prev_obs, self.prev_action = obs, action
         return ActOutput(algo.to_env_action(action).cpu().numpy(), {})
 
@@ -258,7 +259,8 @@ class PEARL:
         obs_dim, act_dim, latent = spec.obs_dim, spec.act_dim, cfg.latent
         self.encoder = ContextEncoder(obs_dim + act_dim + 1, latent, cfg.encoder_hidden).to(self.device)
         self.policy = TanhGaussianPolicy(obs_dim + latent, act_dim, cfg.hidden).to(self.device)
-        self.q = nn.ModuleList(mlp(obs_dim + act_dim + latent, 1, cfg.hidden, act=nn.ReLU) for _ in range(2)).to(self.device)
+        self.q = nn.ModuleList(mlp(obs_dim + act_dim + latent, 1, cfg.hidden, act=nn.ReLU)
+                               for _ in range(2)).to(self.device)
         self.q_target = nn.ModuleList(mlp(obs_dim + act_dim + latent, 1, cfg.hidden, act=nn.ReLU)
                                       for _ in range(2)).to(self.device)
         self.q_target.load_state_dict(self.q.state_dict())

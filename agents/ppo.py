@@ -113,7 +113,8 @@ def ppo_epochs(net: torch.nn.Module, opt: torch.optim.Optimizer, size: int,
     returns the loss's inputs (:class:`PPOTerms`).
     """
     device = next(net.parameters()).device
-    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [], "clip_frac": []}
+    stats: dict[str, list[float]] = {"policy_loss": [], "value_loss": [], "entropy": [], "approx_kl": [],
+                                     "clip_frac": []}
     for _ in range(cfg.epochs):
         perm = torch.randperm(size, device=device)
         for start in range(0, size, cfg.minibatch_size):

@@ -57,7 +57,8 @@ def main(argv: list[str] | None = None) -> int:
             raise UsageError(f"--eval-seeds {args.eval_seeds}: give distinct seeds >= 0, e.g. 0 1 2 3 4")
         extra = [a for opt in args.eval_opt for a in opt.split("=", 1)]
         # argparse takes any unambiguous prefix (--eval-s): refuse those too
-        owned = [a for a in extra if len(a) > 2 and a.startswith("--") and any(f.startswith(a) for f in ("--eval-seed", "--json"))]
+        owned = [a for a in extra
+                 if len(a) > 2 and a.startswith("--") and any(f.startswith(a) for f in ("--eval-seed", "--json"))]
         if owned:
             raise UsageError(f"--eval-opt {owned[0]} is this script's own (one evaluation per --eval-seeds): drop it")
         tag = "".join(f"-{opt.lstrip('-').split('=', 1)[-1]}" for opt in args.eval_opt)
@@ -84,7 +85,8 @@ def main(argv: list[str] | None = None) -> int:
     for k in KEYS:
         s = summary[k]
         fmt = "{:>8.1%}" if "success" in k else "{:>8.1f}"
-        print(f"{k:>22} " + " ".join(fmt.format(s[m]).rjust(w) for m, w in (("mean", 8), ("std", 7), ("min", 8), ("max", 8))))
+        print(f"{k:>22} " + " ".join(fmt.format(s[m]).rjust(w)
+                                     for m, w in (("mean", 8), ("std", 7), ("min", 8), ("max", 8))))
     se = summary["mean_success_rate_se_over_tasks"]
     print(f"{len(rows)} evaluation seeds of {args.run_dir} ({obj['benchmark']}, rewards {obj['reward_version']}, "
           f"{obj['eval_actions']} actions, {obj['protocol']})"

@@ -82,9 +82,10 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
         except (OSError, ValueError, AttributeError):
             before = None
         if sorted(before or []) != sorted(args.seeds):
+            suggested = out.with_name(out.stem + "-s" + "-".join(map(str, args.seeds)) + ".json")
             raise UsageError(f"{out} holds the results of --seeds {' '.join(map(str, before or ['?']))}; this run has "
                              f"--seeds {' '.join(map(str, args.seeds))}: give --out for another file "
-                             f"(e.g. --out {out.with_name(out.stem + '-s' + '-'.join(map(str, args.seeds)) + '.json')})")
+                             f"(e.g. --out {suggested})")
 
 
 def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path, bench, agent,
@@ -138,7 +139,8 @@ def main() -> None:
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE", help="agent option (repeatable)")
     p.add_argument("--device", default="auto")
     p.add_argument("--eval-every", type=int, default=500_000)
-    p.add_argument("--eval-tasks", type=int, default=None, help="final eval: first K tasks per class (default: official)")
+    p.add_argument("--eval-tasks", type=int, default=None,
+                   help="final eval: first K tasks per class (default: official)")
     p.add_argument("--evaluate-only", action="store_true",
                    help="skip training: evaluate the last checkpoint of each seed's run dir")
     p.add_argument("--tag", default="", help="suffix for the run dirs and the results file, e.g. --tag=-trial13")

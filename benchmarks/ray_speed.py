@@ -30,7 +30,8 @@ def measure(args: argparse.Namespace, backend: str) -> dict:
     from metarl.seeding import seed_everything
     from metarl.trainer import Trainer, TrainerConfig
 
-    bench = make_benchmark(args.benchmark, task=args.task, seed=0, **parse_options(args.env_opt, "--env-opt", "horizon=50"))
+    bench = make_benchmark(args.benchmark, task=args.task, seed=0,
+                           **parse_options(args.env_opt, "--env-opt", "horizon=50"))
     seed_everything(0)
     agent = make_agent(args.agent, bench, **parse_options(args.agent_opt, "--agent-opt", "hidden=64"))
     cfg = TrainerConfig(steps=10**12, num_envs=args.num_envs, seed=0, backend=backend, num_workers=args.workers,

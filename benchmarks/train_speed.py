@@ -34,7 +34,8 @@ SHM_KEYS = ("spin_us",)  # the shm backend's default spin (metarl.vector.shm.DEF
 def parse_variant(text: str) -> tuple[dict, dict, dict]:
     """``"backend=shm,spin_us=100,fast=False"`` -> (trainer settings, shm settings, family options)."""
     opts = parse_options([p for p in text.split(",") if p], "--variant", "backend=shm")
-    trainer, shm = {k: v for k, v in opts.items() if k in TRAINER_KEYS}, {k: v for k, v in opts.items() if k in SHM_KEYS}
+    trainer = {k: v for k, v in opts.items() if k in TRAINER_KEYS}
+    shm = {k: v for k, v in opts.items() if k in SHM_KEYS}
     if shm and trainer.get("backend") != "shm":
         raise UsageError(f"--variant {text!r}: {', '.join(shm)} applies to the shm backend only: add backend=shm")
     return trainer, shm, {k: v for k, v in opts.items() if k not in TRAINER_KEYS + SHM_KEYS}
@@ -116,7 +117,8 @@ def main() -> None:
     p.add_argument("--agent-opt", action="append", default=[], metavar="KEY=VALUE")
     p.add_argument("--tag", default="")
     p.add_argument("--device", default="cpu", help="where the agent acts and learns: cpu or cuda")
-    p.add_argument("--out", type=Path, help="results JSON (default: benchmarks/results/train_speed-<agent>-<label>[-<tag>].json)")
+    p.add_argument("--out", type=Path,
+                   help="results JSON (default: benchmarks/results/train_speed-<agent>-<label>[-<tag>].json)")
     args = p.parse_args()
     if args.iterations < 1:
         raise UsageError(f"--iterations must be >= 1, got {args.iterations}: give e.g. --iterations 3")

@@ -178,7 +178,8 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
             if len(seeds) != n:
                 raise ValueError(f"reset got {len(seeds)} seeds for {n} slots: give an int or one seed per slot")
             given = mask & np.array([s is not None for s in seeds])  # None: that slot continues its stream
-            self._seed[given] = np.asarray([0 if s is None else s for s in seeds], dtype=np.int64).astype(np.uint64)[given]
+            self._seed[given] = np.asarray([0 if s is None else s for s in seeds],
+                                           dtype=np.int64).astype(np.uint64)[given]
             self._resets[given] = 0
         if not self._has_task[mask].all():
             raise RuntimeError("DrivingVectorEnv.reset() before a task was set: call set_attr('task', tasks)")
@@ -197,7 +198,8 @@ class DrivingVectorEnv(gym.vector.VectorEnv):
 
     def step(self, actions):
         if not self._ready.all():
-            raise RuntimeError("DrivingVectorEnv.step() before every slot was reset: call reset() after set_attr('task', ...)")
+            raise RuntimeError("DrivingVectorEnv.step() before every slot was reset: "
+                               "call reset() after set_attr('task', ...)")
         a = np.clip(np.asarray(actions, dtype=np.float64).reshape(self.num_envs, 2), -1.0, 1.0)
         p = self._p
         target, gain, offset, accel = p[0], p[2], p[3], p[4]

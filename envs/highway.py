@@ -360,7 +360,8 @@ def highway(seed: int = 0, task: str | None = None, test: str = "interpolate", n
         raise UsageError(f"Highway has a single task class: drop --task {task}")
     if test not in TEST_MODES:
         raise UsageError(f"unknown test split {test!r}: use test='interpolate' or test='extrapolate'")
-    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1 for n in (num_tasks, num_test_tasks)):
+    if not all(isinstance(n, numbers.Integral) and not isinstance(n, bool) and n >= 1
+               for n in (num_tasks, num_test_tasks)):
         raise UsageError("Highway needs whole numbers num_tasks >= 1 and num_test_tasks >= 1")
     if not isinstance(horizon, numbers.Integral) or not 1 <= horizon <= MAX_HORIZON:
         raise UsageError(f"horizon {horizon!r} is outside 1..{MAX_HORIZON}: give a whole number of steps")

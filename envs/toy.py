@@ -85,7 +85,8 @@ def toy_goal(seed: int = 0, task: str | None = None, num_tasks: int = 20, horizo
     factory = functools.partial(PointGoalEnv, horizon=horizon, terminate_on_success=terminate_on_success)
     splits = {"train": (0.0, 1.5 * math.pi), "test": (1.5 * math.pi, 2 * math.pi)}
     sets = {
-        split: TaskSet(split, tuple(Task("point-goal", i, split, g) for i, g in enumerate(_goals(rng, num_tasks, lo, hi))),
+        split: TaskSet(split,
+                       tuple(Task("point-goal", i, split, g) for i, g in enumerate(_goals(rng, num_tasks, lo, hi))),
                        factory, horizon)
         for split, (lo, hi) in splits.items()
     }
@@ -116,12 +117,15 @@ def toy_sides(seed: int = 0, task: str | None = None, num_tasks: int = 10, horiz
     if task is not None:
         raise UsageError(f"ToySides has a single task class: drop --task {task}")
     if num_tasks < 2:
-        raise UsageError(f"ToySides needs num_tasks >= 2 (one goal per side at least), got {num_tasks}: pass e.g. num_tasks=10")
+        raise UsageError(f"ToySides needs num_tasks >= 2 (one goal per side at least), got {num_tasks}: "
+                         "pass e.g. num_tasks=10")
     if horizon < 1:
         raise UsageError(f"ToySides needs horizon >= 1, got {horizon}: pass e.g. horizon=8")
     rng = np.random.default_rng(seed)
     factory = functools.partial(PointGoalEnv, horizon=horizon)
-    sets = {split: TaskSet(split, tuple(Task("point-sides", i, split, g) for i, g in enumerate(_side_goals(rng, num_tasks, split))),
+    sets = {split: TaskSet(split,
+                           tuple(Task("point-sides", i, split, g)
+                                 for i, g in enumerate(_side_goals(rng, num_tasks, split))),
                            factory, horizon)
             for split in ("train", "test")}
     return Benchmark("ToySides", sets["train"], sets["test"], seed=seed, reward_version=None)

@@ -16,8 +16,8 @@ C = TypeVar("C")
 # Ranges of the option names the agents share; a name not listed here has no range check.
 _POSITIVE = {"lr", "outer_lr", "clip", "epochs", "minibatch_size", "episodes", "bptt_len", "minibatch_chunks",
              "trial_episodes", "adapt_episodes", "hidden", "encoder_hidden", "latent", "meta_batch", "batch_size",
-             "context_size", "buffer_per_task", "reward_scale", "max_kl", "cg_iters", "outer_epochs", "action_scale", "init_alpha",
-             "max_grad_norm", "inner_steps"}
+             "context_size", "buffer_per_task", "reward_scale", "max_kl", "cg_iters", "outer_epochs", "action_scale",
+             "init_alpha", "max_grad_norm", "inner_steps"}
 _NON_NEGATIVE = {"ent_coef", "vf_coef", "inner_lr", "learning_starts", "updates_per_step",
                  "cg_damping", "baseline_reg", "max_backtracks", "kl_weight", "post_episodes"}
 _UNIT = {"gamma", "lam", "tau", "backtrack_ratio"}  # in [0, 1]

@@ -77,7 +77,8 @@ class _Lazy:
                 import traceback
 
                 frames = [f for f in traceback.extract_tb(e.__traceback__)  # the plug-in's own lines only
-                          if not f.filename.startswith("<") and "importlib" not in f.filename and f.filename != __file__]
+                          if not f.filename.startswith("<") and "importlib" not in f.filename
+                          and f.filename != __file__]
                 at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
                 hint = ("; an entry point names module:attribute, e.g. 'my_package.families:my_family'"
                         if ":" not in ep.value else "")

@@ -154,7 +154,8 @@ def prepare_dir(out: Path, force: bool = False, lock: RunLock | None = None) -> 
         if foreign:
             listed = ", ".join(foreign[:5]) + (f" and {len(foreign) - 5} more" if len(foreign) > 5 else "")
             raise UsageError(f"--force replaces only what metarl wrote, and {out} also holds {listed}: move "
-                             f"{'it' if len(foreign) == 1 else 'them'} out of the run directory, or choose another --out")
+                             f"{'it' if len(foreign) == 1 else 'them'} out of the run directory, "
+                             "or choose another --out")
     try:
         out.mkdir(parents=True, exist_ok=True)
     except OSError as e:

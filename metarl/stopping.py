@@ -29,7 +29,8 @@ class TrainingInterrupted(KeyboardInterrupt):
 
     def __init__(self, env_steps: int, saved: bool, signum: int = signal.SIGINT) -> None:
         by = "Ctrl-C" if signum == signal.SIGINT else signal.Signals(signum).name
-        super().__init__(f"training stopped by {by} at {env_steps:,} env steps" + (", checkpoint saved" if saved else ""))
+        super().__init__(f"training stopped by {by} at {env_steps:,} env steps"
+                         + (", checkpoint saved" if saved else ""))
         self.env_steps, self.saved, self.signum = env_steps, saved, int(signum)
 
     def __reduce__(self) -> tuple:  # picklable, e.g. out of a process pool running a seed sweep

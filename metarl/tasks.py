@@ -181,7 +181,8 @@ def _param_key(params: Any) -> Any:
     if isinstance(params, (list, tuple)):
         return (type(params).__name__, tuple(_param_key(v) for v in params))
     if dataclasses.is_dataclass(params) and not isinstance(params, type):
-        return (type(params).__qualname__, tuple(_param_key(getattr(params, f.name)) for f in dataclasses.fields(params)))
+        return (type(params).__qualname__,
+                tuple(_param_key(getattr(params, f.name)) for f in dataclasses.fields(params)))
     try:
         hash(params)
     except TypeError:

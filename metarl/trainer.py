@@ -162,8 +162,9 @@ class Trainer:
     def train(self) -> EvalResult | None:
         """Run to the step budget (continuing a resumed state); return the final evaluation, if any.
 
-        Ctrl-C (SIGINT, where Python's default handler is in place, in the main thread) or SIGTERM (a scheduler's preemption; where
-        its default action is in place, or :func:`metarl.errors.terminate_raises`') stops after the
+        Ctrl-C (SIGINT, where Python's default handler is in place, in the main thread) or SIGTERM (a
+        scheduler's preemption; where its default action is in place, or
+        :func:`metarl.errors.terminate_raises`') stops after the
         iteration in progress and its periodic evaluation if one is due, saves the checkpoint (with a run
         dir), skips the final evaluation and raises :class:`TrainingInterrupted` (a ``KeyboardInterrupt``:
         scripts and notebooks stop as before); a second one raises ``KeyboardInterrupt`` (SIGTERM:

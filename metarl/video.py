@@ -269,7 +269,8 @@ def _check(run_dir: Any, cfg: Any, bench: Benchmark, trial: Trial, seed: int, st
     pre, post = trial_returns(trial)
     gap = max(abs(pre - goal["pre_return"]), abs(post - goal["return"]))
     scale = max(1.0, abs(goal["pre_return"]), abs(goal["return"]))
-    verdict = "the same trial" if gap <= 1e-6 * scale else f"differs by {gap:.3g} (batched float rounding grows in the dynamics)"
+    verdict = ("the same trial" if gap <= 1e-6 * scale
+               else f"differs by {gap:.3g} (batched float rounding grows in the dynamics)")
     return (f"{name} per_goal[{trial.position}]: pre_return {goal['pre_return']:.3f}, return {goal['return']:.3f}; "
             f"recorded {pre:.3f}, {post:.3f}: {verdict}")
 

@@ -47,8 +47,8 @@ def test_results_name_their_commit_and_say_when_the_code_was_uncommitted(tmp_pat
     monkeypatch.delenv("METARL_GIT_COMMIT", raising=False)
 
     def git(*args):
-        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args], cwd=tmp_path, check=True,
-                       capture_output=True)
+        subprocess.run(["git", "-c", "user.name=t", "-c", "user.email=t@t", "-c", "commit.gpgsign=false", *args],
+                       cwd=tmp_path, check=True, capture_output=True)
 
     (tmp_path / "benchmarks" / "results").mkdir(parents=True)
     (tmp_path / "code.py").write_text("x = 1\n")
@@ -155,4 +155,5 @@ def test_the_results_index_lists_every_results_file_and_only_existing_ones():
             listed |= {name.strip().strip("`") for name in line.split("|")[1].split(",")}
     on_disk = {str(p.relative_to(results)) for p in results.rglob("*") if p.is_file() and p.name != "README.md"}
     assert not on_disk - listed, f"results files missing from benchmarks/results/README.md: {sorted(on_disk - listed)}"
-    assert not listed - on_disk, f"benchmarks/results/README.md names files that don't exist: {sorted(listed - on_disk)}"
+    assert not listed - on_disk, (
+        f"benchmarks/results/README.md names files that don't exist: {sorted(listed - on_disk)}")

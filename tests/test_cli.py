@@ -40,7 +40,8 @@ BAD = [
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "lr=-1"], "option lr=-1 must be > 0"),
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "trial_episodes=0"], "must be > 0"),  # crashed mid-run
     (["train", "Toy", "--agent", "rl2", "--agent-opt", "gamma=abc"], "must be a finite number"),
-    (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=0"], "must be > 0 (default 2); for the policy without adaptation give inner_lr=0"),
+    (["train", "Toy", "--agent", "maml", "--agent-opt", "inner_steps=0"],
+     "must be > 0 (default 2); for the policy without adaptation give inner_lr=0"),
     (["train", "Toy", "--agent", "rl2", "--seed", "-1"], "--seed: must be >= 0"),
     (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=64.5"], "must be whole numbers"),
     (["train", "Toy", "--agent", "random", "--resume", "--force"], "give one of them"),
@@ -49,7 +50,8 @@ BAD = [
     (["train", "ML1", "--task", "Reach-V3", "--agent", "random"], "did you mean 'reach-v3'"),
     (["train", "ML1", "--task", "reach-v2", "--agent", "random"], "did you mean 'reach-v3'"),
     (["train", "Toy", "--agent", "random", "--env-opt", "horizon=5", "--env-opt", "horizon=6"], "given twice"),
-    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=a,b"], "e.g. hidden=128,128 (one layer: hidden=128)"),
+    (["train", "Toy", "--agent", "zero-shot", "--agent-opt", "hidden=a,b"],
+     "e.g. hidden=128,128 (one layer: hidden=128)"),
     (["train", "Toy", "--agent", "random", "--max-minutes", "nan"], "--max-minutes must be a positive number"),
     (["train", "Toy", "--agent", "random", "--max-minutes", "inf"], "--max-minutes must be a positive number"),
     (["train", "Toy", "--agent", "random", "--env-opt", "reward_version=v1"], "use --reward-version"),
@@ -317,9 +319,11 @@ def test_driving_train_env_opts_and_render(tmp_path, capsys):
     if os.path.isdir("/proc/self"):  # a folder that passes the access check but takes no new file
         assert main(["render", str(out), "--out", "/proc/strip.png"]) == 2
         assert "cannot write --out /proc/strip.png" in capsys.readouterr().err
-    assert main(["train", "Driving", "--agent", "zero-shot", "--out", str(out), "--resume", "--env-opt", "horizon=30"]) == 2
+    assert main(["train", "Driving", "--agent", "zero-shot", "--out", str(out), "--resume",
+                 "--env-opt", "horizon=30"]) == 2
     assert "--env-opt differ" in capsys.readouterr().err
-    for clash, flag in ((["--agent", "rl2"], "--agent"), (["--seed", "5"], "--seed"), (["--num-envs", "8"], "--num-envs")):
+    for clash, flag in ((["--agent", "rl2"], "--agent"), (["--seed", "5"], "--seed"),
+                        (["--num-envs", "8"], "--num-envs")):
         args = ["train", "Driving", "--agent", "zero-shot", *clash, "--out", str(out), "--resume"]
         assert main(args) == 2 and f"{flag} differ" in capsys.readouterr().err
     # the run's own values are not a clash: the command that started it, plus --resume, continues it
@@ -433,7 +437,8 @@ def test_force_and_run_dirs_need_metarls_own_files(tmp_path, capsys):
     capsys.readouterr()
     ckpt = out / "checkpoint.pt"
     ckpt.write_bytes(ckpt.read_bytes()[:100])  # truncated
-    for argv in (["eval", str(out)], ["train", "Toy", "--agent", "random", "--steps", "80", "--out", str(out), "--resume"]):
+    for argv in (["eval", str(out)],
+                 ["train", "Toy", "--agent", "random", "--steps", "80", "--out", str(out), "--resume"]):
         assert main(argv) == 2
         err = capsys.readouterr().err
         assert err.startswith("error: ") and "not a readable metarl checkpoint" in err and err.count("\n") == 1

@@ -83,7 +83,8 @@ class Scripted:
         pass
 
     def act(self, step, deterministic=False):
-        return ActOutput(np.stack([self.policy.get_action(o.astype(np.float64)) for o in step.obs]).astype(np.float32), {})
+        actions = np.stack([self.policy.get_action(o.astype(np.float64)) for o in step.obs])
+        return ActOutput(actions.astype(np.float32), {})
 
     def observe(self, rollout):
         pass

@@ -77,7 +77,8 @@ def test_online_posterior_equals_the_rollouts_context_and_z_is_redrawn_per_episo
     post = collect(envs, learner, 1, prev_reward=ro.last_rewards())
     envs.close()
     with torch.no_grad():
-        ctx = algo.context_input(torch.as_tensor(post.obs[:-1]), algo.to_unit_action(torch.as_tensor(post.actions[:-1])),
+        ctx = algo.context_input(torch.as_tensor(post.obs[:-1]),
+                                 algo.to_unit_action(torch.as_tensor(post.actions[:-1])),
                                  torch.as_tensor(post.rewards[:-1]))
         prec, _ = algo.encoder.factors(ctx)
     torch.testing.assert_close(learner.prec, from_pre + prec.sum(0))
@@ -156,7 +157,8 @@ def test_meta_update_keeps_replay_per_task_and_stores_termination_not_truncation
     pre, post = _trial(algo, envs)
     tasks = list(bench.train.tasks[:3])
     metrics = algo.meta_update(MetaBatch(tasks, pre, post))
-    assert metrics["meta/updates"] == round(0.05 * (pre.num_steps + post.num_steps)) and np.isfinite(metrics["meta/q_loss"])
+    assert metrics["meta/updates"] == round(0.05 * (pre.num_steps + post.num_steps))
+    assert np.isfinite(metrics["meta/q_loss"])
     for n, task in enumerate(tasks):
         assert len(algo.replay[task.id]) == pre.valid[:, n].sum() + post.valid[:, n].sum()
         assert len(algo.context[task.id]) == pre.valid[:, n].sum()  # context: pre-adaptation data only

@@ -148,7 +148,8 @@ def test_a_broken_plug_in_names_its_entry_point_and_leaves_the_others_listed(cap
     from metarl.cli import main
 
     group = "metarl.benchmarks"
-    registry._BENCHMARKS["Broken"] = registry._Lazy(EntryPoint("Broken", "no_such_pkg.families.fam", group), "benchmark")
+    registry._BENCHMARKS["Broken"] = registry._Lazy(EntryPoint("Broken", "no_such_pkg.families.fam", group),
+                                                    "benchmark")
     registry._BENCHMARKS["NotAFactory"] = registry._Lazy(EntryPoint("NotAFactory", "math:pi", group), "benchmark")
     with pytest.raises(metarl.UsageError, match=r"benchmark 'Broken' \(entry point 'no_such_pkg.families.fam'\) failed "
                        r"to load: ModuleNotFoundError.*module:attribute"):
@@ -232,7 +233,8 @@ def test_agent_options_are_checked_by_name_and_a_factory_bug_keeps_its_traceback
 
     metarl.register_agent("named", Named)
     bench = metarl.make_benchmark("Toy")
-    with pytest.raises(metarl.UsageError, match=r"agent 'named' does not take these options .*sigmaa.*its options: sigma$"):
+    with pytest.raises(metarl.UsageError,
+                       match=r"agent 'named' does not take these options .*sigmaa.*its options: sigma$"):
         metarl.make_agent("named", bench, sigmaa=0.8)
     with pytest.raises(TypeError, match="has no len"):
         metarl.make_agent("named", bench, sigma=0.8)
@@ -266,8 +268,9 @@ def test_a_plug_in_that_fails_inside_its_module_names_the_line(tmp_path, monkeyp
     monkeypatch.syspath_prepend(str(tmp_path))
     ep = EntryPoint("Fails", "broken_family:factory", "metarl.benchmarks")
     registry._BENCHMARKS["Fails"] = registry._Lazy(ep, "benchmark")
-    with pytest.raises(metarl.UsageError, match=r"NameError: name 'undefined_name' is not defined at .*broken_family.py:2;"
-                       r" fix that package \(`python -c \"import broken_family\"`"):
+    with pytest.raises(metarl.UsageError,
+                       match=r"NameError: name 'undefined_name' is not defined at .*broken_family.py:2;"
+                             r" fix that package \(`python -c \"import broken_family\"`"):
         metarl.make_benchmark("Fails")
 
 
@@ -341,7 +344,8 @@ def test_agent_factories_and_what_they_return_are_checked_before_training(tmp_pa
         metarl.register_agent(attr, type("A", (_Agent,), {attr: value}))
         with pytest.raises(metarl.UsageError, match=msg):
             metarl.make_agent(attr, bench)
-    delattr_agent = type("C", (), {"adapt_episodes": 1, "post_episodes": 0, "__init__": lambda self, spec, device: None})
+    delattr_agent = type("C", (), {"adapt_episodes": 1, "post_episodes": 0,
+                                   "__init__": lambda self, spec, device: None})
     metarl.register_agent("bare", delattr_agent)
     with pytest.raises(metarl.UsageError, match="lacks make_learner, meta_update, state_dict, load_state_dict"):
         metarl.make_agent("bare", bench)

@@ -299,7 +299,8 @@ def test_paired_comparison_by_hand():
     assert compare(a, a)["success_rate"]["diff"] == 0.0 and compare(a, a)["success_rate"]["paired_se"] == 0.0
     for other, match in (({**b, "benchmark": "ML1/reach-v3"}, "differ in benchmark"),
                          ({**b, "tasks_digest": "d2"}, "different held-out tasks"),
-                         (_eval_json([("a", 1.0), ("a", 1.0), ("b", 1.0), ("b", 0.0)]), "cover different held-out tasks")):
+                         (_eval_json([("a", 1.0), ("a", 1.0), ("b", 1.0), ("b", 0.0)]),
+                          "cover different held-out tasks")):
         with pytest.raises(UsageError, match=match):
             compare(a, other)
     # files without a digest (written before it): the benchmark seed and family options must match

@@ -275,7 +275,8 @@ def test_cli_reports_an_interrupted_run_and_how_to_continue(tmp_path, capsys, mo
 
     monkeypatch.setattr(Trainer, "iteration", iteration)
     out = tmp_path / "run"
-    args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out), "--no-final-eval"]
+    args = ["train", "Toy", "--agent", "random", "--steps", "200", "--num-envs", "2", "--out", str(out),
+            "--no-final-eval"]
     assert main(args) == 130
     err = capsys.readouterr().err  # the command keeps --no-final-eval, which a resume does not inherit
     resume = shlex.join([*metarl_command(), "train", "Toy", "--agent", "random", "--out", str(out), "--resume",
@@ -310,7 +311,8 @@ def test_cli_ctrl_c_in_the_final_evaluation_points_to_metarl_eval(tmp_path, caps
     monkeypatch.setattr(Trainer, "evaluate", evaluate)
     out = tmp_path / "run"
     assert main(["train", "Toy", "--agent", "random", "--steps", "20", "--num-envs", "2", "--out", str(out)]) == 130
-    assert f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights" in capsys.readouterr().err
+    assert (f"interrupted during the final evaluation: {out}/checkpoint.pt holds the trained weights"
+            in capsys.readouterr().err)
     assert (out / "checkpoint.pt").exists()
 
 
@@ -320,7 +322,8 @@ def test_training_interrupted_pickles():
     from metarl.trainer import TrainingInterrupted
 
     again = pickle.loads(pickle.dumps(TrainingInterrupted(120, saved=True)))
-    assert (again.env_steps, again.saved, str(again)) == (120, True, "training stopped by Ctrl-C at 120 env steps, checkpoint saved")
+    assert (again.env_steps, again.saved, str(again)) == (
+        120, True, "training stopped by Ctrl-C at 120 env steps, checkpoint saved")
 
 
 def test_resume_refuses_a_checkpoint_trained_on_other_tasks(tmp_path):

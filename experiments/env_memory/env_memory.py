@@ -48,7 +48,8 @@ def main() -> None:
     rng = np.random.default_rng(0)
     start = private_mb(os.getpid())
     rows = []
-    print(f"{'round':>5s} {'upstream envs':>13s} {'private MiB':>11s}   ({args.benchmark}, {args.slots} slots, one process)")
+    print(f"{'round':>5s} {'upstream envs':>13s} {'private MiB':>11s}   "
+          f"({args.benchmark}, {args.slots} slots, one process)")
     for r in range(1, args.rounds + 1):
         envs.set_tasks(bench.train.sample(args.slots, rng))
         envs.reset(seed=r)

@@ -88,7 +88,8 @@ def main() -> None:
                   flush=True)
     summary = {arm: {k: round(statistics.fmean(r[k] for r in rs), 4) for k in
                      ("success_rate", "pre_success_rate", "return", "pre_return")} for arm, rs in rows.items()}
-    print(f"\nRL² on ToySides, {args.steps:,} steps, seeds {args.seeds}; held-out, official protocol (means over seeds)")
+    print(f"\nRL² on ToySides, {args.steps:,} steps, seeds {args.seeds}; "
+          "held-out, official protocol (means over seeds)")
     print(f"{'arm':12s} {'options':55s} {'success':>8s} {'1st ep':>7s} {'return':>8s} {'1st ep':>8s}")
     for arm, s in summary.items():
         opts = ",".join(f"{k}={v}" for k, v in ARMS[arm].items())

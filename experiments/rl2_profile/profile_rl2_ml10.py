@@ -6,7 +6,7 @@ env stepping (Meta-World's step/reset under the vector env), acting (the policy'
 meta-update (PPO over whole trials: BPTT replay, backward, optimiser)::
 
     OMP_NUM_THREADS=1 taskset -c 0 python experiments/rl2_profile/profile_rl2_ml10.py --out experiments/rl2_profile/ML10.json
-"""
+"""  # noqa: E501 (the --help description: the command stays one line, to copy)
 
 from __future__ import annotations
 
@@ -54,7 +54,8 @@ def main() -> None:
     rows = {k: {"seconds": round(v, 2), "share": round(v / wall, 3)} for k, v in split.items()}
     write_result(args.out, {"benchmark": "ML10", "agent": "rl2", "num_envs": args.num_envs, "env_steps": steps,
                             "wall_s_profiled": round(wall, 2), "steps_per_s_profiled": round(steps / wall, 1),
-                            "split": rows, "note": "cProfile adds overhead to every Python call; shares are indicative"})
+                            "split": rows,
+                            "note": "cProfile adds overhead to every Python call; shares are indicative"})
     for k, v in rows.items():
         print(f"{k:24s} {v['seconds']:8.2f} s  {100 * v['share']:5.1f}%")
     pstats.Stats(prof).sort_stats("tottime").print_stats(12)

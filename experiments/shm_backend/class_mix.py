@@ -74,7 +74,8 @@ def main() -> None:
     try:
         rows = json.loads(args.source.read_text())["single"]["rows"]
     except (OSError, ValueError, KeyError) as e:
-        raise UsageError(f"{args.source}: not a readable `metarl bench envs` JSON with a single section ({e})") from None
+        raise UsageError(f"{args.source}: not a readable `metarl bench envs` JSON "
+                         f"with a single section ({e})") from None
     rates = {name: row["fast"] for name, row in rows.items()}
     out_rows = []
     print(f"{'workers':>7s} {'slots/worker':>12s} {'ideal':>9s} {'lockstep':>9s} {'share':>6s} "
@@ -83,7 +84,8 @@ def main() -> None:
         for k in args.slots_per_worker:
             r = class_mix(rates, w, k)
             out_rows.append(r)
-            print(f"{w:7d} {k:12d} {r['interleaved_ideal_steps_per_s']:9,.0f} {r['interleaved_lockstep_steps_per_s']:9,.0f} "
+            print(f"{w:7d} {k:12d} {r['interleaved_ideal_steps_per_s']:9,.0f} "
+                  f"{r['interleaved_lockstep_steps_per_s']:9,.0f} "
                   f"{100 * r['interleaved_lockstep_share']:5.0f}% {r['grouped_lockstep_steps_per_s']:18,.0f} "
                   f"{100 * r['grouped_lockstep_share']:5.0f}%")
     out = HERE / f"class_mix-{args.source.stem}.json"

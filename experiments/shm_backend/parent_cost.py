@@ -119,7 +119,8 @@ def main() -> None:
     print(f"{'':16s}" + "".join(f"{n:>10d} slots" for n in args.slots))
     for agent in args.agents:
         us = [act_us(bench, agent, n, args.calls, args.repeats) for n in args.slots]
-        rows += [{"what": "act", "agent": agent, "slots": n, "us_per_call": u} for n, u in zip(args.slots, us, strict=True)]
+        rows += [{"what": "act", "agent": agent, "slots": n, "us_per_call": u}
+                 for n, u in zip(args.slots, us, strict=True)]
         print(f"act {agent:12s}" + "".join(f"{u:13.0f} us" for u in us), flush=True)
     us = [collect_us(bench, n, args.repeats) for n in args.slots]
     rows += [{"what": "collect, random agent, env that does no work", "slots": n, "us_per_vector_step": u}

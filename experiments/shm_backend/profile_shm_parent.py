@@ -22,7 +22,8 @@ def main() -> None:
     try:
         workers, spw = (int(a) for a in sys.argv[1:3])
     except ValueError:
-        raise UsageError("usage: python experiments/shm_backend/profile_shm_parent.py WORKERS SLOTS_PER_WORKER") from None
+        raise UsageError("usage: python experiments/shm_backend/profile_shm_parent.py "
+                         "WORKERS SLOTS_PER_WORKER") from None
     if workers < 1 or spw < 1:
         raise UsageError("WORKERS and SLOTS_PER_WORKER must be positive")
     bench = metarl.make_benchmark("ML10", seed=0)

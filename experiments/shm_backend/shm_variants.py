@@ -2,8 +2,8 @@
 
 Every row steps fast ML10 envs (training classes, one slot per class in turn) with random actions
 through :func:`metarl.collect`, as training does; ``--episodes`` 500-step episodes per slot after a
-warm-up episode, best of ``--repeats`` taken in turn over the variants (this VM's speed drifts). Writes ``shm_variants-<tag>.json`` beside
-this script::
+warm-up episode, best of ``--repeats`` taken in turn over the variants (this VM's speed drifts).
+Writes ``shm_variants-<tag>.json`` beside this script::
 
     python experiments/shm_backend/shm_variants.py --tag dev-2core --episodes 3 --repeats 3
 """

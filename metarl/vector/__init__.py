@@ -6,8 +6,9 @@ episode boundary in one place (:mod:`metarl.rollout`) and gives exact final obse
 
 Backends: ``"native"`` uses the family's own array-batched vector env (``TaskSet.vector_factory``:
 all slots in one process, no per-slot Python); ``"auto"`` (the default) picks ``"native"`` when the
-family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one; ``"async"`` runs one worker process per slot
-(gymnasium's ``AsyncVectorEnv``, started as :func:`~metarl.vector.shm.default_start_method` says; a worker
+family has one and ``"sync"`` otherwise; ``"sync"`` steps all slots in this process one by one;
+``"async"`` runs one worker process per slot (gymnasium's ``AsyncVectorEnv``, started as
+:func:`~metarl.vector.shm.default_start_method` says; a worker
 that dies or hangs is a one-line error, never restarted: :mod:`metarl.vector.asyncenv`); ``"shm"`` runs
 ``num_workers`` processes stepping several slots each and exchanges arrays through shared memory
 (:mod:`metarl.vector.shm`: crashed or hung workers are restarted, up to ``max_restarts``; a block
@@ -176,8 +177,8 @@ def check_num_workers(backend: str, num_workers: int | None) -> None:
     if num_workers is None:
         return
     if backend not in ("shm", "ray"):
-        raise UsageError(f"--num-workers (num_workers) sets the shm backend's worker processes (ray: actors); the backend "
-                         f"here is {backend!r}: add --backend shm (backend='shm') or drop it")
+        raise UsageError("--num-workers (num_workers) sets the shm backend's worker processes (ray: actors); "
+                         f"the backend here is {backend!r}: add --backend shm (backend='shm') or drop it")
     if num_workers < 1:
         raise UsageError(f"--num-workers {num_workers} is not positive: use at least 1 (or leave it out: one per core)")
 

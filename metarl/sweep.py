@@ -8,9 +8,11 @@ gets everything a single run has: checkpoints, its lock, Ctrl-C and SIGTERM hand
 command run again resumes the sweep: a seed whose final evaluation is of its last weights and whose
 budget is spent is skipped, a checkpointed one is resumed (``--resume``), one that died before its first
 checkpoint is started again (``--force``), a missing one is started. With ``--jobs J``, J seeds train at
-once, each with ``cores // J`` torch threads (``OMP_NUM_THREADS``) and, on the shm backend, as many env
-workers unless ``--num-workers`` is given, so together they use the cores once; their output goes to
-``OUT/logs/seed-S.log``. With one job the seeds train one after the other in this terminal.
+once, each with ``cores // J`` torch threads (``OMP_NUM_THREADS``) and, on the shm backend (or a local
+Ray), as many env workers (actors) unless ``--num-workers`` is given, so together they use the cores
+once; their output goes to ``OUT/logs/seed-S.log``. With one job the seeds train one after the other in
+this terminal. Checkpointed seeds must have been trained with the command's configuration (as
+``--resume`` checks), finished ones too: a rerun with another agent or options is refused, not skipped.
 """
 
 from __future__ import annotations
@@ -60,10 +62,14 @@ class SeedJob:
 
 
 def plan(out: Path, seeds: list[int], *, force: bool = False, steps: int | None = None,
-         max_minutes: float | None = None, final_eval: bool = True) -> list[SeedJob]:
-    """Each seed's action, from what ``OUT/seed-S`` holds (see the module docstring); ``steps`` and
-    ``max_minutes``: this command's budget (None: the run's saved one). A seed folder holding something
-    other than a metarl run is a one-line error, before anything runs."""
+         max_minutes: float | None = None, final_eval: bool = True, eval_tasks: int | None = None,
+         expect: dict | None = None) -> list[SeedJob]:
+    """Each seed's action, from what ``OUT/seed-S`` holds (see the module docstring); ``steps``,
+    ``max_minutes`` and ``eval_tasks``: this command's budget and final evaluation (None: the run's saved
+    ones). ``expect``: the configuration the command gives (:func:`metarl.runs.resume`'s ``expect``, without
+    the seed), which every checkpointed seed must have been trained with, finished ones included. A seed
+    folder holding something other than a metarl run, or another configuration's run, is a one-line error,
+    before anything runs."""
     jobs = []
     for seed in seeds:
         d = out / SEED_DIR.format(seed)
@@ -77,14 +83,31 @@ def plan(out: Path, seeds: list[int], *, force: bool = False, steps: int | None 
         elif not (d / "checkpoint.pt").is_file():
             jobs.append(SeedJob(seed, d, "restart", "stopped before its first checkpoint"))
         else:
-            done = _finished(d, steps, max_minutes, final_eval)
+            if expect is not None:
+                _check_config(d, {**expect, "seed": seed})
+            done = _finished(d, steps, max_minutes, final_eval, eval_tasks)
             jobs.append(SeedJob(seed, d, "skip", done) if done else SeedJob(seed, d, "resume"))
     return jobs
 
 
-def _finished(run: Path, steps: int | None, max_minutes: float | None, final_eval: bool) -> str:
+def _check_config(run: Path, expect: dict) -> None:
+    """A one-line error unless the run in ``run`` was trained as ``expect`` says (the checks ``--resume``
+    makes), so a sweep rerun with another agent or options neither skips seeds trained otherwise (and
+    reports them as this configuration) nor fails seed by seed."""
+    from metarl import runs
+
+    try:
+        runs._resumed_config(runs.load_config(run), run, expect, None, True, {})
+    except UsageError as e:
+        raise UsageError(str(e).replace("--resume continues", "--seeds would skip or resume", 1)) from None
+
+
+def _finished(run: Path, steps: int | None, max_minutes: float | None, final_eval: bool,
+              eval_tasks: int | None = None) -> str:
     """Why the run in ``run`` needs nothing more (``""`` if it does): its budget is spent and, unless
-    ``final_eval`` is off, an evaluation file is of its last logged weights."""
+    ``final_eval`` is off, its final evaluation file (``eval.json``, or ``eval-firstK.json`` with
+    ``eval_tasks`` or the saved ``--eval-tasks`` K) is of its last logged weights; another evaluation of
+    them (``metarl eval`` with other options) is not the final one."""
     try:
         saved = json.loads((run / "config.json").read_text())["trainer"]
         rows = list(csv.DictReader((run / "progress.csv").open()))
@@ -97,7 +120,8 @@ def _finished(run: Path, steps: int | None, max_minutes: float | None, final_eva
         return ""
     if not final_eval:
         return f"trained {trained:,} env steps"
-    for path in sorted(run.glob("eval*.json")):
+    k = eval_tasks if eval_tasks is not None else saved.get("final_eval_tasks_per_class")
+    for path in [run / "eval.json", *([run / f"eval-first{k}.json"] if k else [])]:
         try:
             if json.loads(path.read_text()).get("trained_env_steps") == trained:
                 return f"trained {trained:,} env steps and evaluated ({path.name})"
@@ -140,11 +164,7 @@ def run(train_flags: list[str], todo: list[SeedJob], jobs: int = 1, log=print) -
     stops the sweep too: the others would fail alike."""
     codes = {j.seed: 0 for j in todo if j.action == "skip"}
     queue = [j for j in todo if j.action != "skip"]
-    threads = threads_per_job(jobs)
-    flags = list(train_flags)
-    if jobs > 1 and "--num-workers" not in flags and _flag(flags, "--backend") == "shm":
-        flags += ["--num-workers", str(threads)]
-    env = {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)} if jobs > 1 else None
+    flags, env = job_settings(train_flags, jobs)
     running: dict[int, tuple[subprocess.Popen, float, Path | None]] = {}
     state = {"stopped": 0}
 
@@ -172,6 +192,21 @@ def run(train_flags: list[str], todo: list[SeedJob], jobs: int = 1, log=print) -
         if previous is not None:
             signal.signal(signal.SIGTERM, previous)
     return SweepResult(codes, max(state["stopped"], 0))
+
+
+def job_settings(train_flags: list[str], jobs: int) -> tuple[list[str], dict | None]:
+    """The flags and environment each seed's process gets when ``jobs`` train at once: ``cores // jobs``
+    torch threads, and as many shm workers (or local Ray actors) unless the flags give ``--num-workers``;
+    with one job, the flags as given and this process's environment (None)."""
+    flags = list(train_flags)
+    if jobs == 1:
+        return flags, None
+    threads = threads_per_job(jobs)
+    backend = _flag(flags, "--backend")
+    local_ray = backend == "ray" and _flag(flags, "--ray-address") is None  # each seed starts its own Ray
+    if _flag(flags, "--num-workers") is None and (backend == "shm" or local_ray):
+        flags += ["--num-workers", str(threads)]
+    return flags, {**os.environ, "OMP_NUM_THREADS": str(threads), "MKL_NUM_THREADS": str(threads)}
 
 
 def _start(flags: list[str], job: SeedJob, jobs: int, env: dict | None, log) -> tuple[subprocess.Popen, Path | None]:

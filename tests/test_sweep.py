@@ -15,7 +15,7 @@ import pytest
 
 from metarl import sweep
 from metarl.cli import build_parser, main
-from metarl.cli._sweep import train_flags
+from metarl.cli._sweep import expected, train_flags
 from metarl.errors import UsageError
 
 TOY = ["train", "Toy", "--agent", "zero-shot", "--num-envs", "2", "--agent-opt", "hidden=(16, 16)"]
@@ -81,6 +81,47 @@ def test_each_seed_gets_the_flags_as_given():
 def test_threads_split_the_cores():
     cores = len(os.sched_getaffinity(0))
     assert sweep.threads_per_job(1) == cores and sweep.threads_per_job(cores + 1) == 1
+
+
+def test_parallel_seeds_get_a_share_of_threads_and_workers_unless_given():
+    def settings(*extra, jobs=2):
+        flags = train_flags(build_parser().parse_args([*TOY, *extra, "--seeds", "0-3"]))
+        return sweep.job_settings(flags, jobs)
+
+    share = str(sweep.threads_per_job(2))
+    flags, env = settings("--backend", "shm")
+    assert flags[-2:] == ["--num-workers", share] and env["OMP_NUM_THREADS"] == share
+    flags, _ = settings("--backend", "shm", "--num-workers", "3")  # the user's count, not overridden
+    assert build_parser().parse_args(["train", *flags]).num_workers == 3 and "--num-workers" not in flags
+    assert settings("--backend", "ray")[0][-2:] == ["--num-workers", share]  # a local Ray per seed
+    assert "--num-workers" not in settings("--backend", "ray", "--ray-address", "auto")[0]  # a cluster's
+    assert "--num-workers" not in settings()[0]  # in-process envs
+    assert settings("--backend", "shm", jobs=1) == (settings("--backend", "shm", jobs=1)[0], None)
+
+
+def test_a_rerun_with_another_configuration_is_refused_not_skipped(tmp_path, capsys):
+    out = tmp_path / "sw"
+    assert main([*TOY, "--steps", "200", "--seed", "0", "--out", str(out / "seed-0")]) == 0  # finished
+    capsys.readouterr()
+    same = build_parser().parse_args([*TOY, "--steps", "200", "--seeds", "0"])
+    assert [j.action for j in sweep.plan(out, [0], steps=200, expect=expected(same))] == ["skip"]
+    for other in (["--agent", "rl2"], ["--agent-opt", "lr=0.01"], ["--env-opt", "horizon=7"]):
+        args = build_parser().parse_args([*TOY, *other, "--steps", "200", "--seeds", "0"])
+        with pytest.raises(UsageError, match="--seeds would skip or resume") as e:
+            sweep.plan(out, [0], steps=200, expect=expected(args))
+        assert "\n" not in str(e.value)
+    assert main([*TOY, "--agent", "rl2", "--steps", "200", "--seeds", "0", "--out", str(out)]) == 2
+    assert "--agent differs" in capsys.readouterr().err
+    assert sweep.plan(out, [0], force=True, expect=expected(args))[0].action == "restart"
+
+
+def test_only_the_final_evaluation_file_finishes_a_seed(tmp_path):
+    d = fake_run(tmp_path / "seed-0", evaluated=None)
+    (d / "eval-test=extrapolate.json").write_text(json.dumps({"trained_env_steps": 400, "per_task": {}}))
+    assert sweep.plan(tmp_path, [0])[0].action == "resume"  # another evaluation of the last weights
+    (d / "eval-first5.json").write_text(json.dumps({"trained_env_steps": 400, "per_task": {}}))
+    assert sweep.plan(tmp_path, [0])[0].action == "resume"
+    assert sweep.plan(tmp_path, [0], eval_tasks=5)[0].action == "skip"  # the final one with --eval-tasks 5
 
 
 @pytest.mark.parametrize(("extra", "message"), [

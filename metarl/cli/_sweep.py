@@ -45,6 +45,16 @@ def check(args: argparse.Namespace) -> None:
                          "again)")
 
 
+def expected(args: argparse.Namespace) -> dict:
+    """The configuration the command gives, as :func:`metarl.runs.resume` checks it (``expect``, no seed)."""
+    from metarl.runs import parse_options
+
+    return {"benchmark": args.benchmark, "agent": args.agent, "task": args.task, "num_envs": args.num_envs,
+            "reward_version": args.reward_version,
+            "agent_options": parse_options(args.agent_opt, "--agent-opt", "hidden=128"),
+            "env_options": parse_options(args.env_opt, "--env-opt", "horizon=200")}
+
+
 def run_sweep(args: argparse.Namespace) -> int:
     """Plan, train and report the sweep; the exit code: 0, 1 (a seed failed), 2 (usage) or 130/143."""
     from metarl.registry import agent_factory, benchmark_factory
@@ -57,7 +67,7 @@ def run_sweep(args: argparse.Namespace) -> int:
     if out.exists() and not out.is_dir():
         raise UsageError(f"--out {out} is a file: give a folder for the seeds' run directories")
     todo = sweep.plan(out, seeds, force=args.force, steps=args.steps, max_minutes=args.max_minutes,
-                      final_eval=not args.no_final_eval)
+                      final_eval=not args.no_final_eval, eval_tasks=args.eval_tasks, expect=expected(args))
     counts = {a: sum(j.action == a for j in todo) for a in ("start", "resume", "restart", "skip")}
     jobs = max(1, min(args.jobs or 1, len(seeds) - counts["skip"]))
     threads = sweep.threads_per_job(jobs)

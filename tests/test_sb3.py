@@ -17,6 +17,7 @@ from stable_baselines3.common.env_checker import check_env  # noqa: E402
 
 from metarl.cli import main  # noqa: E402
 from metarl.factory import make_benchmark  # noqa: E402
+from metarl.report import load  # noqa: E402
 from metarl.sb3 import SB3Agent, evaluate_model, load_model, make_env, make_vec_env  # noqa: E402
 from metarl.types import StepInput  # noqa: E402
 from metarl.vector import EnvSpec  # noqa: E402
@@ -72,7 +73,11 @@ def test_sampled_actions_follow_each_tasks_noise_stream(driving, tmp_path):
     one = evaluate_model(driving, tmp_path / "ppo.zip", num_envs=1, eval_tasks=3, eval_seed=5)[1]
     three = evaluate_model(driving, tmp_path / "ppo.zip", num_envs=3, eval_tasks=3, eval_seed=5)[1]
     assert [g["pre_return"] for g in one["per_goal"]] == pytest.approx([g["pre_return"] for g in three["per_goal"]])
-    assert one["sb3"] == {"model": str(tmp_path / "ppo.zip"), "algo": "PPO", "with_reward": False}
+    assert one["sb3"] == {"model": str(tmp_path / "ppo.zip"), "algo": "PPO", "with_reward": False,
+                          "num_timesteps": 0}
+    (tmp_path / "ppo-eval.json").write_text(json.dumps({**one, "sb3": {**one["sb3"], "num_timesteps": 64}}))
+    run, = load([tmp_path / "ppo-eval.json"])[0]  # metarl report names the algorithm and its training steps
+    assert (run.agent, run.env_steps) == ("sb3-PPO", 64)
 
 
 def test_recurrent_ppo_keeps_its_lstm_state_across_a_trials_episodes(driving, tmp_path):

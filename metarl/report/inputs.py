@@ -7,7 +7,7 @@ Accepted inputs:
   ``eval-first10.json`` or ``eval-inner_lr=0.json``) with the learning curves of its ``progress.csv``;
 - a folder: each run directory in it (a seed sweep's ``OUT/``) and each JSON file (``benchmarks/results/``);
 - an evaluation JSON (``metarl eval`` / ``metarl train``); the agent comes from the ``config.json`` beside
-  it, if any;
+  it, if any (``metarl eval --sb3``'s: ``sb3-<algorithm>``, e.g. ``sb3-PPO``, with the model's training steps);
 - a results file of ``benchmarks/learning.py`` (a ``seeds`` list of per-seed evaluation summaries) or of
   ``benchmarks/from_run.py`` (a run's ``config``, ``evaluations`` and thinned ``training_curve``), or
   an older file holding one ``eval`` object (its agent read from the file name).
@@ -174,7 +174,10 @@ def _from_eval(ev: dict, source: Path | str, config: dict | None, label: str, wh
     elapsed = (budget or {}).get("train_seconds")
     if elapsed is None and what == "" and curves.get("time/elapsed_s"):
         elapsed = curves["time/elapsed_s"][-1][1]
-    bench, agent = str(ev.get("benchmark") or _benchmark_label(config)), str(config.get("agent", "?"))
+    sb3 = _dict(ev.get("sb3"))  # `metarl eval --sb3`: no config.json, the file names the algorithm
+    steps = steps if steps is not None else sb3.get("num_timesteps")
+    agent = str(config.get("agent") or (f"sb3-{sb3['algo']}" if sb3.get("algo") else "?"))
+    bench = str(ev.get("benchmark") or _benchmark_label(config))
     return RunResult(
         source=str(source), benchmark=bench, agent=agent,
         label=short_label(label, bench, agent) + (f" [{what}]" if what else ""),

@@ -11,14 +11,16 @@ from metarl.tasks import Benchmark
 def sb3_agent(bench: Benchmark, path: str | Path, algo: str | None = None, device: str = "cpu") -> tuple[Any, dict]:
     """The model saved at ``path`` as an evaluable agent for ``bench``
     (:class:`~metarl.sb3.policy.SB3Agent`), and what the evaluation file records of it:
-    ``{"model", "algo", "with_reward"}``."""
+    ``{"model", "algo", "with_reward", "num_timesteps"}`` (the env steps SB3 trained it for)."""
     from metarl.sb3.policy import SB3Agent, detect_algo, load_model
     from metarl.vector import EnvSpec
 
     path = Path(path)
     algo = algo or detect_algo(path)
-    agent = SB3Agent(load_model(path, algo, device), EnvSpec.from_distribution(bench.test), algo)
-    return agent, {"model": str(path), "algo": algo, "with_reward": agent.with_reward}
+    model = load_model(path, algo, device)
+    agent = SB3Agent(model, EnvSpec.from_distribution(bench.test), algo)
+    return agent, {"model": str(path), "algo": algo, "with_reward": agent.with_reward,
+                   "num_timesteps": int(model.num_timesteps)}
 
 
 def evaluate_model(bench: Benchmark, path: str | Path, *, algo: str | None = None, eval_seed: int = 0,

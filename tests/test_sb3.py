@@ -108,6 +108,8 @@ def test_sb3_eval_refusals(driving, tmp_path, capsys):
     model = PPO("MlpPolicy", make_vec_env(driving.train, 1, backend="sync"), seed=0, device="cpu")
     model.save(tmp_path / "ppo.zip")
     cases = [(["eval", "Driving", "--sb3", str(tmp_path / "none.zip")], "does not exist"),
+             (["eval", "Driving", "--sb3", str(tmp_path)], "is a directory"),
+             (["eval", "Driving", "--agent", "random", "--sb3-algo", "PPO"], "add --sb3 MODEL.zip"),
              (["eval", "Driving", "--sb3", str(tmp_path / "ppo.zip"), "--agent", "random"], "drop --agent"),
              (["eval", "Driving", "--sb3", str(tmp_path / "ppo.zip"), "--sb3-algo", "SAC"], "saved by PPO"),
              (["eval", "PointNav", "--sb3", str(tmp_path / "ppo.zip")], "the benchmark gives 2 numbers")]

@@ -71,6 +71,8 @@ def _run(args: argparse.Namespace) -> int:
     target = Path(args.target)
     options = runs.parse_options(args.agent_opt, "--agent-opt", "inner_lr=0")
     env_options = runs.parse_options(args.env_opt, "--env-opt", "test=extrapolate")
+    if args.sb3_algo is not None and args.sb3 is None:
+        raise UsageError("--sb3-algo names the algorithm of an SB3 model: add --sb3 MODEL.zip or drop it")
     if args.sb3 is not None and args.out is None and not target.is_dir():
         args.out = _sb3_out(args)
     if args.out is not None:

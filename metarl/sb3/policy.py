@@ -38,7 +38,8 @@ def detect_algo(path: Path) -> str:
     """The algorithm that saved ``path``, from its policy class's module (``ActorCriticPolicy``: PPO,
     which loads A2C's models too)."""
     if not Path(path).is_file():
-        raise UsageError(f"--sb3 {path} does not exist: give the .zip that model.save() wrote")
+        what = "is a directory" if Path(path).is_dir() else "does not exist"
+        raise UsageError(f"--sb3 {path} {what}: give the .zip that model.save() wrote")
     try:
         data = json.loads(zipfile.ZipFile(path).read("data"))
         module = data["policy_class"]["__module__"]

@@ -67,6 +67,38 @@ def test_vec_env_trials_tasks_and_infos():
     venv.close()
 
 
+def test_vec_env_seed_makes_tasks_and_resets_reproducible(driving):
+    def first_steps(venv, seed_call=None):
+        if seed_call is not None:
+            venv.seed(seed_call)
+        obs = [venv.reset()]
+        tasks = [t.index for t in venv.tasks]
+        for _ in range(25):  # past the first episodes' ends (horizon 20): new tasks drawn
+            obs.append(venv.step(np.full((3, 2), 0.3, np.float32))[0])
+        venv.close()
+        return np.stack(obs), tasks + [t.index for t in venv.tasks]
+
+    a, b = (first_steps(make_vec_env(driving.train, 3, seed=4)) for _ in range(2))
+    np.testing.assert_array_equal(a[0], b[0])  # the first reset is seeded by seed, without SB3's seed()
+    assert a[1] == b[1]
+    c = first_steps(make_vec_env(driving.train, 3, seed=0), seed_call=4)  # SB3's seed(4) before the reset
+    np.testing.assert_array_equal(a[0], c[0])
+    assert not np.array_equal(a[0][0], first_steps(make_vec_env(driving.train, 3, seed=5))[0][0])
+
+
+@pytest.mark.spawn
+def test_a_script_that_never_closes_its_shm_vec_env_exits(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "script.py"
+    script.write_text("import metarl\nfrom metarl.sb3 import make_vec_env\nif __name__ == '__main__':\n"
+                      "    dist = metarl.make_benchmark('Driving', horizon=10).train\n"
+                      "    make_vec_env(dist, 2, backend='shm', num_workers=2).reset()\n    print('end')\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0 and proc.stdout == "end\n", proc.stderr  # it waited forever for its workers
+
+
 def test_sampled_actions_follow_each_tasks_noise_stream(driving, tmp_path):
     model = PPO("MlpPolicy", make_vec_env(driving.train, 2, backend="sync"), seed=0, device="cpu")
     model.save(tmp_path / "ppo.zip")

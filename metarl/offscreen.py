@@ -49,6 +49,23 @@ def prefer_headless_gl() -> str | None:
     return None
 
 
+def mujoco_gl_error() -> UsageError | None:
+    """Import MuJoCo now, where it isn't yet, and return the one-line error naming the fix if ``MUJOCO_GL``
+    breaks its import (an unknown value, or a backend whose library is missing or broken: the families that
+    import MuJoCo would otherwise fail with their own, misleading, error); None when it imports, isn't
+    installed or ``MUJOCO_GL`` is unset."""
+    chosen = os.environ.get("MUJOCO_GL")
+    if not chosen or sys.modules.get("mujoco") is not None:
+        return None
+    try:
+        importlib.import_module("mujoco")
+    except Exception as e:  # mujoco.gl_context imports the backend (and PyOpenGL) as MuJoCo is imported
+        if isinstance(e, ModuleNotFoundError) and e.name == "mujoco":
+            return None
+        return UsageError(f"MuJoCo does not start with MUJOCO_GL={chosen} ({type(e).__name__}: {e}): {FIX}")
+    return None
+
+
 def _context_class() -> Any:
     """The GL context class to render with: MuJoCo's own if headless (or GLFW with a display), else the
     first headless one that imports."""

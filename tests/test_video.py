@@ -122,6 +122,29 @@ def test_no_gl_backend_is_one_error_naming_the_fix(monkeypatch):
         offscreen._context_class()
 
 
+def test_a_mujoco_gl_that_breaks_mujocos_import_is_named(tmp_path, monkeypatch, capsys):
+    import sys
+
+    import metarl.offscreen as offscreen
+    import metarl.video
+
+    def broken(name):  # what importing mujoco does with MUJOCO_GL=osmesa and no libOSMesa
+        raise AttributeError("'NoneType' object has no attribute 'glGetError'")
+
+    monkeypatch.setenv("MUJOCO_GL", "osmesa")
+    monkeypatch.setitem(sys.modules, "mujoco", None)  # not imported yet
+    monkeypatch.setattr(offscreen.importlib, "import_module", broken)
+
+    def family_fails(*args, **kwargs):
+        raise UsageError("benchmark 'ML1' failed to load: AttributeError: ...; reinstall metarl")
+
+    monkeypatch.setattr(metarl.video, "video_of_run", family_fails)
+    assert main(["video", str(tmp_path)]) == 2
+    err = capsys.readouterr().err
+    assert "MuJoCo does not start with MUJOCO_GL=osmesa" in err and "apt-get install" in err
+    assert "reinstall" not in err and len(err.strip().splitlines()) == 1
+
+
 def test_families_without_frames_are_refused(tmp_path, capsys):
     from metarl.video import render_factory
 

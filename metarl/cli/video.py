@@ -47,7 +47,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from metarl.offscreen import prefer_headless_gl
+    from metarl.offscreen import mujoco_gl_error, prefer_headless_gl
 
     if not args.run_dir.is_dir():
         raise UsageError(f"{args.run_dir} is not a directory: pass a run directory written by `metarl train`")
@@ -56,6 +56,7 @@ def run(args: argparse.Namespace) -> int:
             raise UsageError(f"--out {args.out}: give a path ending in .mp4 or .gif")
         check_writable(args.out, "--out")
     prefer_headless_gl()  # before any family imports MuJoCo
+    gl_error = mujoco_gl_error()  # told only if the video fails: a Driving run needs no MuJoCo
     from metarl.video import video_of_run
 
     try:
@@ -64,6 +65,10 @@ def run(args: argparse.Namespace) -> int:
                             eval_seed=args.eval_seed, device=args.device)
     except OSError as e:
         raise UsageError(f"cannot write the video ({e.strerror or e}): choose a writable --out") from None
+    except UsageError:
+        if gl_error is not None:
+            raise gl_error from None
+        raise
     if done.path.suffix == ".gif" and (args.out is None or args.out.suffix.lower() == ".mp4"):
         print("ffmpeg not found (pip install 'metarl[video]' installs imageio-ffmpeg): wrote a GIF instead",
               file=sys.stderr)

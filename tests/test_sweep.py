@@ -115,6 +115,12 @@ def test_a_rerun_with_another_configuration_is_refused_not_skipped(tmp_path, cap
     assert sweep.plan(out, [0], force=True, expect=expected(args))[0].action == "restart"
 
 
+def test_seeds_left_unstarted_after_a_usage_error_are_named(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "run", lambda flags, todo, jobs, log: sweep.SweepResult({0: 2}))
+    assert main([*TOY, "--seeds", "0-2", "--out", str(tmp_path / "sw")]) == 2
+    assert "seeds 0 failed (their output is above); seeds 1, 2 were not started;" in capsys.readouterr().err
+
+
 def test_only_the_final_evaluation_file_finishes_a_seed(tmp_path):
     d = fake_run(tmp_path / "seed-0", evaluated=None)
     (d / "eval-test=extrapolate.json").write_text(json.dumps({"trained_env_steps": 400, "per_task": {}}))

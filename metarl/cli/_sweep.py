@@ -84,7 +84,10 @@ def run_sweep(args: argparse.Namespace) -> int:
     failed = sorted(s for s, c in result.codes.items() if c != 0)
     if failed:
         where = "above" if jobs == 1 else f"in {out / 'logs'}"
-        print(f"seeds {', '.join(map(str, failed))} failed (their output is {where}); {again}", file=sys.stderr)
+        unstarted = [j.seed for j in todo if j.seed not in result.codes]  # after a usage error: not started
+        later = f"; seeds {', '.join(map(str, unstarted))} were not started" if unstarted else ""
+        print(f"seeds {', '.join(map(str, failed))} failed (their output is {where}){later}; {again}",
+              file=sys.stderr)
         return 2 if all(result.codes[s] == 2 for s in failed) else 1
     return 0
 

@@ -579,3 +579,26 @@ def test_a_restart_interrupted_while_the_new_worker_starts_is_finished_by_the_ne
     obs, _ = envs.reset(seed=[7])
     assert obs[0, 0] == 7 and envs.restarts == 1
     envs.close()
+
+
+@pytest.mark.spawn
+@pytest.mark.parametrize("backend", ["shm", "async"])
+def test_a_script_that_never_closes_its_vector_env_still_exits(tmp_path, backend):
+    # Workers leave SIGTERM to their parent, so multiprocessing's exit handler (SIGTERM, then join) would
+    # wait for them forever: metarl.vector closes what is still open at exit, before that handler runs.
+    import subprocess
+    import sys
+
+    script = tmp_path / "leave_open.py"
+    script.write_text(
+        "import numpy as np, metarl\n"
+        "from metarl.vector import make_vector_env\n"
+        "if __name__ == '__main__':\n"
+        "    bench = metarl.make_benchmark('Toy', num_tasks=4, horizon=5, seed=0)\n"
+        f"    envs = make_vector_env(bench.train, 2, {backend!r}, {2 if backend == 'shm' else None})\n"
+        "    envs.set_tasks(bench.train.sample(2, np.random.default_rng(0)))\n"
+        "    envs.reset(seed=0)\n"
+        "    print('done', flush=True)\n")
+    proc = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120)
+    assert (proc.returncode, proc.stdout.strip()) == (0, "done"), proc.stderr
+    assert "Traceback" not in proc.stderr

@@ -15,7 +15,6 @@ final observation, ``info["TimeLimit.truncated"]`` whether the trial ended by tr
 
 from __future__ import annotations
 
-import atexit
 import time
 from typing import Any
 
@@ -26,19 +25,6 @@ from stable_baselines3.common.vec_env import VecEnv
 from metarl.errors import UsageError
 from metarl.tasks import TaskDistribution
 from metarl.vector import make_vector_env
-
-_OPEN: dict[int, Any] = {}
-"""The vector envs of MetaVecEnvs not closed yet, closed at exit (SB3 scripts rarely call ``close()``)."""
-_exit_hook = False
-
-
-def _close_open() -> None:
-    """Close what :data:`_OPEN` holds. Registered after the first vector env started its workers, so it runs
-    before multiprocessing's exit handler, which would otherwise wait forever for shm workers that ignore its
-    SIGTERM (they leave signals to their parent)."""
-    for envs in list(_OPEN.values()):
-        envs.close()
-    _OPEN.clear()
 
 
 def _obs_space(single: gym.spaces.Space, with_reward: bool) -> gym.spaces.Box:
@@ -66,18 +52,13 @@ class MetaVecEnv(VecEnv):
     (``backend``: auto, native, sync, async, shm; see :mod:`metarl.vector`). Task draws come from
     ``dist.sample`` with a generator seeded by ``seed``, and the first reset seeds slot ``i``'s env with
     ``seed + i``, as after SB3's ``seed(seed)`` (which, called before a reset, replaces both). Envs not
-    closed are closed at exit."""
+    closed are closed at exit (:mod:`metarl.vector` does it for backends with workers)."""
 
     def __init__(self, dist: TaskDistribution, num_envs: int, *, backend: str = "auto", num_workers: int | None = None,
                  seed: int = 0, trial_episodes: int = 1, with_reward: bool = False) -> None:
-        global _exit_hook
         _check_trial(trial_episodes)
         self.dist, self.trial_episodes, self.with_reward = dist, trial_episodes, with_reward
         self.envs = make_vector_env(dist, num_envs, backend, num_workers)
-        _OPEN[id(self.envs)] = self.envs  # held here until closed: its id stays unique
-        if not _exit_hook:
-            atexit.register(_close_open)
-            _exit_hook = True
         self.rng = np.random.default_rng(seed)
         super().__init__(num_envs, _obs_space(self.envs.single_observation_space, with_reward),
                          self.envs.single_action_space)
@@ -139,7 +120,6 @@ class MetaVecEnv(VecEnv):
         return augment(obs, self._prev, self._first, self.with_reward), reward, done, infos
 
     def close(self) -> None:
-        _OPEN.pop(id(self.envs), None)
         self.envs.close()
 
     def get_attr(self, attr_name: str, indices: Any = None) -> list[Any]:

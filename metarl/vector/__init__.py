@@ -18,6 +18,9 @@ processes need an ``if __name__ == "__main__":`` guard.
 
 from __future__ import annotations
 
+import atexit
+import contextlib
+import weakref
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +114,8 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
         self.backend = backend
         self.tasks: list[Task] | None = None
         self._closed = False
+        if backend in ("async", "shm"):
+            _close_at_exit(self)
 
     def _check_open(self, what: str) -> None:
         if self._closed:
@@ -138,6 +143,28 @@ class TaskVectorEnv(gym.vector.VectorWrapper):
     def close(self, **kwargs: Any) -> None:
         self._closed = True
         super().close(**kwargs)
+
+
+_OPEN_WITH_WORKERS: weakref.WeakSet[TaskVectorEnv] = weakref.WeakSet()
+_EXIT_HOOK = False
+
+
+def _close_at_exit(env: TaskVectorEnv) -> None:
+    """Close ``env`` at interpreter exit if its user didn't. Its workers leave SIGTERM to the parent (it
+    saves, then closes them), so multiprocessing's own exit handler, which terminates daemonic children
+    with SIGTERM and joins them, would wait forever. Registered after the workers started, hence after
+    multiprocessing's handler, so it runs first (atexit runs handlers last-in, first-out)."""
+    global _EXIT_HOOK
+    _OPEN_WITH_WORKERS.add(env)
+    if not _EXIT_HOOK:
+        atexit.register(_close_open)
+        _EXIT_HOOK = True
+
+
+def _close_open() -> None:
+    for env in list(_OPEN_WITH_WORKERS):
+        with contextlib.suppress(Exception):  # at exit: close what can be closed
+            env.close()
 
 
 def _async_env(fns: list) -> AsyncVectorEnv:

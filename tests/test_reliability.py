@@ -461,6 +461,25 @@ def test_non_finite_env_output_is_refused_where_it_enters_naming_the_env(tmp_pat
         assert "on task faulty-goal #" in err and "diverged" not in err
 
 
+def test_the_per_step_finite_check_is_exact_and_warns_nothing():
+    import warnings
+
+    from metarl.rollout import _all_finite
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # NumPy's overflow / invalid-value warnings would raise here
+        for value in (np.nan, np.inf, -np.inf, 3e38, -3e38, 1e20, 1e-40, 0.0):
+            for dtype in (np.float32, np.float64):
+                for shape in ((1,), (7, 3), (256, 6)):
+                    arr = np.ones(shape, dtype)
+                    arr.flat[-1] = value
+                    assert _all_finite(arr) == bool(np.isfinite(arr).all()), (value, dtype, shape)
+        huge = np.full((256, 6), 3e38, np.float32)  # squares and sums would overflow: still finite
+        assert _all_finite(huge) and _all_finite(huge[:, ::2])
+        huge[5, 5] = -np.inf
+        assert not _all_finite(huge) and _all_finite(np.zeros((0, 3), np.float32))
+
+
 @pytest.mark.parametrize("actions", ["strings", "ragged"])
 def test_actions_that_are_not_numbers_are_one_line(tmp_path, capsys, actions):
     assert main(train(tmp_path / "run", "--agent-opt", f"actions={actions}")) == 2

@@ -174,10 +174,13 @@ def prepare_dir(out: Path, force: bool = False, lock: RunLock | None = None) -> 
             path.unlink()
 
 
-RUN_FILES = (CONFIG_NAME, "checkpoint.pt", "progress.csv", "tb", "learning_curve.png", LOCK_NAME, "eval*.json",
-             "trial-*.png", "videos", ".*.*")
-"""What metarl writes into a run directory (``.*.*``: a temporary file a killed write left), as
-:func:`fnmatch` patterns: ``--force`` deletes only these."""
+_WRITTEN = (CONFIG_NAME, "checkpoint.pt", "progress.csv", "tb", "learning_curve.png", LOCK_NAME, "eval*.json",
+            "trial-*.png", "videos")
+RUN_FILES = (*_WRITTEN, *(f".{name}.*" for name in _WRITTEN), ".write-test.*")
+"""What metarl writes into a run directory, as :func:`fnmatch` patterns: ``--force`` deletes only these. A
+temporary file that a killed write left is named after its target (``.checkpoint.pt.k3j2x``, from
+:func:`metarl.files.atomic_write`) or is :func:`unwritable`'s probe; other dotfiles (``.env.local``) are
+the user's."""
 
 
 def _ours(name: str) -> bool:

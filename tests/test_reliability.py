@@ -509,7 +509,13 @@ def test_force_refuses_a_run_dir_holding_files_metarl_did_not_write_and_lists_th
     (out / "notes.txt").unlink()
     (out / "mydata" / "x.csv").unlink()
     (out / "mydata").rmdir()
+    (out / ".env.local").write_text("TOKEN=1")  # a dotfile with a dot in its name is the user's too
+    assert main(train(out, "--force")) == 2
+    assert "also holds .env.local: move it" in one_line(capsys.readouterr().err)
+    (out / ".env.local").unlink()
+    (out / ".checkpoint.pt.k3j2x").write_bytes(b"half")  # what a killed atomic write leaves: metarl's
     assert main(train(out, "--force", "--no-final-eval")) == 0  # only metarl's own files: replaced
+    assert not (out / ".checkpoint.pt.k3j2x").exists()
 
 
 def test_a_folder_that_is_not_a_run_is_not_advised_resume_or_force(tmp_path, capsys):

@@ -149,9 +149,11 @@ def collect(envs, learner: Learner, episodes: int, *, deterministic: bool = Fals
 
 def _check_finite(envs, what: str, values: np.ndarray, when: str, more: np.ndarray | None = None,
                   more_what: str = "") -> None:
-    """A one-line :class:`UsageError` naming the env (its class and task) that returned a NaN or infinite
-    ``what`` (and ``more``): refused where it enters, not blamed later on the agent's training. Runs every
-    step, so the common case (all finite) costs one dot product per array (:func:`_all_finite`)."""
+    """A one-line :class:`RunError` naming the env (its class and task) that returned a NaN or infinite
+    ``what`` (and ``more``): refused where it enters, not blamed later on the agent's training (a run
+    error, not bad input: a simulator may go unstable hours into a run, and the trainer then saves the last
+    whole iteration). Runs every step, so the common case (all finite) costs one dot product per array
+    (:func:`_all_finite`)."""
     if _all_finite(values) and (more is None or _all_finite(more)):
         return
     for arr, name in ((values, what), (more, more_what)):
@@ -162,7 +164,7 @@ def _check_finite(envs, what: str, values: np.ndarray, when: str, more: np.ndarr
         tasks = getattr(envs, "tasks", None)
         task = tasks[slot] if tasks else None
         on = f" on task {task.name} #{task.index} ({task.split} split)" if task is not None else ""
-        raise UsageError(f"the task family's env {_env_name(envs)} returned a non-finite {name} "
+        raise RunError(f"the task family's env {_env_name(envs)} returned a non-finite {name} "
                          f"({arr.reshape(len(arr), -1)[slot].tolist()[:4]}) {when} in slot {slot}{on}: fix the env "
                          "(metarl takes only finite observations and rewards)")
 

@@ -15,7 +15,7 @@ from collections.abc import Iterator
 from typing import TYPE_CHECKING, Any
 
 from metarl import checkpoint
-from metarl.errors import RunError, Terminated, UsageError, raise_terminated
+from metarl.errors import RunError, Terminated, raise_terminated
 from metarl.seeding import rng_state, set_rng_state
 
 if TYPE_CHECKING:
@@ -65,29 +65,27 @@ def noted(note: str) -> Iterator[None]:
 
 @contextlib.contextmanager
 def saved_on_failure(trainer: Trainer) -> Iterator[None]:
-    """An iteration that a :class:`~metarl.errors.RunError` ends (env workers that keep failing) first
-    saves the checkpoint of the last whole iteration, its random state rewound to where that iteration
-    ended (a resumed run then equals one that never failed), and says so in the error's message. One that
-    fails inside the agent's code while its state holds NaN (torch's checks in a diverged policy) ends in
-    :func:`diverged`'s one line; any other error is raised as it is."""
+    """An iteration that a :class:`~metarl.errors.RunError` ends (env workers that keep failing, an env
+    that returned NaN) first saves the checkpoint of the last whole iteration, its random state rewound to
+    where that iteration ended (a resumed run then equals one that never failed), and says so in the
+    error's message. One that fails while the agent's state holds NaN (torch's checks in a diverged policy,
+    or the NaN actions it returned) ends in :func:`diverged`'s one line; any other error is raised as it is."""
     iteration, rng = trainer.state.iteration, rng_state(trainer.rng)
     try:
         yield
-    except SaveFailed:  # its message says what the run directory holds
+    except (SaveFailed, KeyboardInterrupt):  # a SaveFailed's message says what the run directory holds
         raise
-    except RunError:
+    except Exception as e:
+        where = checkpoint.first_nan(trainer.algorithm.state_dict(), "state_dict()")
+        if where is not None:
+            cause = (str(e).strip().splitlines() or [""])[0][:120]
+            raise diverged(trainer, where, iteration + 1, f"{type(e).__name__}: {cause}") from e
+        if not isinstance(e, RunError):  # bad input (UsageError) and plain bugs: as they are
+            raise
         if trainer.state.iteration == iteration:  # failed while collecting: nothing of it is kept
             set_rng_state(trainer.rng, rng)
         with noted(save_note(trainer)):
             raise
-    except (UsageError, KeyboardInterrupt):
-        raise
-    except Exception as e:
-        where = checkpoint.first_nan(trainer.algorithm.state_dict(), "state_dict()")
-        if where is None:
-            raise
-        cause = (str(e).strip().splitlines() or [""])[0][:120]
-        raise diverged(trainer, where, iteration + 1, f"{type(e).__name__}: {cause}") from e
 
 
 def save_note(trainer: Trainer) -> str:

@@ -102,10 +102,11 @@ def faulty_family(seed: int = 0, task: str | None = None, num_tasks: int = 4, ho
 
 
 class FaultyLearner:
-    """Uniform actions from torch's global generator, or the bad ones ``actions`` names."""
+    """Uniform actions from torch's global generator, or the bad ones ``actions`` names (``"weights"``: the
+    agent's weights as every slot's action, NaN once they are)."""
 
-    def __init__(self, act_dim: int, actions: str) -> None:
-        self.act_dim, self.actions = act_dim, actions
+    def __init__(self, act_dim: int, actions: str, weight: Any = None) -> None:
+        self.act_dim, self.actions, self.weight = act_dim, actions, weight
 
     def reset(self, num_slots: int) -> None:
         pass
@@ -118,6 +119,8 @@ class FaultyLearner:
             return ActOutput([["left", "up"]] * n, {})
         if self.actions == "ragged":
             return ActOutput([[0.0, 0.0]] * (n - 1) + [[0.0]], {})
+        if self.actions == "weights":
+            return ActOutput(torch.tanh(self.weight[:self.act_dim]).repeat(n, 1).numpy(), {})
         return ActOutput((2 * torch.rand(n, self.act_dim) - 1).numpy(), {})
 
     def observe(self, rollout: Rollout) -> None:
@@ -145,7 +148,7 @@ class FaultyAgent:
         self.updates = 0
 
     def make_learner(self) -> FaultyLearner:
-        return FaultyLearner(self.spec.act_dim, self.actions)
+        return FaultyLearner(self.spec.act_dim, self.actions, self.weight)
 
     def meta_update(self, batch: MetaBatch) -> dict[str, float]:
         import torch

@@ -455,10 +455,30 @@ def test_a_diverged_agent_never_replaces_the_last_good_checkpoint_and_ends_in_on
 def test_non_finite_env_output_is_refused_where_it_enters_naming_the_env(tmp_path, capsys, option, what):
     for agent in ("faulty", "random"):  # before any update, whichever agent
         faulty.STEPS["count"] = 0
-        assert main(train(tmp_path / agent, "--env-opt", f"{option}=7", agent=agent)) == 2
+        assert main(train(tmp_path / agent, "--env-opt", f"{option}=7", agent=agent)) == 1
         err = error_line(capsys.readouterr().err)
         assert f"env tests.faulty.FaultyEnv returned a non-finite {what} ([nan" in err
         assert "on task faulty-goal #" in err and "diverged" not in err
+
+
+def test_an_env_that_goes_non_finite_late_in_a_run_keeps_the_iterations_done(tmp_path, capsys):
+    # a simulator that goes unstable hours in: a run error (exit 1) that saves the last whole iteration
+    out = tmp_path / "run"
+    assert main(train(out, "--env-opt", "nan_obs_at=100", steps=320)) == 1  # step 100: in iteration 7
+    err = error_line(capsys.readouterr().err)
+    assert "returned a non-finite observation" in err and "checkpoint saved at 96 env steps (iteration 6)" in err
+    from metarl import checkpoint
+
+    assert checkpoint.load(out / "checkpoint.pt")["trainer"]["iteration"] == 6  # not 0: --checkpoint-every 10
+
+
+def test_nan_actions_from_a_diverged_agent_end_in_the_divergence_line(tmp_path, capsys):
+    # NaN weights, no checkpoint due yet: the next iteration's actions are NaN (a mean action, say)
+    out = tmp_path / "run"
+    assert main(train(out, "--agent-opt", "actions=weights", "--agent-opt", "nan_at=3", steps=160)) == 1
+    err = error_line(capsys.readouterr().err)
+    assert "training diverged by iteration 4" in err and "non-finite actions" in err
+    assert "NaN at state_dict()['weight']" in err and "no checkpoint was written before" in err
 
 
 def test_the_per_step_finite_check_is_exact_and_warns_nothing():

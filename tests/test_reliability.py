@@ -78,6 +78,13 @@ def test_eval_of_a_read_only_run_dir_refuses_before_evaluating_and_out_writes_el
     printed = json.loads(capsys.readouterr().out)
     assert json.loads(target.read_text()) == printed and printed["trained_env_steps"] == 32
     assert not list(out.glob("eval*.json"))
+    assert main(["eval", str(out), "--json", "--out", str(target)]) == 0  # an evaluation file: written again
+    capsys.readouterr()
+    weights = (out / "checkpoint.pt").read_bytes()
+    for precious in ("checkpoint.pt", "config.json", "progress.csv"):  # never replaced by an evaluation
+        assert main(["eval", str(out), "--out", str(out / precious)]) == 2
+        assert "exists and is not an evaluation file" in one_line(capsys.readouterr().err)
+    assert (out / "checkpoint.pt").read_bytes() == weights
 
 
 # --- the run-directory lock ------------------------------------------------------------------------------

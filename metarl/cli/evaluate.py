@@ -77,6 +77,7 @@ def _run(args: argparse.Namespace) -> int:
         args.out = _sb3_out(args)
     if args.out is not None:
         check_writable(args.out, "--out")
+        _check_replaceable(args.out)
     if target.is_dir():  # the run's backend and workers unless given
         given = [flag for flag, value in (("--agent", args.agent), ("--sb3", args.sb3), ("--task", args.task),
                                           ("--seed", args.seed), ("--reward-version", args.reward_version))
@@ -104,6 +105,23 @@ def _run(args: argparse.Namespace) -> int:
     else:
         print_table(result, bench, seed, eval_seed)
     return 0
+
+
+def _check_replaceable(out: Path) -> None:
+    """A one-line error unless ``--out`` is new or an evaluation file (written again): a run's
+    checkpoint.pt, config.json or progress.csv, an SB3 model, a file of the user's would be replaced."""
+    if not out.is_file():
+        return
+    try:
+        with open(out, "rb") as f:
+            looks_like_json = f.read(64).lstrip().startswith(b"{")
+        if looks_like_json:  # only then read it whole (a checkpoint may be gigabytes)
+            runs.read_eval(out)
+            return
+    except (OSError, UsageError):
+        pass
+    raise UsageError(f"--out {out} exists and is not an evaluation file, which it would replace: choose another "
+                     "path (an eval*.json file is written again)")
 
 
 def _evaluate_untrained(args: argparse.Namespace, options: dict, env_options: dict) -> tuple:

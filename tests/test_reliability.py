@@ -104,7 +104,7 @@ def test_a_run_dir_in_use_is_refused_in_one_line_naming_the_process(tmp_path, ca
         for argv in (train(out, "--force"), train(out, "--resume", steps=64), train(out, "--resume", steps=64)):
             assert main(argv) == 2
             err = one_line(capsys.readouterr().err)
-            assert f"in use by pid {os.getpid()} on host {socket.gethostname()}" in err
+            assert f"in use by pid {os.getpid()} on host {socket.gethostname()} (`" in err and "`, since " in err
         assert main(["eval", str(out)]) == 2  # an evaluation file is not written into a run that trains
         assert "--out FILE" in one_line(capsys.readouterr().err)
         assert main(["eval", str(out), "--out", str(tmp_path / "now.json")]) == 0  # elsewhere: fine
@@ -166,6 +166,22 @@ def test_sigterm_saves_the_iteration_and_exits_143_with_the_resume_command_also_
     done = run_process(["eval", str(out), "--env-opt", "sigterm_at=3"], cwd=tmp_path)
     assert (done.returncode, done.stderr.strip()) == (143, "terminated"), done.stderr
     assert not (out / "run.lock").exists() and not list(out.glob("eval*.json"))
+
+
+def test_a_second_sigterm_quits_at_once_and_the_handlers_are_restored():
+    import signal
+    from types import SimpleNamespace
+
+    from metarl.errors import Terminated
+    from metarl.stopping import stop_on_signals
+
+    trainer = SimpleNamespace(interrupted=False, stop_signal=None, run_dir=None)
+    with pytest.raises(Terminated), stop_on_signals(trainer):
+        os.kill(os.getpid(), signal.SIGTERM)  # the first: stop after the iteration in progress
+        assert trainer.interrupted and trainer.stop_signal == signal.SIGTERM
+        os.kill(os.getpid(), signal.SIGTERM)  # the second: at once, unsaved
+        pytest.fail("the second SIGTERM did not stop the block")
+    assert signal.getsignal(signal.SIGTERM) == signal.SIG_DFL
 
 
 # --- env workers that die --------------------------------------------------------------------------------

@@ -142,7 +142,9 @@ def _describe_holder(fd: int, path: Path) -> str:
     try:
         fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # granted: only evaluations hold it
         fcntl.flock(fd, fcntl.LOCK_UN)
-        return "`metarl eval` (another process evaluating it)"
+        pids = _flock_holders(fd)
+        which = f"pid {', '.join(map(str, pids))}: " if pids else ""
+        return f"`metarl eval` ({which}another process evaluating it)"
     except OSError:
         pass
     info = _read(fd) or {}
@@ -150,3 +152,19 @@ def _describe_holder(fd: int, path: Path) -> str:
         return f"another process (see {path})"
     return (f"pid {info.get('pid', '?')} on host {info.get('host', '?')} (`{info.get('command', '?')}`, since "
             f"{info.get('since', '?')})")
+
+
+def _flock_holders(fd: int) -> list[int]:
+    """The pids holding a ``flock`` on ``fd``'s file, from ``/proc/locks`` (Linux: an evaluation's shared
+    lock has no label to read them from); [] where that can't be read."""
+    try:
+        st = os.fstat(fd)
+        text = Path("/proc/locks").read_text()
+    except OSError:
+        return []
+    file = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    pids = []
+    for fields in map(str.split, text.splitlines()):  # "1: FLOCK  ADVISORY  READ 1234 fe:00:2146404 0 EOF"
+        if len(fields) >= 6 and fields[1] == "FLOCK" and fields[5] == file and fields[4].isdigit():
+            pids.append(int(fields[4]))  # a waiter's line has "->" in field 1 instead
+    return sorted(set(pids))

@@ -125,7 +125,10 @@ def test_evaluations_share_the_lock_and_training_refuses_while_one_writes_into_t
         assert main(["eval", str(out), "--eval-tasks", "1"]) == 0  # evaluations share it
         capsys.readouterr()
         assert main(train(out, "--resume", steps=64)) == 2
-        assert "in use by `metarl eval`" in one_line(capsys.readouterr().err)
+        err = one_line(capsys.readouterr().err)
+        assert "in use by `metarl eval`" in err
+        if Path("/proc/locks").exists():  # Linux: the evaluations' pids, to find one that hangs
+            assert f"`metarl eval` (pid {os.getpid()}: another process evaluating it)" in err
     assert main(train(out, "--resume", steps=64)) == 0
 
 

@@ -17,6 +17,9 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import signal
+import socket
+import threading
 import time
 import warnings
 from collections.abc import Sequence
@@ -49,6 +52,77 @@ def import_ray():
         raise UsageError(f"--backend ray needs Ray, which is not installed: {INSTALL} (or pip install "
                          "'ray>=2.9,<3')") from None
     return ray
+
+
+def check_ray_address(backend: str, address: str | None) -> None:
+    """One-line :class:`UsageError` s for ``--ray-address``: only with ``--backend ray``, and only to a
+    running cluster (:func:`check_address`)."""
+    if address is not None and backend != "ray":
+        raise UsageError(f"--ray-address {address} joins a Ray cluster for --backend ray; the backend here is "
+                         f"{backend!r}: add --backend ray or drop --ray-address")
+    check_address(address)
+
+
+def check_address(address: str | None) -> None:
+    """A one-line :class:`UsageError` unless ``address`` (``--ray-address``) leads to a running Ray cluster:
+    ``"auto"`` finds one (``RAY_ADDRESS``, else the last ``ray start`` on this machine), ``HOST:PORT``
+    answers on that port within 5 s. None or ``"local"`` (start a local Ray) pass. Checked before a run
+    directory is written: ``ray.init`` itself retries an address where nothing answers for minutes."""
+    if address is None or address == "local":
+        return
+    import_ray()
+    fix = ("start it first (`ray start --head` on the head node, docs/ray.md), or leave --ray-address out to "
+           "start a local Ray")
+    try:
+        from ray._private.services import canonicalize_bootstrap_address_or_die as find
+    except ImportError:  # another Ray's private layout: leave the check to ray.init
+        return
+    try:
+        found = find(address)
+    except (ConnectionError, ValueError) as e:
+        why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        raise UsageError(f"--ray-address {address}: no Ray cluster there ({why}); {fix}") from None
+    host, _, port = found.rpartition(":")
+    try:
+        socket.create_connection((host.strip("[]"), int(port)), timeout=5).close()
+    except (OSError, ValueError) as e:
+        why = getattr(e, "strerror", None) or e
+        raise UsageError(f"--ray-address {address}: nothing answers there ({found}: {why}); {fix}") from None
+
+
+@contextlib.contextmanager
+def _signals_kept():
+    """Keep this process's SIGINT and SIGTERM handlers across the block: ``ray.init`` makes SIGTERM
+    ``sys.exit`` (and its core worker's crash handler would abort with a stack dump), which would end
+    training unsaved instead of letting the Trainer checkpoint and exit 143."""
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    kept = {s: signal.getsignal(s) for s in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for s, handler in kept.items():
+            if handler is not None:  # None: set from C, not by Python; leave Ray's
+                signal.signal(s, handler)
+
+
+def _init(ray, num_workers: int, address: str | None) -> bool:
+    """Connect to Ray (``address``) or start a local one sized ``num_workers`` CPUs; True if started here.
+    An address without a running cluster is a one-line :class:`UsageError`."""
+    local = address is None or address == "local"
+    with _signals_kept():
+        try:
+            if local:
+                ray.init(address="local", num_cpus=num_workers, include_dashboard=False, log_to_driver=False,
+                         logging_level="ERROR", configure_logging=False,
+                         runtime_env={"env_vars": {"PYTHONPATH": _python_path()}})
+            else:
+                ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+        except ConnectionError as e:
+            why = (str(e).strip().splitlines() or [type(e).__name__])[0]
+            raise UsageError(f"--ray-address {address}: could not join a Ray cluster ({why})") from None
+    return local
 
 
 def learner_state(algorithm: Any) -> dict:
@@ -131,19 +205,13 @@ class RayPool:
     stops). :meth:`trials` gives the runner for a split; :meth:`close` stops the actors (and a local Ray)."""
 
     def __init__(self, benchmark: Benchmark, algorithm: Any, num_workers: int | None = None,
-                 address: str | None = None, max_deaths: int = MAX_DEATHS) -> None:
+                 address: str | None = None, max_deaths: int | None = None) -> None:
         ray = self.ray = import_ray()
         self.num_workers = num_workers or max(1, (os.cpu_count() or 1))
-        self.max_deaths = max_deaths
+        self.max_deaths = MAX_DEATHS if max_deaths is None else max_deaths
         self.started = False
         if not ray.is_initialized():
-            if address is None:
-                ray.init(address="local", num_cpus=self.num_workers, include_dashboard=False, log_to_driver=False,
-                         logging_level="ERROR", configure_logging=False,
-                         runtime_env={"env_vars": {"PYTHONPATH": _python_path()}})
-                self.started = True
-            else:
-                ray.init(address=address, log_to_driver=False, logging_level="ERROR", configure_logging=False)
+            self.started = _init(ray, self.num_workers, address)
         self.algorithm = algorithm
         self._blob = ray.put(_algorithm_bytes(algorithm))
         self._bench = ray.put(benchmark)
@@ -176,42 +244,66 @@ class RayPool:
             raise UsageError("backend 'ray' runs trials from a MetaAlgorithm (its weights go to the actors), "
                              f"not from a {type(source).__name__}")
         start = time.perf_counter()
-        ray, weights = self.ray, self.broadcast(source)
+        weights = self.broadcast(source)
         blocks = [(b, piece) for b, batch in enumerate(batches)
                   for piece in split_batch(batch, block_sizes(len(batch.tasks), len(self.actors)))]
-        pending = {self._submit(i, split, piece, plan, weights, what): i for i, (_, piece) in enumerate(blocks)}
-        done: dict[int, tuple[TrialResult, str, float]] = {}
-        deaths = 0
-        while pending:
-            ready, _ = ray.wait(list(pending), num_returns=1)
-            i = pending.pop(ready[0])
-            try:
-                done[i] = ray.get(ready[0])
-            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
-                deaths += 1
-                self.deaths += 1
-                if deaths > self.max_deaths:
-                    raise RunError(f"{what}: {deaths} Ray actors died in one call (more than {self.max_deaths}); "
-                                   f"last: {type(e).__name__}: {str(e).strip().splitlines()[0] if str(e) else ''}"
-                                   ) from None
-                slot = i % len(self.actors)
-                self.actors[slot] = self._new_actor()
-                warnings.warn(f"{what}: Ray actor {slot} died ({type(e).__name__}); replaced, its trials run "
-                              f"again (death {deaths} of at most {self.max_deaths})", RuntimeWarning, stacklevel=2)
-                pending[self._submit(i, split, blocks[i][1], plan, weights, what)] = i
+        done = self._gather([piece for _, piece in blocks], split, plan, weights, what)
         self.nodes = [done[i][1] for i in range(len(blocks))]
-        busy = {}  # actor -> seconds of trials it ran in this call
+        busy: dict[int, float] = {}  # actor slot -> seconds of trials it ran in this call
         for i in range(len(blocks)):
             busy[i % len(self.actors)] = busy.get(i % len(self.actors), 0.0) + done[i][2]
         self.timing = {"call_s": time.perf_counter() - start, "actor_max_s": max(busy.values())}
         """The last call's wall time and its busiest actor's trial time (the rest: transfer, scheduling)."""
-        out = []
-        for b in range(len(batches)):
-            out.append(merge_results([done[i][0] for i in range(len(blocks)) if blocks[i][0] == b]))
-        return out
+        return [merge_results([done[i][0] for i in range(len(blocks)) if blocks[i][0] == b])
+                for b in range(len(batches))]
 
-    def _submit(self, i: int, split: str, piece: TrialBatch, plan: TrialPlan, weights: list, what: str):
-        return self.actors[i % len(self.actors)].run.remote(split, piece, plan, weights, self.version, what)
+    def _gather(self, pieces: list[TrialBatch], split: str, plan: TrialPlan, weights: list,
+                what: str) -> dict[int, tuple[TrialResult, str, float]]:
+        """Run block ``i`` on actor slot ``i % actors`` and wait for all. A block whose actor died runs
+        again on that slot's replacement; a death counts once however many of its blocks were queued
+        (the others fail too and go to the same replacement). An error raised by the trial's own code
+        (the env, the Learner) is raised here as it would be in one process."""
+        ray = self.ray
+        pending: dict[Any, tuple[int, Any]] = {}  # ObjectRef -> (block, actor it was given to)
+
+        def submit(i: int) -> None:
+            actor = self.actors[i % len(self.actors)]
+            ref = actor.run.remote(split, pieces[i], plan, weights, self.version, what)
+            pending[ref] = (i, actor)
+
+        for i in range(len(pieces)):
+            submit(i)
+        done: dict[int, tuple[TrialResult, str, float]] = {}
+        deaths = 0
+        while pending:
+            ready, _ = ray.wait(list(pending), num_returns=1)
+            i, actor = pending.pop(ready[0])
+            try:
+                done[i] = ray.get(ready[0])
+            except (ray.exceptions.RayActorError, ray.exceptions.WorkerCrashedError) as e:
+                slot = i % len(self.actors)
+                if self.actors[slot] is actor:  # a new death (not a block queued on an actor replaced already)
+                    deaths += 1
+                    self._replace(slot, e, deaths, what)
+                submit(i)
+            except ray.exceptions.RayTaskError as e:
+                raise _cause(e) from None
+        return done
+
+    def _replace(self, slot: int, error: Exception, deaths: int, what: str) -> None:
+        """Replace the dead actor in ``slot`` (``deaths``: this call's so far; more than ``max_deaths``:
+        a :class:`RunError`)."""
+        self.deaths += 1
+        why = (str(error).strip().splitlines() or [""])[0]
+        if deaths > self.max_deaths:
+            raise RunError(f"{what}: {deaths} Ray actors died in one call (more than {self.max_deaths}); last: "
+                           f"{type(error).__name__}: {why}")
+        with contextlib.suppress(Exception):  # dead already; a node that left may still hold it
+            self.ray.kill(self.actors[slot])
+        self.actors[slot] = self._new_actor()
+        warnings.warn(f"{what}: Ray actor {slot} died ({type(error).__name__}); replaced, its trials run "
+                      f"again (death {deaths} of at most {self.max_deaths} in this call)", RuntimeWarning,
+                      stacklevel=4)
 
     def close(self) -> None:
         """Stop the actors and, if this pool started Ray, Ray itself."""
@@ -234,6 +326,14 @@ class RayTrials:
     def run_trials(self, source: Any, batches: Sequence[TrialBatch], plan: TrialPlan,
                    what: str = "trial") -> list[TrialResult]:
         return self.pool.run(self.split, source, batches, plan, what)
+
+
+def _cause(error: Exception) -> BaseException:
+    """The exception a trial raised on an actor, for the driver to raise: metarl's one-line errors
+    (:class:`UsageError`, :class:`RunError`) and interrupts as they are; anything else as Ray's error, whose
+    message holds the actor's traceback."""
+    cause = getattr(error, "cause", None)
+    return cause if isinstance(cause, (UsageError, RunError, KeyboardInterrupt)) else error
 
 
 def _python_path() -> str:

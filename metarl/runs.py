@@ -193,6 +193,10 @@ def _build(config: RunConfig, bench: Benchmark, saved_state: dict | None = None)
     device = str(resolve_device(config.device))
     for dist in (bench.train, bench.test):
         check_num_workers(check_backend(dist, config.trainer.backend), config.trainer.num_workers)
+    if config.trainer.ray_address is not None:
+        from metarl.distributed import check_ray_address
+
+        check_ray_address(config.trainer.backend, config.trainer.ray_address)
     seed_everything(config.trainer.seed)  # agent init is seeded too
     if saved_state is not None:
         agent = agent_as_saved(config.agent, bench, device, config.agent_options, saved_state)
@@ -301,6 +305,8 @@ def _resumed_config(cfg: RunConfig, out: Path, expect: dict[str, Any], device: s
     new = {k: v for k, v in limits.items() if v is not None}
     if backend != t.backend and backend not in ("shm", "ray"):
         new["num_workers"] = None  # the saved count was the other backend's workers
+    if backend != "ray" and limits.get("ray_address") is None:
+        new["ray_address"] = None  # a cluster a ray run joined means nothing to a local backend
     new["final_eval"] = final_eval  # this invocation's, like the other limits (not sticky)
     return replace(cfg, device=device or cfg.device, trainer=replace(t, **new))
 

@@ -80,8 +80,9 @@ class TrainerConfig:
     On many cores give each worker a few slots: the parent's time per step
     is paid once per vector step (docs/performance.md)."""
     ray_address: str | None = None
-    """With ``backend="ray"``: the cluster to join (``"auto"``, ``"HOST:PORT"``); None starts a local Ray
-    sized by ``num_workers`` and shuts it down at the end."""
+    """With ``backend="ray"``: the cluster to join (``"auto"``, ``"HOST:PORT"``); None (or ``"local"``)
+    starts a local Ray sized by ``num_workers`` and shuts it down at the end. A process already connected
+    to Ray (``ray.init``) uses that one."""
     eval_every: int = 0
     """Held-out evaluation every this many env steps (0: only the final one)."""
     eval_tasks_per_class: int | None = 5

@@ -1,5 +1,11 @@
 """``backend="ray"``: whole trials on Ray actors give the results of one process, survive actor deaths,
-spread over nodes, and leave no Ray processes behind. Marked ``ray`` and ``spawn``; skipped without Ray."""
+spread over nodes, stop cleanly on signals and leave no Ray processes behind. Tests that start Ray are
+marked ``ray`` and ``spawn``; all are skipped without Ray.
+
+Starting an actor (a process importing torch) is most of these tests' time, so they share one cluster for
+the module (a head and two worker nodes of one CPU each, on loopback) and start few actors: every agent
+runs on Ray once against sync here (one actor, or three on three nodes), and tests/test_trials.py checks
+every agent's trials cut into blocks of slots in one process."""
 
 from __future__ import annotations
 
@@ -9,32 +15,34 @@ import json
 import os
 import subprocess
 import sys
+import uuid
 import warnings
 from pathlib import Path
 
 import numpy as np
 import pytest
 
+from metarl.cli import main
 from metarl.envs.toy import PointGoalEnv
 from metarl.errors import RunError, UsageError
 from metarl.evaluator import EvalConfig
-from metarl.factory import make_agent, make_benchmark
+from metarl.factory import make_agent
 from metarl.seeding import seed_everything
 from metarl.tasks import Benchmark, TaskSet
 from metarl.trainer import Trainer, TrainerConfig
 from metarl.trials import TrialBatch, block_sizes, merge_rollouts, split_batch
 from metarl.vector import check_backend
+from tests.test_trials import assert_same, toy
 
 ROOT = Path(__file__).resolve().parents[1]
 needs_ray = pytest.mark.skipif(importlib.util.find_spec("ray") is None, reason="ray is not installed")
 ray_test = [needs_ray, pytest.mark.ray, pytest.mark.spawn]
-AGENTS = ["random", "zero-shot", "rl2", "maml", "pearl"]
 
 
 def test_without_ray_one_line(monkeypatch):
     monkeypatch.setitem(sys.modules, "ray", None)  # import ray raises ImportError
     with pytest.raises(UsageError, match=r"pip install -e '\.\[ray\]'"):
-        check_backend(make_benchmark("Toy").train, "ray")
+        check_backend(toy().train, "ray")
 
 
 def test_split_and_merge_keep_slot_order():
@@ -63,67 +71,99 @@ def test_split_and_merge_keep_slot_order():
     np.testing.assert_array_equal(merged.episode_successes(), whole.episode_successes())
 
 
+def _one_line(argv: list[str], capsys) -> str:
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and err.count("\n") == 1, err
+    return err
+
+
+@needs_ray
+def test_ray_address_errors_are_one_line_before_anything_is_written(tmp_path, capsys, monkeypatch):
+    """An address where no cluster answers, an unparsable one, 'auto' without a cluster, and
+    --ray-address without --backend ray: one line, exit 2, no run directory (ray.init would retry an
+    address where nothing answers for minutes)."""
+    train = ["train", "Toy", "--agent", "random", "--steps", "100", "--out", str(tmp_path / "run")]
+    err = _one_line([*train, "--backend", "ray", "--ray-address", "127.0.0.1:1"], capsys)
+    assert "nothing answers" in err and "ray start --head" in err
+    assert "Invalid address" in _one_line([*train, "--backend", "ray", "--ray-address", "nonsense"], capsys)
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")  # what 'auto' finds first
+    assert "nothing answers" in _one_line([*train, "--backend", "ray", "--ray-address", "auto"], capsys)
+    assert "add --backend ray" in _one_line([*train, "--ray-address", "auto"], capsys)
+    assert not (tmp_path / "run").exists()
+
+
 @pytest.fixture(scope="module")
-def local_ray():
-    """One local Ray (3 CPUs) for the module's pools (each test starts only actors, not a cluster)."""
+def cluster():
+    """A head and two worker nodes, one CPU each, on loopback (Ray's cluster utilities); this process is
+    connected to it, so the Trainers' pools join it (and leave it running)."""
     import ray
+    from ray.cluster_utils import Cluster
 
-    ray.init(address="local", num_cpus=3, include_dashboard=False, log_to_driver=False, logging_level="ERROR",
-             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}})
-    yield ray
-    ray.shutdown()
-
-
-def _bench() -> Benchmark:
-    # episodes end at success: slots finish at different steps, so blocks differ in length
-    return make_benchmark("Toy", seed=0, horizon=6, terminate_on_success=True, num_tasks=6)
+    if ray.is_initialized():
+        ray.shutdown()
+    nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
+    try:
+        for _ in range(2):
+            nodes.add_node(num_cpus=1)
+        nodes.wait_for_nodes()
+        ray.init(address=nodes.address, log_to_driver=False, logging_level="ERROR",
+                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}})
+        yield nodes
+    finally:
+        ray.shutdown()
+        nodes.shutdown()
 
 
 def _train(agent: str, backend: str, workers: int | None = None, bench: Benchmark | None = None,
-           iterations: int = 2, run_dir: Path | None = None):
-    bench = bench or _bench()
+           eval_tasks: int | None = 4, before_eval=None):
+    """2 iterations and an evaluation on 5 slots. Returns ((metrics, evaluation), pool facts)."""
+    bench = bench or toy()
     seed_everything(0)
-    algo = make_agent(agent, bench)
     cfg = TrainerConfig(steps=10**6, num_envs=5, seed=0, backend=backend, num_workers=workers, progress=False)
-    trainer = Trainer(bench, algo, cfg, run_dir=run_dir)
+    trainer = Trainer(bench, make_agent(agent, bench), cfg)
     try:
-        metrics = [trainer.iteration() for _ in range(iterations)]
-        result = trainer.evaluate(EvalConfig(max_tasks_per_class=4, adapt_episodes=2, eval_episodes=1))
-        nodes = list(trainer._ray.nodes) if trainer._ray is not None else []
+        metrics = [trainer.iteration() for _ in range(2)]
+        if before_eval is not None:
+            before_eval()
+        result = trainer.evaluate(EvalConfig(max_tasks_per_class=eval_tasks, adapt_episodes=2, eval_episodes=1))
+        pool = trainer._ray
+        facts = {"env_steps": trainer.state.env_steps}
+        if pool is not None:
+            facts.update(nodes=list(pool.nodes), deaths=pool.deaths)
     finally:
         trainer.close()
-    return metrics, result, nodes
+    return (metrics, result), facts
 
 
-def _assert_same(a, b, loose: tuple[str, ...] = ()) -> None:
-    (ma, ra, _), (mb, rb, _) = a, b
-    for it, (x, y) in enumerate(zip(ma, mb, strict=True)):
-        assert set(x) == set(y)
-        for k in x:
-            if not k.startswith("time/"):
-                rtol = 5e-2 if k in loose and it > 0 else 1e-4
-                assert np.isclose(x[k], y[k], rtol=rtol, atol=1e-6), (it, k, x[k], y[k])
-    assert [(g["task"], g["index"], g["success"], g["pre_success"]) for g in ra.per_goal] == [
-        (g["task"], g["index"], g["success"], g["pre_success"]) for g in rb.per_goal]
-    for key in ("return", "pre_return"):
-        np.testing.assert_allclose([g[key] for g in ra.per_goal], [g[key] for g in rb.per_goal], rtol=1e-3)
-    for key in ("success_rate", "pre_success_rate"):
-        assert getattr(ra, key) == getattr(rb, key)
-    assert ra.mean_return == pytest.approx(rb.mean_return, rel=1e-3)
+@functools.cache
+def _sync(agent: str, eval_tasks: int | None = 4):
+    """:func:`_train` on sync (each once per module)."""
+    return _train(agent, "sync", eval_tasks=eval_tasks)
 
 
-@pytest.mark.parametrize("agent", AGENTS)
-@pytest.mark.usefixtures("local_ray")
-def test_same_results_as_sync(agent):
-    """2 iterations and an evaluation: sync, 1 actor, 3 actors. One actor runs the batch as sync does;
-    three run blocks of 2, 1, 2 slots, whose forward passes round the last bits differently (batched
-    matrix products). MAML's TRPO step (conjugate gradient on a near-singular Fisher matrix) grows those
-    bits to ~1% in the second iteration's surrogate and KL, hence its looser check there."""
-    sync = _train(agent, "sync")
-    one = _train(agent, "ray", 1)
-    three = _train(agent, "ray", 3)
-    _assert_same(sync, one)
-    _assert_same(sync, three, loose=("meta/surrogate_after", "meta/kl") if agent == "maml" else ())
+@pytest.mark.parametrize("agent, actors", [("random", 1), ("zero-shot", 1), ("pearl", 1), ("maml", 3)])
+@pytest.mark.usefixtures("cluster")
+def test_same_results_as_sync(agent, actors):
+    """2 iterations and an evaluation on Ray equal sync's: with one actor to the bit (the same batch on the
+    same CPU); with three (blocks of 2, 1, 2 slots on three nodes) up to the last bits of batched matrix
+    products, which MAML's TRPO step grows to ~1% of the second iteration's surrogate and KL
+    (tests/test_trials.py shows that is all). RL² runs on three actors in test_multi_node_cluster."""
+    got, facts = _train(agent, "ray", actors)
+    if actors == 1:
+        assert_same(_sync(agent)[0], got, rtol=0)
+    else:
+        assert_same(_sync(agent)[0], got, loose=("meta/surrogate_after", "meta/kl") if agent == "maml" else ())
+        assert len(set(facts["nodes"])) >= 2, facts
+
+
+@pytest.mark.usefixtures("cluster")
+def test_multi_node_cluster():
+    """Three actors on the head and two worker nodes: an evaluation's trials come from at least two
+    nodes, and RL²'s training and evaluation equal a sync run's."""
+    got, facts = _train("rl2", "ray", 3)
+    assert len(set(facts["nodes"])) >= 2, facts
+    assert_same(_sync("rl2")[0], got)
 
 
 class KillerEnv(PointGoalEnv):
@@ -146,110 +186,153 @@ class KillerEnv(PointGoalEnv):
 
 
 def _killer_bench(flag: Path, once: bool) -> Benchmark:
-    base = _bench()
+    base = toy()
     make = functools.partial(KillerEnv, str(flag), once, os.getpid(), horizon=6, terminate_on_success=True)
     return Benchmark("Toy", TaskSet("train", base.train.tasks, make, 6), TaskSet("test", base.test.tasks, make, 6),
                      seed=0)
 
 
-@pytest.mark.usefixtures("local_ray")
+@pytest.mark.usefixtures("cluster")
 def test_actor_killed_mid_trial_is_replaced(tmp_path):
-    """An actor process killed during its trial: replaced, its block run again; the metrics are those of
-    a run without the death (nothing lost or counted twice)."""
+    """An actor process killed during a training trial, and another during an evaluation where each
+    actor has two blocks queued: each death is one warning (the dead actor's queued block goes to the same
+    replacement), its blocks run again, and training and evaluation equal a run without deaths (nothing
+    lost or counted twice, env steps included)."""
     flag = tmp_path / "kill"
     flag.touch()
     with warnings.catch_warnings(record=True) as caught:
         warnings.simplefilter("always")
-        killed = _train("rl2", "ray", 2, bench=_killer_bench(flag, once=True))
-    assert not flag.exists()  # an actor did die
-    assert any("died" in str(w.message) and "replaced" in str(w.message) for w in caught)
-    _assert_same(_train("rl2", "sync"), killed)
+        killed, facts = _train("rl2", "ray", 2, bench=_killer_bench(flag, once=True), eval_tasks=None,
+                               before_eval=lambda: (not flag.exists()) and flag.touch())
+    assert not flag.exists()  # the second actor did die
+    died = [str(w.message) for w in caught if "died" in str(w.message)]
+    assert len(died) == 2 and all("replaced" in m and "death 1 of" in m for m in died), died
+    assert facts["deaths"] == 2
+    sync, sync_facts = _sync("rl2", None)
+    assert_same(sync, killed)
+    assert (facts["env_steps"], killed[1].env_steps) == (sync_facts["env_steps"], sync[1].env_steps)
 
 
-@pytest.mark.usefixtures("local_ray")
-def test_repeated_deaths_stop_after_checkpoint(tmp_path):
+@pytest.mark.usefixtures("cluster")
+def test_repeated_deaths_stop_after_checkpoint(tmp_path, monkeypatch):
+    monkeypatch.setattr("metarl.distributed.MAX_DEATHS", 1)
     flag = tmp_path / "kill"
     flag.touch()
     bench = _killer_bench(flag, once=False)  # every actor dies at its first step
     seed_everything(0)
-    cfg = TrainerConfig(steps=10**6, num_envs=5, seed=0, backend="ray", num_workers=2, progress=False)
+    cfg = TrainerConfig(steps=10**6, num_envs=5, seed=0, backend="ray", num_workers=1, progress=False)
     trainer = Trainer(bench, make_agent("rl2", bench), cfg, run_dir=tmp_path / "run")
-    with warnings.catch_warnings(), pytest.raises(RunError, match="Ray actors died.*checkpoint saved"):
+    with warnings.catch_warnings(), pytest.raises(RunError, match="2 Ray actors died.*checkpoint saved"):
         warnings.simplefilter("ignore")
         trainer.train()
     assert (tmp_path / "run" / "checkpoint.pt").exists()
 
 
-def _ray_processes() -> set[int]:
-    out = set()
+@pytest.mark.usefixtures("cluster")
+def test_an_error_in_an_actors_trial_is_the_one_line_error_of_one_process():
+    """A family's env returning NaN on an actor: the driver raises the one-line error a local run raises
+    (naming the env and the task), not Ray's error wrapping the actor's traceback."""
+    from tests.faulty import faulty_family
+
+    bench = faulty_family(nan_obs_at=3)
+    cfg = TrainerConfig(steps=10**6, num_envs=2, seed=0, backend="ray", num_workers=1, progress=False)
+    trainer = Trainer(bench, make_agent("random", bench), cfg)
+    with pytest.raises((UsageError, RunError)) as raised:
+        trainer.iteration()
+    trainer.close()
+    assert type(raised.value) in (UsageError, RunError) and "non-finite observation" in str(raised.value)
+    assert "\n" not in str(raised.value)
+
+
+def _evaluation(run: Path) -> dict:
+    obj = json.loads((run / "eval.json").read_text())
+    return {k: obj[k] for k in ("success_rate", "pre_success_rate", "env_steps")} | {
+        "per_task": {c: r["success_rate"] for c, r in obj["per_task"].items()},
+        "returns": [g["return"] for g in obj["per_goal"]]}
+
+
+def _assert_same_evaluation(got: dict, ref: dict) -> None:
+    assert got["returns"] == pytest.approx(ref["returns"], rel=1e-4)
+    assert {k: v for k, v in got.items() if k != "returns"} == {k: v for k, v in ref.items() if k != "returns"}
+
+
+TOYSIDES = ["train", "ToySides", "--agent", "rl2", "--steps", "960", "--checkpoint-every", "1"]
+"""The issue's `metarl train ToySides --agent rl2` at a tiny budget (8 iterations of 10 slots)."""
+
+
+@pytest.fixture(scope="module")
+def toysides_sync(tmp_path_factory) -> dict:
+    """The final evaluation of TOYSIDES on sync, in this process."""
+    out = tmp_path_factory.mktemp("sync") / "run"
+    assert main([*TOYSIDES, "--backend", "sync", "--out", str(out)]) == 0
+    return _evaluation(out)
+
+
+@pytest.mark.usefixtures("cluster")
+def test_resume_across_backends(tmp_path, toysides_sync):
+    """Half a run on ray resumed on sync, and half a run on sync resumed on ray (actors of the module's
+    cluster), end with the evaluation an uninterrupted sync run writes."""
+    half = ["--steps", "480", "--no-final-eval"]
+    for first, then in ((["--backend", "ray", "--num-workers", "1"], ["--backend", "sync"]),
+                        (["--backend", "sync"], ["--backend", "ray", "--num-workers", "1"])):
+        out = str(tmp_path / f"{first[1]}-then-{then[1]}")
+        assert main([*TOYSIDES, *half, *first, "--out", out]) == 0
+        assert main([*TOYSIDES, "--resume", *then, "--out", out]) == 0
+        _assert_same_evaluation(_evaluation(Path(out)), toysides_sync)
+
+
+def _ray_processes(mark: str) -> list[str]:
+    """Processes that carry ``METARL_TEST_RAY=mark`` in their environment: a command's Ray (its GCS,
+    raylet, workers and actors inherit it)."""
+    out = []
     for pid in os.listdir("/proc"):
         try:
-            if pid.isdigit() and Path(f"/proc/{pid}/comm").read_text().strip() in ("raylet", "gcs_server"):
-                out.add(int(pid))
+            if pid.isdigit() and f"METARL_TEST_RAY={mark}\0".encode() in Path(f"/proc/{pid}/environ").read_bytes():
+                out.append(Path(f"/proc/{pid}/comm").read_text().strip())
         except OSError:
             pass
     return out
 
 
-def _metarl(*args: str, cwd: Path) -> None:
-    env = {**os.environ, "OMP_NUM_THREADS": "1"}
-    subprocess.run([sys.executable, "-m", "metarl", *args], cwd=cwd, env=env, check=True, capture_output=True,
-                   text=True, timeout=600)
+def _command(module: str, argv: list[str], cwd: Path) -> tuple[subprocess.CompletedProcess, list[str], set[str]]:
+    """``python -m module ARGV`` in a process (and session) of its own that starts its own local Ray; the
+    processes of that Ray still alive and the /dev/shm names added once it has returned."""
+    mark, shm = uuid.uuid4().hex, set(os.listdir("/dev/shm"))
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": str(ROOT), "METARL_TEST_RAY": mark}
+    env.pop("RAY_ADDRESS", None)
+    done = subprocess.run([sys.executable, "-m", module, *argv], cwd=cwd, env=env, capture_output=True, text=True,
+                          timeout=600, start_new_session=True)
+    return done, _ray_processes(mark), set(os.listdir("/dev/shm")) - shm
 
 
-@pytest.mark.usefixtures("local_ray")
-def test_cli_ray_equals_sync_and_resumes_across_backends(tmp_path):
+def test_cli_ray_equals_sync_and_leaves_nothing(tmp_path, toysides_sync):
     """`metarl train ToySides --agent rl2 --backend ray --num-workers 2` writes the final evaluation a sync
-    run writes; a run begun on ray and resumed on sync (and the reverse) ends there too; no Ray process
-    outlives a command."""
-    before = _ray_processes()
-    common = ["train", "ToySides", "--agent", "rl2", "--steps", "960", "--checkpoint-every", "1"]
-    _metarl(*common, "--backend", "sync", "--out", "sync", cwd=tmp_path)
-    _metarl(*common, "--backend", "ray", "--num-workers", "2", "--out", "ray", cwd=tmp_path)
-    half = ["--steps", "480", "--no-final-eval"]
-    _metarl(*common, *half, "--backend", "ray", "--num-workers", "2", "--out", "r2s", cwd=tmp_path)
-    _metarl(*common, "--resume", "--backend", "sync", "--out", "r2s", cwd=tmp_path)
-    assert _ray_processes() <= before  # the commands' local Rays are gone
-
-    def evaluation(name: str) -> dict:
-        obj = json.loads((tmp_path / name / "eval.json").read_text())
-        return {k: obj[k] for k in ("success_rate", "pre_success_rate", "per_task", "env_steps")} | {
-            "returns": [g["return"] for g in obj["per_goal"]]}
-
-    ref = evaluation("sync")
-    for name in ("ray", "r2s"):
-        got = evaluation(name)
-        assert got["returns"] == pytest.approx(ref["returns"], rel=1e-4)
-        assert {k: v for k, v in got.items() if k != "returns" and k != "per_task"} == {
-            k: v for k, v in ref.items() if k != "returns" and k != "per_task"}
-        assert {c: r["success_rate"] for c, r in got["per_task"].items()} == {
-            c: r["success_rate"] for c, r in ref["per_task"].items()}
+    run writes, and the local Ray it started is gone when it returns (no process, no /dev/shm name)."""
+    done, left, shm = _command("metarl", [*TOYSIDES, "--backend", "ray", "--num-workers", "2", "--out", "ray"],
+                               tmp_path)
+    assert done.returncode == 0, done.stderr
+    assert not left and not shm, (left, shm)
+    _assert_same_evaluation(_evaluation(tmp_path / "ray"), toysides_sync)
 
 
-def test_multi_node_cluster():
-    """A head and two worker nodes on loopback (Ray's cluster utilities): the actors spread over the nodes,
-    so an iteration's trials come from at least two of them, and training equals a sync run."""
-    import ray
-    from ray.cluster_utils import Cluster
+def test_sigterm_with_ray_saves_and_exits_143(tmp_path):
+    """SIGTERM to the driver (a scheduler's preemption) on --backend ray: as on the other backends, the
+    iteration in progress ends, the checkpoint is saved, exit 143 (ray.init's own SIGTERM handler, an exit
+    without saving, and its crash handler's abort are undone); the local Ray is gone afterwards."""
+    import torch
 
-    if ray.is_initialized():
-        ray.shutdown()
-    cluster = Cluster(initialize_head=True, head_node_args={"num_cpus": 1})
-    try:
-        for _ in range(2):
-            cluster.add_node(num_cpus=1)
-        cluster.wait_for_nodes()
-        ray.init(address=cluster.address)  # the Trainer's pool joins the Ray this process is connected to
-        metrics, result, nodes = _train("rl2", "ray", 3)
-    finally:
-        ray.shutdown()
-        cluster.shutdown()
-    assert len(set(nodes)) >= 2, nodes
-    _assert_same(_train("rl2", "sync"), (metrics, result, nodes))
+    argv = ["train", "Faulty", "--agent", "faulty", "--num-envs", "4", "--steps", "1600", "--out", "run",
+            "--backend", "ray", "--num-workers", "1", "--agent-opt", "sigterm_at=3"]
+    done, left, shm = _command("tests.faulty", argv, tmp_path)
+    assert done.returncode == 143 and "Traceback" not in done.stderr, done.stderr
+    assert "SIGTERM: stopping after this iteration" in done.stderr
+    assert torch.load(tmp_path / "run" / "checkpoint.pt", weights_only=True)["trainer"]["iteration"] == 3
+    assert not left and not shm, (left, shm)
 
 
-for _test in (test_same_results_as_sync, test_actor_killed_mid_trial_is_replaced,
-              test_repeated_deaths_stop_after_checkpoint, test_cli_ray_equals_sync_and_resumes_across_backends,
-              test_multi_node_cluster):
+for _test in (test_same_results_as_sync, test_multi_node_cluster, test_actor_killed_mid_trial_is_replaced,
+              test_repeated_deaths_stop_after_checkpoint, test_resume_across_backends,
+              test_an_error_in_an_actors_trial_is_the_one_line_error_of_one_process,
+              test_cli_ray_equals_sync_and_leaves_nothing, test_sigterm_with_ray_saves_and_exits_143):
     for _mark in ray_test:
         _mark(_test)

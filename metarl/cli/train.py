@@ -32,8 +32,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
     t.add_argument("--num-envs", type=whole("--num-envs", 10), help="env slots = tasks per meta-batch")
     t.add_argument("--device", help="auto (CUDA when present; the default), cpu or cuda")
     add_vector_flags(t)
-    t.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT",
-                   help="with --backend ray: join this Ray cluster (default: start a local Ray, stop it at the end)")
+    t.add_argument("--ray-address", default=None, metavar="auto|HOST:PORT|local",
+                   help="with --backend ray: join this Ray cluster (default, or local: start a local Ray, stop it "
+                        "at the end)")
     t.add_argument("--reward-version", help="Meta-World reward function: v2 (default) or v1")
     t.add_argument("--eval-every", type=whole("--eval-every", 50000, minimum=0),
                    help="also a quick held-out evaluation (5 tasks per class) every N env steps "

@@ -25,9 +25,11 @@ import warnings
 from collections.abc import Sequence
 from typing import Any
 
+import numpy as np
 import torch
 
 from metarl.errors import RunError, UsageError
+from metarl.seeding import torch_rng_seeded
 from metarl.tasks import Benchmark
 from metarl.trials import (
     TrialBatch,
@@ -147,6 +149,15 @@ def _to_cpu(x: Any) -> Any:
     return x
 
 
+def block_seed(batch: TrialBatch) -> int:
+    """A seed for an actor's global generators while it runs ``batch``, from its slots' noise seeds. The
+    shipped Learners draw from their slots' streams only; one that draws from torch's global generator
+    then still acts the same each run with the same actors (not as in one process, where it continues the
+    driver's stream)."""
+    words = [w for s in batch.noise for w in (s if isinstance(s, tuple) else (s,))]
+    return int(np.random.SeedSequence([int(w) % 2**64 for w in words]).generate_state(1)[0])
+
+
 def _algorithm_bytes(algorithm: Any) -> bytes:
     """``algorithm`` pickled by torch (so an actor maps GPU tensors to its CPU) with Ray's cloudpickle
     (so what plain pickle refuses, e.g. a function defined in a function, still goes)."""
@@ -191,7 +202,8 @@ class TrialWorker:
 
             dist = self.benchmark.train if split == "train" else self.benchmark.test
             self.envs[key] = make_vector_env(dist, len(batch.tasks), self.backend)
-        result = run_batch(self.envs[key], self.algorithm, batch, plan, what)
+        with torch_rng_seeded(block_seed(batch)):  # for Learners that draw from torch anyway
+            result = run_batch(self.envs[key], self.algorithm, batch, plan, what)
         return result, ray.get_runtime_context().get_node_id(), time.perf_counter() - start
 
     def close(self) -> None:

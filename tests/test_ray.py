@@ -31,7 +31,7 @@ from metarl.seeding import seed_everything
 from metarl.tasks import Benchmark, TaskSet
 from metarl.trainer import Trainer, TrainerConfig
 from metarl.trials import TrialBatch, block_sizes, merge_rollouts, split_batch
-from metarl.vector import check_backend
+from metarl.vector import EnvSpec, check_backend
 from tests.test_trials import assert_same, toy
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -244,6 +244,30 @@ def test_an_error_in_an_actors_trial_is_the_one_line_error_of_one_process():
     assert "\n" not in str(raised.value)
 
 
+@pytest.mark.usefixtures("cluster")
+def test_a_learner_drawing_from_torch_is_reproducible_on_an_actor():
+    """A Learner that ignores its noise streams (the faulty agent draws from torch's global generator)
+    acts the same each time an actor runs the same block: the actor seeds its generators per block. (An
+    actor's body, run here in the driver: no actor to start.)"""
+    import ray
+    import torch
+
+    from metarl.distributed import TrialWorker, _algorithm_bytes, learner_state
+    from metarl.trials import TrialPlan
+    from tests.faulty import FaultyAgent, faulty_family
+
+    bench = faulty_family()
+    algo = FaultyAgent(EnvSpec.from_distribution(bench.train))
+    worker = TrialWorker(bench, _algorithm_bytes(algo))
+    weights = [ray.put(learner_state(algo))]
+    batch = TrialBatch(list(bench.train.tasks[:2]), [1, 2], [1, 2])
+    state = torch.get_rng_state()
+    first, second = (worker.run("train", batch, TrialPlan(1, 0), weights, 1, "trial")[0][0] for _ in range(2))
+    np.testing.assert_array_equal(first.actions, second.actions)
+    assert torch.equal(torch.get_rng_state(), state)  # and the caller's stream goes on untouched
+    worker.close()
+
+
 def _evaluation(run: Path) -> dict:
     obj = json.loads((run / "eval.json").read_text())
     return {k: obj[k] for k in ("success_rate", "pre_success_rate", "env_steps")} | {
@@ -333,6 +357,7 @@ def test_sigterm_with_ray_saves_and_exits_143(tmp_path):
 for _test in (test_same_results_as_sync, test_multi_node_cluster, test_actor_killed_mid_trial_is_replaced,
               test_repeated_deaths_stop_after_checkpoint, test_resume_across_backends,
               test_an_error_in_an_actors_trial_is_the_one_line_error_of_one_process,
+              test_a_learner_drawing_from_torch_is_reproducible_on_an_actor,
               test_cli_ray_equals_sync_and_leaves_nothing, test_sigterm_with_ray_saves_and_exits_143):
     for _mark in ray_test:
         _mark(_test)

@@ -13,6 +13,7 @@ import io
 import os
 import pickle
 import re
+import warnings
 from collections import OrderedDict
 from pathlib import Path
 from typing import Any
@@ -150,7 +151,9 @@ def load(path: str | os.PathLike) -> dict[str, Any]:
 
     A file that isn't one (truncated, another format) is a one-line :class:`UsageError`."""
     try:
-        state = torch.load(Path(path), map_location="cpu", weights_only=True)
+        with warnings.catch_warnings():  # a plain pickle: torch's warning would precede the one line below
+            warnings.filterwarnings("ignore", "Detected pickle protocol", UserWarning)
+            state = torch.load(Path(path), map_location="cpu", weights_only=True)
     except Exception as e:  # torch's readers fail on damaged files with many types (KeyError for text)
         text = str(e).strip()
         first = text.splitlines()[0] if text else type(e).__name__

@@ -424,6 +424,21 @@ def test_a_byte_changed_inside_the_tensor_data_fails_the_checkpoint_checksum(tmp
         assert "fails its checksum" in one_line(capsys.readouterr().err)
 
 
+def test_a_plain_pickle_as_checkpoint_is_one_line_without_torch_s_warning(tmp_path, capsys):
+    import pickle
+    import warnings
+
+    out = tmp_path / "run"
+    assert main(train(out, "--no-final-eval")) == 0
+    (out / "checkpoint.pt").write_bytes(pickle.dumps({"weight": [0.0]}, protocol=4))  # not a torch file
+    capsys.readouterr()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        assert main(["eval", str(out)]) == 2
+    assert "not a weights-only torch file" in one_line(capsys.readouterr().err)
+    assert not [w for w in caught if "pickle protocol" in str(w.message)]
+
+
 def test_a_checkpoint_from_another_run_is_refused_naming_the_cause(tmp_path, capsys):
     import shutil
 

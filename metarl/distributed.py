@@ -113,6 +113,8 @@ def _init(ray, num_workers: int, address: str | None) -> bool:
     """Connect to Ray (``address``) or start a local one sized ``num_workers`` CPUs; True if started here.
     An address without a running cluster is a one-line :class:`UsageError`."""
     local = address is None or address == "local"
+    if not local:
+        check_address(address)  # a one-line error now, not minutes of ray.init's retries
     with _signals_kept():
         try:
             if local:

@@ -91,6 +91,13 @@ def test_ray_address_errors_are_one_line_before_anything_is_written(tmp_path, ca
     assert "nothing answers" in _one_line([*train, "--backend", "ray", "--ray-address", "auto"], capsys)
     assert "add --backend ray" in _one_line([*train, "--ray-address", "auto"], capsys)
     assert not (tmp_path / "run").exists()
+    import ray
+
+    if not ray.is_initialized():  # from Python too (a process connected to Ray would use that one)
+        bench = toy()
+        cfg = TrainerConfig(num_envs=2, backend="ray", ray_address="127.0.0.1:1", progress=False)
+        with pytest.raises(UsageError, match="nothing answers"):
+            Trainer(bench, make_agent("random", bench), cfg).iteration()
 
 
 @pytest.fixture(scope="module")

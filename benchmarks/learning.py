@@ -18,7 +18,7 @@ import metarl
 from metarl.config import agent_config
 from metarl.errors import UsageError, exit_code
 from metarl.provenance import now_utc, provenance, write_result
-from metarl.runs import RunConfig, agent_as_saved, max_seconds, parse_options, write_config
+from metarl.runs import RunConfig, agent_as_saved, max_seconds, parse_options
 
 # torch-importing modules are imported where used: shm env workers re-import this script as their main
 # module, and torch would cost each of them ~120 MiB.
@@ -27,33 +27,37 @@ HERE = Path(__file__).resolve().parent
 
 
 def run_seed(args: argparse.Namespace, seed: int) -> dict:
-    from metarl.logging import Logger
+    """Train (or with ``--evaluate-only``, evaluate) one seed's run dir. Training goes through
+    :func:`metarl.runs.create`, as `metarl train` does, so `metarl eval/render/plot/train --resume RUN_DIR`
+    and `from_run.py` accept these runs."""
+    from metarl import runs
     from metarl.seeding import resolve_device, seed_everything
 
-    bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed, **args.env_options)
-    device = resolve_device(args.device)
-    seed_everything(seed)
-    run_dir = _run_dir(args, bench.label, seed)
+    run_dir = _run_dir(args, seed)
     if args.evaluate_only:
+        bench = metarl.make_benchmark(args.benchmark, task=args.task, seed=seed, **args.env_options)
+        device = resolve_device(args.device)
+        seed_everything(seed)
         return evaluate_checkpoint(args, bench, run_dir, seed, str(device))
-    agent = metarl.make_agent(args.agent, bench, device=str(device), **args.agent_options)
-    run_dir.mkdir(parents=True, exist_ok=True)
     cfg = metarl.TrainerConfig(steps=args.steps, num_envs=args.num_envs, seed=seed, backend=args.backend,
                                eval_every=args.eval_every, final_eval=True, progress=False,
                                max_seconds=max_seconds(args.max_minutes),
                                final_eval_tasks_per_class=args.eval_tasks)
-    write_run_config(args, cfg, run_dir, bench, agent, str(device))
-    trainer = metarl.Trainer(bench, agent, cfg, run_dir=run_dir, logger=Logger.for_run(run_dir))
+    config = RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task, trainer=cfg, device=args.device,
+                       agent_options=args.agent_options, env_options=args.env_options)
+    # force: check_args refused run dirs holding training; one holding only a config.json is replaced
+    run = runs.create(config, run_dir, force=True)
     start = time.perf_counter()
-    result = trainer.train()
+    result = run.train()
     wall = time.perf_counter() - start
-    trainer.logger.close()
-    return _row(seed, str(device), run_dir, trainer.state.env_steps, trainer.state.elapsed, bench, result,
-                wall_seconds=wall, agent_config=agent_config(agent))
+    state = run.trainer.state
+    return _row(seed, run.device, run_dir, state.env_steps, state.elapsed, run.benchmark, result,
+                wall_seconds=wall, agent_config=agent_config(run.agent))
 
 
-def _run_dir(args: argparse.Namespace, label: str, seed: int) -> Path:
-    return Path("runs/learning") / f"{label.replace('/', '-')}-{args.agent}{args.tag}-s{seed}"
+def _run_dir(args: argparse.Namespace, seed: int) -> Path:
+    label = f"{args.benchmark}-{args.task}" if args.task else args.benchmark  # the benchmark's label, / as -
+    return Path("runs/learning") / f"{label}-{args.agent}{args.tag}-s{seed}"
 
 
 def check_args(args: argparse.Namespace, out: Path) -> None:
@@ -66,9 +70,8 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
         raise UsageError(f"--eval-tasks must be >= 1, got {args.eval_tasks}: leave it out for the official protocol")
     if min(args.seeds) < 0 or len(set(args.seeds)) < len(args.seeds):
         raise UsageError(f"--seeds must be distinct and >= 0, got {args.seeds}: give e.g. --seeds 0 1 2")
-    label = f"{args.benchmark}/{args.task}" if args.task else args.benchmark
     for seed in args.seeds:
-        run_dir = _run_dir(args, label, seed)
+        run_dir = _run_dir(args, seed)
         held = (run_dir / "progress.csv").exists() or (run_dir / "checkpoint.pt").exists()
         if not args.evaluate_only and held:
             raise UsageError(f"{run_dir} already holds a run (training would append to its progress.csv): remove it, "
@@ -86,15 +89,6 @@ def check_args(args: argparse.Namespace, out: Path) -> None:
             raise UsageError(f"{out} holds the results of --seeds {' '.join(map(str, before or ['?']))}; this run has "
                              f"--seeds {' '.join(map(str, args.seeds))}: give --out for another file "
                              f"(e.g. --out {suggested})")
-
-
-def write_run_config(args: argparse.Namespace, cfg: metarl.TrainerConfig, run_dir: Path, bench, agent,
-                     device: str) -> None:
-    """``config.json`` as `metarl train` writes it (:func:`metarl.runs.write_config`), so `metarl
-    eval/render/plot/train --resume RUN_DIR` and `from_run.py` work on these runs."""
-    run = RunConfig(benchmark=args.benchmark, agent=args.agent, task=args.task, trainer=cfg, device=args.device,
-                    agent_options=args.agent_options, env_options=args.env_options)
-    write_config(run_dir, run, bench, agent, device)
 
 
 def evaluate_checkpoint(args, bench, run_dir: Path, seed: int, device: str) -> dict:

@@ -157,3 +157,23 @@ def test_the_results_index_lists_every_results_file_and_only_existing_ones():
     assert not on_disk - listed, f"results files missing from benchmarks/results/README.md: {sorted(on_disk - listed)}"
     assert not listed - on_disk, (
         f"benchmarks/results/README.md names files that don't exist: {sorted(listed - on_disk)}")
+
+
+def test_learning_script_runs_are_runs_that_metarl_eval_and_resume_accept(tmp_path, monkeypatch):
+    import argparse
+    import importlib.util
+    from pathlib import Path
+
+    from metarl import runs
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
+    spec = importlib.util.spec_from_file_location("learning_script", path)
+    learning = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(learning)
+    monkeypatch.chdir(tmp_path)
+    args = argparse.Namespace(benchmark="Toy", task=None, agent="random", tag="", steps=200, num_envs=10,
+                              eval_every=0, max_minutes=None, eval_tasks=1, seeds=[0], evaluate_only=False,
+                              out=None, backend="sync", device="cpu", agent_options={}, env_options={})
+    row = learning.run_seed(args, 0)
+    trained = runs.load_trained(row["run_dir"])  # refused before: the checkpoint named the agent's class
+    assert trained[-1] == row["env_steps"]

@@ -114,20 +114,28 @@ def cluster():
         for _ in range(2):
             nodes.add_node(num_cpus=1)
         nodes.wait_for_nodes()
-        ray.init(address=nodes.address, log_to_driver=False, logging_level="ERROR",
-                 runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}})
+        _connect(nodes)
         yield nodes
     finally:
         ray.shutdown()
         nodes.shutdown()
 
 
+def _connect(nodes) -> None:
+    """Connect this process to the test cluster (its actors import this repository's tests package too)."""
+    import ray
+
+    ray.init(address=nodes.address, log_to_driver=False, logging_level="ERROR",
+             runtime_env={"env_vars": {"PYTHONPATH": os.pathsep.join([str(ROOT), *sys.path])}})
+
+
 def _train(agent: str, backend: str, workers: int | None = None, bench: Benchmark | None = None,
-           eval_tasks: int | None = 4, before_eval=None):
+           eval_tasks: int | None = 4, before_eval=None, address: str | None = None):
     """2 iterations and an evaluation on 5 slots. Returns ((metrics, evaluation), pool facts)."""
     bench = bench or toy()
     seed_everything(0)
-    cfg = TrainerConfig(steps=10**6, num_envs=5, seed=0, backend=backend, num_workers=workers, progress=False)
+    cfg = TrainerConfig(steps=10**6, num_envs=5, seed=0, backend=backend, num_workers=workers, ray_address=address,
+                        progress=False)
     trainer = Trainer(bench, make_agent(agent, bench), cfg)
     try:
         metrics = [trainer.iteration() for _ in range(2)]
@@ -164,11 +172,19 @@ def test_same_results_as_sync(agent, actors):
         assert len(set(facts["nodes"])) >= 2, facts
 
 
-@pytest.mark.usefixtures("cluster")
-def test_multi_node_cluster():
-    """Three actors on the head and two worker nodes: an evaluation's trials come from at least two
-    nodes, and RL²'s training and evaluation equal a sync run's."""
-    got, facts = _train("rl2", "ray", 3)
+def test_multi_node_cluster(cluster):
+    """A Trainer given the address of a running cluster (a head and two worker nodes) joins it and leaves
+    it running; its three actors spread over the nodes, so an evaluation's trials come from at least two
+    of them, and RL²'s training and evaluation equal a sync run's."""
+    import ray
+
+    ray.shutdown()  # this process joins through the Trainer's ray_address
+    try:
+        got, facts = _train("rl2", "ray", 3, address=cluster.address)
+        assert ray.is_initialized() and len(ray.nodes()) == 3  # joined, and left the cluster running
+    finally:
+        ray.shutdown()
+        _connect(cluster)
     assert len(set(facts["nodes"])) >= 2, facts
     assert_same(_sync("rl2")[0], got)
 

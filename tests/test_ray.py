@@ -13,6 +13,7 @@ import functools
 import importlib.util
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -109,6 +110,9 @@ def cluster():
 
     if ray.is_initialized():
         ray.shutdown()
+    # ray.init installs its own SIGTERM/SIGINT handlers in this process and leaves them after shutdown:
+    # later tests (tests/test_reliability.py signals itself) must meet the handlers they would without Ray
+    handlers = {s: signal.getsignal(s) for s in (signal.SIGTERM, signal.SIGINT)}
     nodes = Cluster(initialize_head=True, head_node_args={"num_cpus": 1, "include_dashboard": False})
     try:
         for _ in range(2):
@@ -119,6 +123,8 @@ def cluster():
     finally:
         ray.shutdown()
         nodes.shutdown()
+        for s, handler in handlers.items():
+            signal.signal(s, handler)
 
 
 def _connect(nodes) -> None:

@@ -178,6 +178,8 @@ def test_a_second_sigterm_quits_at_once_and_the_handlers_are_restored():
     from metarl.errors import Terminated
     from metarl.stopping import stop_on_signals
 
+    signal.signal(signal.SIGTERM, signal.SIG_DFL)  # what a fresh process has (another test's library may
+    # have left its own handler, e.g. ray.init's, which stop_on_signals rightly leaves alone)
     trainer = SimpleNamespace(interrupted=False, stop_signal=None, run_dir=None)
     with pytest.raises(Terminated), stop_on_signals(trainer):
         os.kill(os.getpid(), signal.SIGTERM)  # the first: stop after the iteration in progress

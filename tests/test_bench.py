@@ -117,16 +117,23 @@ def test_the_core_reaches_task_families_only_through_the_registry():
     assert not offenders, f"metarl/ imports a task family module directly: {offenders}"
 
 
-def test_learning_script_refuses_to_overwrite_other_seeds_results_or_append_to_a_run(tmp_path, monkeypatch):
-    import argparse
+def _learning_script():
+    """benchmarks/learning.py as a module (benchmarks/ is not a package)."""
     import importlib.util
-    import json
     from pathlib import Path
 
     path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
     spec = importlib.util.spec_from_file_location("learning_script", path)
     learning = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(learning)
+    return learning
+
+
+def test_learning_script_refuses_to_overwrite_other_seeds_results_or_append_to_a_run(tmp_path, monkeypatch):
+    import argparse
+    import json
+
+    learning = _learning_script()
     monkeypatch.chdir(tmp_path)
     args = argparse.Namespace(benchmark="Toy", task=None, agent="rl2", tag="", steps=100, num_envs=2, eval_every=0,
                               max_minutes=None, eval_tasks=None, seeds=[1], evaluate_only=False, out=None)
@@ -161,15 +168,10 @@ def test_the_results_index_lists_every_results_file_and_only_existing_ones():
 
 def test_learning_script_runs_are_runs_that_metarl_eval_and_resume_accept(tmp_path, monkeypatch):
     import argparse
-    import importlib.util
-    from pathlib import Path
 
     from metarl import runs
 
-    path = Path(__file__).resolve().parents[1] / "benchmarks" / "learning.py"
-    spec = importlib.util.spec_from_file_location("learning_script", path)
-    learning = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(learning)
+    learning = _learning_script()
     monkeypatch.chdir(tmp_path)
     args = argparse.Namespace(benchmark="Toy", task=None, agent="random", tag="", steps=200, num_envs=10,
                               eval_every=0, max_minutes=None, eval_tasks=1, seeds=[0], evaluate_only=False,

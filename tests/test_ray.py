@@ -16,6 +16,8 @@ import os
 import signal
 import subprocess
 import sys
+import threading
+import time
 import uuid
 import warnings
 from pathlib import Path
@@ -187,7 +189,8 @@ def test_multi_node_cluster(cluster):
     ray.shutdown()  # this process joins through the Trainer's ray_address
     try:
         got, facts = _train("rl2", "ray", 3, address=cluster.address)
-        assert ray.is_initialized() and len(ray.nodes()) == 3  # joined, and left the cluster running
+        # joined, and left the cluster running
+        assert ray.is_initialized() and sum(n["Alive"] for n in ray.nodes()) == 3
     finally:
         ray.shutdown()
         _connect(cluster)
@@ -215,8 +218,13 @@ class KillerEnv(PointGoalEnv):
 
 
 def _killer_bench(flag: Path, once: bool) -> Benchmark:
+    return _toy_of(functools.partial(KillerEnv, str(flag), once, os.getpid()))
+
+
+def _toy_of(env) -> Benchmark:
+    """:func:`toy` with its point env replaced by ``env`` (a subclass taking the same keywords)."""
     base = toy()
-    make = functools.partial(KillerEnv, str(flag), once, os.getpid(), horizon=6, terminate_on_success=True)
+    make = functools.partial(env, horizon=6, terminate_on_success=True)
     return Benchmark("Toy", TaskSet("train", base.train.tasks, make, 6), TaskSet("test", base.test.tasks, make, 6),
                      seed=0)
 
@@ -240,6 +248,67 @@ def test_actor_killed_mid_trial_is_replaced(tmp_path):
     sync, sync_facts = _sync("rl2", None)
     assert_same(sync, killed)
     assert (facts["env_steps"], killed[1].env_steps) == (sync_facts["env_steps"], sync[1].env_steps)
+
+
+class StrandedEnv(PointGoalEnv):
+    """Toy's point env whose first step in a worker node's process (not the head's) claims ``claim``
+    (created exclusively, so one process wins), writes its node id there and waits for that node to be
+    taken out of the cluster, which ends the process; every other process steps as usual."""
+
+    def __init__(self, claim: str, head: str, **kwargs) -> None:
+        super().__init__(**kwargs)
+        self.claim, self.head = claim, head
+
+    def step(self, action):
+        import ray
+
+        node = ray.get_runtime_context().get_node_id() if ray.is_initialized() else self.head
+        if node != self.head:
+            try:
+                fd = os.open(self.claim, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+            except FileExistsError:
+                return super().step(action)
+            os.write(fd, node.encode())
+            os.close(fd)
+            deadline = time.monotonic() + 120
+            while time.monotonic() < deadline:
+                time.sleep(0.05)
+            raise RuntimeError("the test did not take this node out of the cluster")
+        return super().step(action)
+
+
+@pytest.mark.usefixtures("cluster")
+def test_node_leaving_the_cluster_is_survived(cluster, tmp_path):
+    """A worker node that leaves the cluster mid-trial (its raylet and processes stopped, as when a machine
+    is lost): the actor it held is one death, replaced on a node with a free CPU, its trials run again
+    there; training and evaluation equal a sync run's. (The node goes for good: another joins after.)"""
+    import ray
+
+    claim, left = tmp_path / "claim", []
+
+    def take_out() -> None:  # the node whose actor claimed the file leaves (ungracefully: a lost machine)
+        while not claim.exists() or not claim.read_text():
+            time.sleep(0.05)
+        node = next(n for n in cluster.worker_nodes if n.node_id == claim.read_text())
+        cluster.remove_node(node, allow_graceful=False)
+        left.append(node.node_id)
+
+    watcher = threading.Thread(target=take_out, daemon=True)
+    watcher.start()
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        bench = _toy_of(functools.partial(StrandedEnv, str(claim), ray.get_runtime_context().get_node_id()))
+        # two actors on the three one-CPU nodes, so one is on a worker node; its node leaves, two CPUs remain
+        got, facts = _train("rl2", "ray", 2, bench=bench, eval_tasks=None)
+    watcher.join(timeout=5)
+    cluster.add_node(num_cpus=1)  # the module's cluster has three live nodes again
+    assert left and left[0] not in facts["nodes"], (left, facts)
+    died = [str(w.message) for w in caught if "died" in str(w.message)]
+    assert len(died) == 1 and "replaced" in died[0], died
+    assert facts["deaths"] == 1
+    sync, sync_facts = _sync("rl2", None)
+    assert_same(sync, got)
+    assert (facts["env_steps"], got[1].env_steps) == (sync_facts["env_steps"], sync[1].env_steps)
 
 
 @pytest.mark.usefixtures("cluster")
@@ -384,7 +453,8 @@ def test_sigterm_with_ray_saves_and_exits_143(tmp_path):
 
 
 for _test in (test_same_results_as_sync, test_multi_node_cluster, test_actor_killed_mid_trial_is_replaced,
-              test_repeated_deaths_stop_after_checkpoint, test_resume_across_backends,
+              test_node_leaving_the_cluster_is_survived, test_repeated_deaths_stop_after_checkpoint,
+              test_resume_across_backends,
               test_an_error_in_an_actors_trial_is_the_one_line_error_of_one_process,
               test_a_learner_drawing_from_torch_is_reproducible_on_an_actor,
               test_cli_ray_equals_sync_and_leaves_nothing, test_sigterm_with_ray_saves_and_exits_143):

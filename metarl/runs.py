@@ -347,7 +347,8 @@ class RunEvaluation(NamedTuple):
 def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions: str = "auto",
                  eval_seed: int | None = None, num_envs: int | None = None, backend: str | None = None,
                  num_workers: int | None = None, device: str = "auto", agent_overrides: dict | None = None,
-                 env_overrides: dict | None = None, out: str | Path | None = None) -> RunEvaluation:
+                 env_overrides: dict | None = None, out: str | Path | None = None,
+                 split: str = "test") -> RunEvaluation:
     """Held-out evaluation of a run's checkpoint (what ``metarl eval RUN`` does), written to the run
     directory: ``eval.json`` for the official protocol, else a file named after what differs, so a partial
     or non-default evaluation never replaces the official one. Where the file can't be written, a one-line
@@ -362,9 +363,14 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
         agent_overrides, env_overrides: replace saved agent / family options (an ablation, another split).
         out: write the evaluation file here instead (a file path; ``metarl eval --out``): for a run
             directory that is read-only, or that another process is training in.
+        split: ``"test"`` (the held-out tasks) or ``"train"``: the same protocol on the training tasks, to
+            see what adaptation does where the agent was trained (``eval-...-split=train.json``, with
+            ``"split": "train"`` and the training tasks' digest, so it is never pooled with held-out ones).
     """
     from metarl.trainer import eval_file_name, write_eval_json
 
+    if split not in ("test", "train"):
+        raise UsageError(f"split {split!r} is not a split: give test (the held-out tasks) or train")
     run_dir, agent_overrides, env_overrides = Path(run_dir), agent_overrides or {}, env_overrides or {}
     load_config(run_dir)  # a run directory, before its lock file is made
     problem = unwritable(run_dir) if out is None else None
@@ -376,6 +382,8 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
         lock.acquire("write an evaluation into")
     with lock:
         cfg, bench, agent, trained = load_trained(run_dir, device, agent_overrides, env_overrides)
+        if split == "train":  # the Evaluator runs bench.test: point it at the training tasks
+            bench = replace(bench, test=bench.train)
         t = cfg.trainer
         backend_ = backend or (t.backend if t.backend != "ray" else "auto")  # a ray run evaluates here
         workers = num_workers if num_workers or backend_ != t.backend else t.num_workers
@@ -386,9 +394,11 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
                                 eval_tasks=eval_tasks, actions=actions)
         extra = {**({"trained_env_steps": trained} if trained is not None else {}),  # as training writes it
                  **({"agent_overrides": agent_overrides} if agent_overrides else {}),
-                 **({"env_overrides": env_overrides} if env_overrides else {})}
+                 **({"env_overrides": env_overrides} if env_overrides else {}),
+                 **({"split": split} if split != "test" else {})}
         other_seed = {} if eval_seed == t.seed else {"eval_seed": eval_seed}
-        name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed})
+        name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed,
+                                                                 **({"split": split} if split != "test" else {})})
         path = run_dir / name if out is None else Path(out)
         summary = write_eval_json(path, result, bench, t.seed, eval_seed, **extra)
     return RunEvaluation(result, bench, t.seed, eval_seed, path, summary)

@@ -151,6 +151,12 @@ def test_eval_of_a_run_repeats_its_final_evaluation_exactly(tmp_path, capsys):
     assert [g["pre_return"] for g in other["per_goal"]] != [g["pre_return"] for g in final["per_goal"]]
     assert json.loads((out / "eval-first2.json").read_text())["per_goal"] == final["per_goal"]
     assert main(["eval", str(out), "--eval-seed", "-1"]) == 2
+    # the same protocol on the training tasks: a file of its own, marked, with the training tasks' digest
+    assert main(["eval", str(out), "--eval-tasks", "2", "--split", "train"]) == 0
+    train = json.loads((out / "eval-first2-split=train.json").read_text())
+    assert train["split"] == "train" and "split" not in final
+    assert train["tasks_digest"] != final["tasks_digest"] and len(train["per_goal"]) == len(final["per_goal"])
+    assert main(["eval", "Toy", "--agent", "random", "--split", "train"]) == 2  # a run directory's option
     # paired comparison of the two evaluations (other draws: not common noise)
     capsys.readouterr()
     assert main(["compare", str(out / "eval-first2.json"), str(out / "eval-first2-eval_seed=5.json"), "--json"]) == 0

@@ -47,6 +47,9 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                         "--seed); the held-out tasks stay the same: re-evaluate with a few to see how much "
                         "a number moves with the draws alone")
     v.add_argument("--eval-tasks", type=whole("--eval-tasks", 10), help="only the first K tasks per class")
+    v.add_argument("--split", choices=("test", "train"), default="test",
+                   help="a run directory's tasks to evaluate: test (held out, default) or train (the same "
+                        "protocol on the training tasks; written to eval-...-split=train.json)")
     add_vector_flags(v, " (default for a run directory: the run's)")
     v.add_argument("--device", default="auto", help="auto, cpu or cuda")
     v.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
@@ -90,10 +93,13 @@ def _run(args: argparse.Namespace) -> int:
         done = runs.evaluate_run(target, eval_tasks=args.eval_tasks, actions=args.actions,
                                  eval_seed=args.eval_seed, num_envs=args.num_envs, backend=args.backend,
                                  num_workers=args.num_workers, device=args.device, agent_overrides=options,
-                                 env_overrides=env_options, out=args.out)
+                                 env_overrides=env_options, out=args.out, split=args.split)
         result, bench, seed, eval_seed, summary = (done.result, done.benchmark, done.seed, done.eval_seed,
                                                    done.summary)
     else:
+        if args.split != "test":
+            raise UsageError("--split train evaluates a run directory on its training tasks; with a benchmark "
+                             "name drop it")
         result, bench, seed, eval_seed, summary = _evaluate_untrained(args, options, env_options)
         if args.out is not None:
             with atomic_write(args.out) as f:

@@ -52,12 +52,19 @@ def main() -> None:
     p.add_argument("run", type=Path)
     p.add_argument("--command", action="append", required=True, help="the command(s) that produced the run")
     p.add_argument("--note", default="", help="budget/machine remarks (other jobs on the cores, resumes, ...)")
+    p.add_argument("--cores", type=float, default=1.0,
+                   help="cores the training used (1 for a sync run on one core; workers for shm/ray): "
+                        "budget.cpu_hours is training seconds x cores")
     p.add_argument("--out", type=Path, required=True)
     args = p.parse_args()
     missing = [n for n in ("config.json", "progress.csv") if not (args.run / n).is_file()]
     if missing:
         raise UsageError(f"{args.run} has no {' or '.join(missing)}: give a run directory of `metarl train`")
+    if args.cores <= 0:
+        raise UsageError(f"--cores {args.cores:g}: give the number of cores the training used (> 0)")
     run = collect_run(args.run)
+    run["budget"]["cores"] = args.cores
+    run["budget"]["cpu_hours"] = round(run["budget"]["train_seconds"] * args.cores / 3600, 2)
     obj = {**provenance(args.command), "note": args.note, **run}
     trained_by = run["config"].get("resolved", {}).get("git_commit")
     resumes = run["config"].get("resolved", {}).get("resumes", [])

@@ -130,10 +130,14 @@ def _finished(run: Path, steps: int | None, max_minutes: float | None, final_eva
     return ""
 
 
+def cores() -> int:
+    """The cores this process may run on (its CPU affinity, else the machine's count)."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+
+
 def threads_per_job(jobs: int) -> int:
     """Torch threads (and shm workers) for each of ``jobs`` concurrent seeds: this process's cores // jobs."""
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    return max(1, cores // jobs)
+    return max(1, cores() // jobs)
 
 
 def command(train_flags: list[str], job: SeedJob) -> list[str]:

@@ -203,3 +203,12 @@ def test_sweep_stopped_checkpoints_every_seed_and_resumes(tmp_path, how):
     assert done.returncode == 0, done.stderr
     assert "2 to resume" in done.stderr
     assert all((out / f"seed-{s}" / "eval.json").exists() for s in (0, 1)) and (out / "report" / "report.md").exists()
+
+
+def test_more_jobs_than_cores_is_warned(tmp_path, capsys, monkeypatch):
+    monkeypatch.setattr(sweep, "cores", lambda: 2)
+    monkeypatch.setattr(sweep, "run", lambda flags, todo, jobs, log: sweep.SweepResult({s: 2 for s in range(3)}))
+    main([*TOY, "--seeds", "0-2", "--jobs", "3", "--out", str(tmp_path / "sw")])
+    assert "warning: --jobs 3 runs more seeds at once than the 2 cores" in capsys.readouterr().err
+    main([*TOY, "--seeds", "0-2", "--jobs", "2", "--out", str(tmp_path / "sw")])
+    assert "warning" not in capsys.readouterr().err

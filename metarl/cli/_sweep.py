@@ -71,6 +71,11 @@ def run_sweep(args: argparse.Namespace) -> int:
     counts = {a: sum(j.action == a for j in todo) for a in ("start", "resume", "restart", "skip")}
     jobs = max(1, min(args.jobs or 1, len(seeds) - counts["skip"]))
     threads = sweep.threads_per_job(jobs)
+    cores = sweep.cores()
+    if jobs > cores:
+        print(f"warning: --jobs {jobs} runs more seeds at once than the {cores} core{'s' if cores > 1 else ''} this "
+              f"process may use: they share cores and each takes longer (a --max-minutes budget then buys fewer "
+              f"steps); give --jobs {cores} or less", file=sys.stderr)
     print(f"sweep of seeds {args.seeds} into {out}: " + ", ".join(f"{n} to {a}" for a, n in counts.items() if n)
           + (f"; {jobs} at a time with {threads} torch thread{'s' if threads > 1 else ''} each" if jobs > 1 else
              "; one after the other"), file=sys.stderr)

@@ -275,6 +275,21 @@ def test_multi_class_benchmark_gets_per_class_rows_and_bars(tmp_path):
     assert "10.0 → 40.0" in report.markdown.read_text()
 
 
+def test_a_training_split_evaluation_is_a_task_set_of_its_own(tmp_path):
+    """`metarl eval RUN --split train` beside the held-out evaluation: two task sets, the training one
+    named as such, never pooled."""
+    run = fake_run_dir(tmp_path / "Toy-rl2-s0", 0, 0.5)
+    (run / "eval-split=train.json").write_text(json.dumps(eval_obj(0, 0.9, benchmark="Toy", classes=("point-goal",),
+                                                                   reward_version=None, num_tasks=20, digest="train",
+                                                                   split="train")))
+    report = write_report([run], tmp_path / "rep", reps=200)
+    sets = {ts["env_options"].get("split", "test"): ts for ts in report.summary["task_sets"]}
+    assert set(sets) == {"test", "train"}
+    assert [g["num_runs"] for g in sets["train"]["groups"]] == [1]
+    text = report.markdown.read_text()
+    assert "## Toy (split=train), 20 training tasks" in text and "## Toy, 20 held-out tasks" in text
+
+
 def fake_run_dir(path: Path, seed: int, success: float, steps=(1000, 2000, 3000)) -> Path:
     """A run directory as `metarl train` leaves it, with a progress.csv of a few iterations."""
     path.mkdir(parents=True)

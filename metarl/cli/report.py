@@ -32,6 +32,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def run(args: argparse.Namespace) -> int:
     from metarl.provenance import command_line
     from metarl.report import write_report
+    from metarl.report.inputs import which_tasks
     from metarl.report.write import summary_table
 
     report = write_report(args.paths, args.out, seed=args.seed, reps=args.reps, command=command_line())
@@ -41,7 +42,8 @@ def run(args: argparse.Namespace) -> int:
         for ts in report.summary["task_sets"]:
             options = ", ".join(f"{k}={v}" for k, v in sorted(ts["env_options"].items()))
             print(f"\n{ts['benchmark']}" + (f" ({options})" if options else "")
-                  + f", {sum(ts['classes'].values())} held-out tasks: success (%), IQM [95% CI]")
+                  + f", {sum(ts['classes'].values())} {which_tasks(ts['env_options'])} tasks: success (%), "
+                    "IQM [95% CI]")
             print("\n".join(summary_table(ts)))
     for note in report.summary["notes"]:
         print(f"note: {note}", file=sys.stderr)

@@ -185,7 +185,8 @@ def _from_eval(ev: dict, source: Path | str, config: dict | None, label: str, wh
         per_class=_per_class(ev["per_task"], source), tasks_digest=ev.get("tasks_digest") or None,
         env_steps=steps, train_seconds=elapsed,
         agent_options={**_dict(config.get("agent_options")), **_dict(overrides)},
-        env_options={**_dict(config.get("env_options")), **_dict(ev.get("env_overrides"))},
+        env_options={**_dict(config.get("env_options")), **_dict(ev.get("env_overrides")),
+                     **({"split": ev["split"]} if ev.get("split") else {})},  # `metarl eval --split train`
         curves=curves if what == "" else {})
 
 
@@ -207,6 +208,12 @@ def short_label(label: str, benchmark: str, agent: str) -> str:
     prefix = f"{benchmark.replace('/', '-')}-{agent}"
     rest = label[len(prefix):].lstrip("-_") if label.startswith(prefix) else label
     return rest if rest and not rest.startswith("[") else label
+
+
+def which_tasks(env_options: dict) -> str:
+    """``"training"`` for an evaluation on the training tasks (``metarl eval --split train``), else
+    ``"held-out"``: how tables name the tasks of a task set."""
+    return "training" if env_options.get("split") == "train" else "held-out"
 
 
 def _benchmark_label(config: dict) -> str:

@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 
 from metarl.report.groups import METRICS
+from metarl.report.inputs import which_tasks
 from metarl.report.summary import CURVE_PANELS
 
 
@@ -122,7 +123,7 @@ def _classes(ts: dict, path: Path) -> Path:
                      fontsize=9)
         ax.grid(axis="y", alpha=0.3)
         ax.legend(fontsize=7)
-    fig.suptitle(f"{task_set_title(ts)}: held-out classes", fontsize=10)
+    fig.suptitle(f"{task_set_title(ts)}: {which_tasks(ts['env_options'])} classes", fontsize=10)
     return _save(fig, path)
 
 

@@ -17,7 +17,7 @@ from metarl.errors import UsageError
 from metarl.provenance import write_result
 from metarl.report import stats
 from metarl.report.groups import METRICS, group_runs
-from metarl.report.inputs import load
+from metarl.report.inputs import load, which_tasks
 from metarl.report.plots import draw_task_set, slug
 from metarl.report.summary import summarize
 
@@ -131,11 +131,12 @@ def markdown(summary: dict) -> str:
         options = ", ".join(f"{k}={v}" for k, v in sorted(ts["env_options"].items()))
         held = ", ".join(f"{c} x{n}" for c, n in ts["classes"].items())
         total = sum(ts["classes"].values())
-        lines += [f"## {ts['benchmark']}" + (f" ({options})" if options else "") + f", {total} held-out tasks", "",
-                  f"Rewards {ts['reward_version'] or 'n/a'}; held-out classes (tasks each): {held}.", "",
+        which = which_tasks(ts["env_options"])
+        lines += [f"## {ts['benchmark']}" + (f" ({options})" if options else "") + f", {total} {which} tasks", "",
+                  f"Rewards {ts['reward_version'] or 'n/a'}; {which} classes (tasks each): {held}.", "",
                   *summary_table(ts), "", "Per seed:", "", *_seeds_table(ts), ""]
         if len(ts["classes"]) > 1:
-            lines += ["Per held-out class, mean over runs, before → after adaptation:", "", *_classes_table(ts), ""]
+            lines += [f"Per {which} class, mean over runs, before → after adaptation:", "", *_classes_table(ts), ""]
         if ts["comparisons"]:
             lines += ["Probability of improvement (held-out success after adaptation; rows compare configurations "
                       "on the same task set, not paired by seed):", "", *_comparisons_table(ts), ""]

@@ -12,6 +12,9 @@ the per-goal success mean)::
 
     python benchmarks/official_eval.py RUN_DIR --goals 40 --out benchmarks/results/ML10-maml-official.json
 
+Evaluation episodes use the agent's own action choice (MAML and RL² sample, as in ``metarl eval``) unless
+``--actions mean|sampled`` says otherwise; per class, the two evaluations agree only with the same choice.
+
 Upstream's adapter has limits (no rewards shown during evaluation episodes, so ``prev_reward`` is 0
 there; no ``success`` flags in the adaptation rollout): agents that read either (RL²) can score
 differently under it. MAML reads neither.
@@ -22,6 +25,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import sys
 import time
 from pathlib import Path
 
@@ -38,7 +42,7 @@ def interval(rates: list[float]) -> tuple[float, float]:
     return float(x.mean()), float(1.96 * x.std(ddof=1) / math.sqrt(len(x))) if len(x) > 1 else math.nan
 
 
-def official(run: Path, goals: int, device: str) -> dict:
+def official(run: Path, goals: int, device: str, actions: str = "auto") -> dict:
     """Meta-World's ``metalearning_evaluation`` of the run's weights: overall and per-class success."""
     import metaworld
     from metaworld.evaluation import metalearning_evaluation
@@ -58,14 +62,17 @@ def official(run: Path, goals: int, device: str) -> dict:
                                   reward_function_version=trained.benchmark.reward_version or "v2",
                                   max_episode_steps=trained.benchmark.test.horizon)
     start = time.perf_counter()
+    adapter = OfficialEvaluatorAdapter(agent.make_learner(), classes, {"auto": None, "mean": True,
+                                                                      "sampled": False}[actions])
     try:
-        rate, ret, per_class = metalearning_evaluation(OfficialEvaluatorAdapter(agent.make_learner(), classes), envs,
-                                                       num_evals=goals, adaptation_episodes=10, evaluation_episodes=3)
+        rate, ret, per_class = metalearning_evaluation(adapter, envs, num_evals=goals, adaptation_episodes=10,
+                                                       evaluation_episodes=3)
     finally:
         envs.close()
     return {"success_rate": float(rate), "return": float(ret),
             "per_class": {k: float(v) for k, v in sorted(per_class.items())},
             "goals_per_class": goals, "envs_per_class": 1, "seconds": round(time.perf_counter() - start, 1),
+            "eval_actions": "mean" if adapter.deterministic else "sampled",
             "trained_env_steps": trained.env_steps}
 
 
@@ -78,9 +85,13 @@ def ours(path: Path) -> dict:
                          "or pass --metarl-eval") from None
     rates = [g["success"] for g in e.get("per_goal") or []]
     mean, half = interval(rates) if rates else (e["success_rate"], math.nan)
+    by_class: dict[str, list[float]] = {}
+    for g in e.get("per_goal") or []:
+        by_class.setdefault(g["task"], []).append(g["success"])
     return {"file": str(path), "success_rate": e["success_rate"], "ci95_half_width": half,
             "per_class": {k: v["success_rate"] for k, v in sorted(e.get("per_task", {}).items())},
-            "num_tasks": len(rates) or None}
+            "per_class_ci95_half_width": {k: interval(v)[1] for k, v in sorted(by_class.items())},
+            "eval_actions": e.get("eval_actions"), "num_tasks": len(rates) or None}
 
 
 def main() -> None:
@@ -89,6 +100,9 @@ def main() -> None:
     p.add_argument("--goals", type=int, default=40, help="goals per held-out class (default 40: the official set)")
     p.add_argument("--metarl-eval", type=Path, help="metarl's evaluation JSON (default RUN/eval.json)")
     p.add_argument("--device", default="cpu")
+    p.add_argument("--actions", choices=("auto", "mean", "sampled"), default="auto",
+                   help="evaluation-episode actions in upstream's loop (auto: the agent's choice, as `metarl eval` "
+                        "makes it; compare with a metarl evaluation made with the same)")
     p.add_argument("--out", type=Path, required=True, help="results JSON to write")
     args = p.parse_args()
     if args.goals < 2:
@@ -96,11 +110,20 @@ def main() -> None:
     if not args.out.parent.is_dir():
         raise UsageError(f"--out {args.out}: folder {args.out.parent} does not exist")
     mine = ours(args.metarl_eval or args.run / "eval.json")
-    theirs = official(args.run, args.goals, args.device)
+    theirs = official(args.run, args.goals, args.device, args.actions)
+    if mine["eval_actions"] not in (None, theirs["eval_actions"]):
+        print(f"warning: metarl's evaluation used {mine['eval_actions']} actions and this one "
+              f"{theirs['eval_actions']}: not a like-for-like comparison (give --actions, or evaluate with "
+              "`metarl eval --actions`)",
+              file=sys.stderr)
     diff = theirs["success_rate"] - mine["success_rate"]
     agree = bool(abs(diff) <= mine["ci95_half_width"]) if not math.isnan(mine["ci95_half_width"]) else None
+    per_class_agree = {c: bool(abs(theirs["per_class"][c] - mine["per_class"][c]) <= half)
+                       for c, half in mine["per_class_ci95_half_width"].items()
+                       if c in theirs["per_class"] and not math.isnan(half)}
     write_result(args.out, {"run": str(args.run), "metarl": mine, "metaworld_official": theirs,
-                            "difference": diff, "within_metarl_ci95": agree})
+                            "difference": diff, "within_metarl_ci95": agree,
+                            "per_class_within_metarl_ci95": per_class_agree})
     print(f"metarl   {mine['success_rate']:.3f} ± {mine['ci95_half_width']:.3f} (95%, {mine['num_tasks']} goals)")
     print(f"official {theirs['success_rate']:.3f} ({args.goals} goals per class, one env per class)")
     for cls in theirs["per_class"]:

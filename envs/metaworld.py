@@ -296,8 +296,13 @@ class OfficialEvaluatorAdapter:
     exists to cross-check it against the official code.
     """
 
-    def __init__(self, learner: Any, num_envs: int) -> None:
+    def __init__(self, learner: Any, num_envs: int, deterministic: bool | None = None) -> None:
+        """``deterministic``: the evaluation episodes' actions, mean (True) or sampled (False); None: the
+        Learner's own choice (its ``eval_deterministic``, default True), as :func:`metarl.evaluate` makes it
+        (MAML and RL² sample)."""
         self.learner, self.n = learner, num_envs
+        self.deterministic = (bool(getattr(learner, "eval_deterministic", True)) if deterministic is None
+                              else deterministic)
         self.init()
 
     def init(self) -> None:
@@ -332,7 +337,7 @@ class OfficialEvaluatorAdapter:
         self.learner.adapt()
 
     def eval_action(self, observations: np.ndarray) -> np.ndarray:
-        out = self._act(observations, deterministic=True)
+        out = self._act(observations, deterministic=self.deterministic)
         self._first = np.zeros(self.n, dtype=bool)
         return out.actions
 

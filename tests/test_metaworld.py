@@ -93,6 +93,28 @@ class Scripted:
         pass
 
 
+def test_official_adapter_acts_as_metarl_evaluates():
+    """The adapter's evaluation episodes use the Learner's own action choice (MAML and RL² sample), as
+    metarl.evaluate does, unless told otherwise: a cross-check compares like with like."""
+    from metarl.envs.metaworld import OfficialEvaluatorAdapter
+
+    class Recorder(Scripted):
+        def __init__(self, eval_deterministic=None):
+            self.seen = []
+            if eval_deterministic is not None:
+                self.eval_deterministic = eval_deterministic
+
+        def act(self, step, deterministic=False):
+            self.seen.append(deterministic)
+            return ActOutput(np.zeros((len(step.obs), 4), np.float32), {})
+
+    obs = np.zeros((1, 39), np.float32)
+    for learner, given, expected in ((Recorder(), None, True), (Recorder(False), None, False),
+                                     (Recorder(False), True, True)):
+        OfficialEvaluatorAdapter(learner, 1, given).eval_action(obs)
+        assert learner.seen == [expected]
+
+
 @pytest.mark.filterwarnings("ignore:Constant")
 def test_parity_with_official_metaworld_evaluator():
     import metaworld

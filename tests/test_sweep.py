@@ -179,8 +179,11 @@ def test_sweep_stopped_checkpoints_every_seed_and_resumes(tmp_path, how):
     out = tmp_path / "sw"
     argv = [sys.executable, "-m", "metarl", *TOY, "--checkpoint-every", "1", "--seeds", "0-1", "--jobs", "2",
             "--out", str(out)]
+    # as from a terminal: SIGINT at its default even where pytest runs in the background (`cmd &` starts it
+    # ignored, and metarl leaves an ignored SIGINT alone, as nohup'd runs expect)
     proc = subprocess.Popen([*argv, "--steps", "100000000"], stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                            text=True, start_new_session=True)
+                            text=True, start_new_session=True,
+                            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL))
     try:
         deadline = time.monotonic() + 120
         while not all((out / f"seed-{s}" / "checkpoint.pt").exists() for s in (0, 1)):

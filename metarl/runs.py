@@ -371,6 +371,7 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
 
     if split not in ("test", "train"):
         raise UsageError(f"split {split!r} is not a split: give test (the held-out tasks) or train")
+    on_train = {"split": split} if split == "train" else {}  # named in the file and its name
     run_dir, agent_overrides, env_overrides = Path(run_dir), agent_overrides or {}, env_overrides or {}
     load_config(run_dir)  # a run directory, before its lock file is made
     problem = unwritable(run_dir) if out is None else None
@@ -382,7 +383,7 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
         lock.acquire("write an evaluation into")
     with lock:
         cfg, bench, agent, trained = load_trained(run_dir, device, agent_overrides, env_overrides)
-        if split == "train":  # the Evaluator runs bench.test: point it at the training tasks
+        if on_train:  # the Evaluator runs bench.test: point it at the training tasks
             bench = replace(bench, test=bench.train)
         t = cfg.trainer
         backend_ = backend or (t.backend if t.backend != "ray" else "auto")  # a ray run evaluates here
@@ -394,11 +395,10 @@ def evaluate_run(run_dir: str | Path, *, eval_tasks: int | None = None, actions:
                                 eval_tasks=eval_tasks, actions=actions)
         extra = {**({"trained_env_steps": trained} if trained is not None else {}),  # as training writes it
                  **({"agent_overrides": agent_overrides} if agent_overrides else {}),
-                 **({"env_overrides": env_overrides} if env_overrides else {}),
-                 **({"split": split} if split != "test" else {})}
+                 **({"env_overrides": env_overrides} if env_overrides else {}), **on_train}
         other_seed = {} if eval_seed == t.seed else {"eval_seed": eval_seed}
         name = eval_file_name(bench.test, eval_tasks, actions, {**env_overrides, **agent_overrides, **other_seed,
-                                                                 **({"split": split} if split != "test" else {})})
+                                                                 **on_train})
         path = run_dir / name if out is None else Path(out)
         summary = write_eval_json(path, result, bench, t.seed, eval_seed, **extra)
     return RunEvaluation(result, bench, t.seed, eval_seed, path, summary)

@@ -309,6 +309,13 @@ def test_async_workers_that_die_or_hang_end_in_one_line_and_sigterm_to_the_group
     with pytest.raises(shm.WorkerError, match="gave no answer within 1 s"):
         envs.step(np.zeros((2, 2)))
     envs.close()
+    # a worker whose pipe polled ready because it had closed (it died after the poll): the read's EOF
+    envs = CheckedAsyncVectorEnv([faulty.FaultyEnv] * 2)
+    envs.processes[1].kill()
+    envs.processes[1].join()
+    with pytest.raises(shm.WorkerError, match=r"slot 1 died \(exit code -9\)"):
+        envs._received(envs.parent_pipes[1].recv)
+    assert envs.closed and not any(process.is_alive() for process in envs.processes)
     # SIGTERM to the whole process group (the workers too), as a scheduler sends it
     out = tmp_path / "terminated"
     done = run_process(train(out, "--backend", "async", "--agent-opt", "sigterm_at=3", "--agent-opt",

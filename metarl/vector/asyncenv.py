@@ -92,6 +92,30 @@ class CheckedAsyncVectorEnv(AsyncVectorEnv):
             self._poll_pipe_envs()  # names the dead worker
             raise
 
+    def _received(self, receive: Callable[[], Any]) -> Any:
+        """``receive()``, a call that reads the workers' answers; a pipe that reached EOF (a worker that died
+        after :meth:`_poll_pipe_envs` saw its pipe ready: a closed pipe polls ready too) raises
+        :class:`WorkerError` naming the worker, instead of ``EOFError``."""
+        try:
+            return receive()
+        except (EOFError, ConnectionError):
+            deadline = time.monotonic() + 5.0  # its pipe closes a moment before the process is reaped
+            while time.monotonic() < deadline:
+                for i, process in enumerate(self.processes):
+                    if not process.is_alive():
+                        self._fail(i, f"died (exit code {process.exitcode})")
+                wait([process.sentinel for process in self.processes], 0.1)
+            raise
+
+    def step_wait(self, timeout: float | None = None) -> Any:
+        return self._received(lambda: super(CheckedAsyncVectorEnv, self).step_wait(timeout))
+
+    def reset_wait(self, timeout: float | None = None) -> Any:
+        return self._received(lambda: super(CheckedAsyncVectorEnv, self).reset_wait(timeout))
+
+    def call_wait(self, timeout: float | None = None) -> Any:
+        return self._received(lambda: super(CheckedAsyncVectorEnv, self).call_wait(timeout))
+
     def step_async(self, actions: Any) -> None:
         self._sent(lambda: super(CheckedAsyncVectorEnv, self).step_async(actions))
 
@@ -110,5 +134,5 @@ class CheckedAsyncVectorEnv(AsyncVectorEnv):
         self._sent(lambda: [pipe.send(("_setattr", (name, value)))
                             for pipe, value in zip(self.parent_pipes, values, strict=True)])
         self._poll_pipe_envs()
-        _, successes = zip(*[pipe.recv() for pipe in self.parent_pipes], strict=True)
+        _, successes = self._received(lambda: zip(*[pipe.recv() for pipe in self.parent_pipes], strict=True))
         self._raise_if_errors(successes)

@@ -3,6 +3,7 @@ from their page, the README stays short, and every repository path the docs name
 
 import importlib.util
 import io
+import json
 import os
 import re
 import subprocess
@@ -28,6 +29,22 @@ def _example(page: str, heading: str) -> str:
 
 def test_readme_is_at_most_250_lines():
     assert len((ROOT / "README.md").read_text().splitlines()) <= 250
+
+
+def test_headline_tables_match_the_checked_in_report(capsys):
+    # The README's headline rows and the agent pages' sweep tables come from
+    # benchmarks/results/headline/report.json through benchmarks/headline_table.py: the files equal what
+    # it writes, and a row edited by hand, or a report regenerated without the tables, is caught here.
+    spec = importlib.util.spec_from_file_location("headline_table", ROOT / "benchmarks/headline_table.py")
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+    assert table.main(["--check"]) == 0, capsys.readouterr().err
+    report = json.loads(table.REPORT.read_text())
+    readme = (ROOT / "README.md").read_text()
+    for row in table.rows(report):  # every group of the report has its row, with its IQM
+        assert f"| {row['family']} | {row['agent']} | {row['seeds']} | {row['steps']} | {row['after']} |" in readme
+    edited = readme.replace(table.rows(report)[0]["after"], "99.9% [99.0, 100.0]", 1)
+    assert table.readme_table(edited, report) == readme
 
 
 @pytest.mark.spawn

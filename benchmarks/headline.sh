@@ -47,7 +47,7 @@ case "${1:-}" in
       [ -f "$run/eval.json" ] || continue
       dest=benchmarks/results/headline/runs/$(basename "$(dirname "$run")")/$(basename "$run")
       mkdir -p "$dest" && cp "$run"/config.json "$run"/eval*.json "$dest"/
-      awk -F, -v keys="^(key|$keys)\$" '$2 ~ keys' "$run/progress.csv" > "$dest/progress.csv"
+      [ ! -f "$run/progress.csv" ] || awk -F, -v keys="^(key|$keys)\$" '$2 ~ keys' "$run/progress.csv" > "$dest/progress.csv"
     done ;;
   report)  # from the collected copies, so a fresh clone regenerates the report and the tables
     "${metarl[@]}" report benchmarks/results/headline/runs/* --out benchmarks/results/headline

@@ -3,15 +3,16 @@ checked-in ``metarl report`` output (``benchmarks/results/headline/report.json``
 
     python benchmarks/headline_table.py [--check]
 
-README: the table between ``<!-- headline:begin -->`` and ``<!-- headline:end -->``. Rows of a family the
-report covers (ToySides, Driving, ...) are replaced by the report's rows, at the place of that family's
-first row (or at the end); rows of other families (single runs, ML10) are kept as they are.
+README: the table between ``<!-- headline:begin -->`` and ``<!-- headline:end -->``. A row for a (family,
+agent) the report covers replaces the row of the same family and agent in place (a new one goes after
+its family's last row, or at the end); a row that cites the headline report but that the report no
+longer covers is dropped; other rows (single runs, ML10) are kept as they are.
 Agent pages (``docs/agents/<agent>.md``): the block between the same markers becomes that agent's table.
 ``--check`` exits 1 if a file would change (a test runs it), without writing.
 
 Each row: interquartile mean over runs x held-out classes with its 95% stratified bootstrap interval,
-after adaptation and in the first episode. Bold: the after-adaptation IQM of rows whose interval
-reaches the family's best IQM (not separable from the best at that level).
+after adaptation and in the first episode. Bold, in a family of several agents: the after-adaptation IQM
+of rows whose interval reaches the family's best IQM (not separable from the best at that level).
 """
 
 from __future__ import annotations
@@ -32,13 +33,14 @@ def family(task_set: dict) -> str:
     """``"Driving"``, ``"Driving (extrapolate)"``: the benchmark and its non-default held-out split."""
     options = task_set["env_options"]
     extra = ", ".join(str(v) if k == "test" else f"{k}={v}" for k, v in sorted(options.items()))
-    return f"{task_set['benchmark']} ({extra})" if extra else task_set["benchmark"]
+    name = task_set["benchmark"].replace("/", " ")  # "ML1/reach-v3" as the README writes it
+    return f"{name} ({extra})" if extra else name
 
 
 def steps(values: list[int]) -> str:
     """``151k``, ``2.4M``, ``1.1-1.3M``: env steps per seed, as a range when the seeds differ."""
     def one(n: float) -> str:
-        return f"{n / 1e6:.1f}M" if n >= 1e6 else f"{n / 1e3:.0f}k"
+        return f"{n / 1e6:.1f}M" if n >= 999_500 else f"{n / 1e3:.0f}k"
     lo, hi = one(min(values)), one(max(values))
     return lo if lo == hi else f"{lo}–{hi}"
 
@@ -60,12 +62,12 @@ def rows(report: dict) -> list[dict[str, str]]:
         best = max(g["metrics"]["success"]["iqm"] for g in groups)
         for g in sorted(groups, key=lambda g: list(AGENTS).index(g["agent"]) if g["agent"] in AGENTS else 99):
             after, before = g["metrics"]["success"], g["metrics"]["pre_success"]
-            bold = (after.get("iqm_ci") or [0, after["iqm"]])[1] >= best and g["agent"] != "random"
-            seeds = g["num_runs"] if g["num_runs"] >= 3 else f"{g['num_runs']} (fewer than 3)"
+            bold = len(groups) > 1 and (after.get("iqm_ci") or [0, after["iqm"]])[1] >= best
+            seeds = "1 seed" if g["num_runs"] == 1 else str(g["num_runs"])
             minutes = [r["train_seconds"] / 60 for r in g["runs"] if r.get("train_seconds")]
             out.append({"family": family(task_set), "agent_id": g["agent"], "agent": AGENTS.get(g["agent"], g["agent"]),
-                        "seeds": str(seeds), "steps": steps([r["env_steps"] for r in g["runs"]]),
-                        "minutes": f"{max(minutes):.0f}" if minutes else "n/a", "after": pct(after, bold),
+                        "seeds": seeds, "steps": steps([r["env_steps"] for r in g["runs"]]),
+                        "minutes": f"{max(minutes):.1f}" if minutes else "n/a", "after": pct(after, bold),
                         "before": pct(before)})
     return out
 
@@ -81,20 +83,18 @@ def readme_table(text: str, report: dict) -> str:
     lines = body.strip("\n").splitlines()
     header, rule, old = lines[0], lines[1], lines[2:]
     link = "[report](benchmarks/results/headline/report.md)"
-    new = [(r["family"], [r["family"], r["agent"], r["seeds"], r["steps"], r["after"], r["before"], link])
-           for r in rows(report)]
-    families = {f for f, _ in new}
+    new = {(r["family"], r["agent"]): table_line([r["family"], r["agent"], r["seeds"], r["steps"], r["after"],
+                                                   r["before"], link]) for r in rows(report)}
     kept: list[str] = []
-    placed: set[str] = set()
     for line in old:
-        name = line.split("|")[1].strip()
-        if name not in families:
+        key = tuple(cell.strip() for cell in line.split("|")[1:3])
+        if key in new:
+            kept.append(new.pop(key))
+        elif link not in line:  # a row the report never wrote: kept; one it no longer covers: dropped
             kept.append(line)
-            continue
-        if name not in placed:  # the report's rows for this family go where its first old row was
-            placed.add(name)
-            kept += [table_line(c) for f, c in new if f == name]
-    kept += [table_line(c) for f, c in new if f not in placed]
+    for (name, _), line in new.items():  # rows new to the table: after their family's last row
+        at = max((i for i, row in enumerate(kept) if row.split("|")[1].strip() == name), default=len(kept) - 1)
+        kept.insert(at + 1, line)
     return head + BEGIN + "\n" + "\n".join([header, rule, *kept]) + "\n" + END + tail
 
 

@@ -3,8 +3,8 @@
 Tiers: plain ``pytest`` runs the fast tier, deselecting tests marked ``learning``, ``spawn`` or
 ``metaworld`` (pyproject.toml describes the markers); ``pytest --full`` runs every test, as CI does;
 ``pytest -m EXPR`` selects by markers itself (e.g. ``-m learning`` runs only the learning tests).
-With pytest-xdist (``-n 2 --dist loadfile``, as CI runs), each test file runs in one process, the files
-with the longest tests (learning, then Ray) first, and each process gets its share of torch threads.
+With pytest-xdist (``-n 2 --dist loadfile``, as CI runs), each test file runs in one process (the Ray
+tests share one cluster per file), and each process gets its share of the cores for torch's threads.
 """
 
 from __future__ import annotations
@@ -153,23 +153,12 @@ def pytest_configure(config):
     processes would otherwise each use them all, and slow each other down)."""
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
-        torch.set_num_threads(max(1, len(os.sched_getaffinity(0)) // workers))
-
-
-def _file_order(item) -> int:
-    """Where ``item``'s file goes in the run: files with learning tests first, then Ray's, then the rest,
-    so that parallel test processes start with the longest files rather than end on them."""
-    markers = {m.name for m in item.iter_markers()}
-    return 0 if "learning" in markers else 1 if "ray" in markers else 2
+        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+        torch.set_num_threads(max(1, cores // workers))
 
 
 def pytest_collection_modifyitems(config, items):
-    """The fast tier: deselect slow-marked tests unless --full or -m was given. Files are ordered by
-    :func:`_file_order` (a stable sort: the tests in a file keep their order)."""
-    first = {}
-    for item in items:
-        first[item.path] = min(first.get(item.path, 2), _file_order(item))
-    items.sort(key=lambda item: first[item.path])
+    """The fast tier: deselect slow-marked tests unless --full or -m was given."""
     if _tier(config) != "fast":
         return
     slow = [item for item in items if any(item.get_closest_marker(m) for m in SLOW_MARKERS)]

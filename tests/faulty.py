@@ -42,12 +42,14 @@ class FaultyEnv(gym.Env):
     counted per process, from 1): ``nan_obs_at`` / ``nan_reward_at``: that step returns a NaN observation
     / reward; ``die_at``: every process dies (SIGKILL) at that step of its life; ``die_once``: a path, the
     first process to reach ``die_at`` dies and creates it, later ones live on; ``hang_at``: every env
-    worker process stops answering at that step; ``sigterm_at``: at that
+    worker process stops answering at that step; ``connection_error_at``: that step raises
+    ``ConnectionError`` (a simulator behind a socket); ``sigterm_at``: at that
     step of a *test* task this process sends itself SIGTERM (an evaluation interrupted by a scheduler)."""
 
     def __init__(self, horizon: int = 4, nan_obs_at: int = -1, nan_reward_at: int = -1, die_at: int = -1,
-                 die_once: str = "", sigterm_at: int = -1, hang_at: int = -1) -> None:
+                 die_once: str = "", sigterm_at: int = -1, hang_at: int = -1, connection_error_at: int = -1) -> None:
         self.horizon, self.nan_obs_at, self.nan_reward_at = horizon, nan_obs_at, nan_reward_at
+        self.connection_error_at = connection_error_at
         self.die_at, self.die_once, self.sigterm_at, self.hang_at = die_at, die_once, sigterm_at, hang_at
         self.observation_space = gym.spaces.Box(-np.inf, np.inf, (2,), np.float32)
         self.action_space = gym.spaces.Box(-1.0, 1.0, (2,), np.float32)
@@ -69,6 +71,8 @@ class FaultyEnv(gym.Env):
             os.kill(os.getpid(), signal.SIGKILL)
         if in_worker and now == self.hang_at:
             time.sleep(3600)
+        if now == self.connection_error_at:
+            raise ConnectionError("simulator socket reset")
         if now == self.sigterm_at and self.task is not None and self.task.split == "test":
             os.kill(os.getpid(), signal.SIGTERM)
         self._pos = self._pos + 0.2 * np.clip(np.asarray(action, np.float64), -1, 1)

@@ -45,6 +45,21 @@ def test_headline_tables_match_the_checked_in_report(capsys):
         assert f"| {row['family']} | {row['agent']} | {row['seeds']} | {row['steps']} | {row['after']} |" in readme
     edited = readme.replace(table.rows(report)[0]["after"], "99.9% [99.0, 100.0]", 1)
     assert table.readme_table(edited, report) == readme
+    # a report covering another family: its (family, agent) rows replace that family's rows in place or
+    # follow them; rows it doesn't cover stay; the rows of a family it no longer covers go
+    text = (f"{table.BEGIN}\n| family | agent | seeds |\n| --- | --- | --- |\n| Fam | RL² | 1 seed |\n"
+            f"| Fam | PEARL | 1 seed |\n| Other | MAML | 1 seed |\n| Gone | MAML | 5 | [report]"
+            f"(benchmarks/results/headline/report.md) |\n{table.END}\n")
+    run = {"env_steps": 2_000_000, "train_seconds": 600.0}
+    group = {"num_runs": 5, "runs": [run] * 5, "metrics": {"success": {"iqm": 0.9, "iqm_ci": [0.8, 1.0]},
+                                                             "pre_success": {"iqm": 0.5, "iqm_ci": [0.4, 0.6]}}}
+    fam = {"task_sets": [{"benchmark": "Fam", "env_options": {},
+                          "groups": [{**group, "agent": "rl2"}, {**group, "agent": "maml"}]}]}
+    lines = table.readme_table(text, fam).splitlines()[3:-1]
+    assert [line.split("|")[1:4] for line in lines] == [
+        [" Fam ", " RL² ", " 5 "], [" Fam ", " PEARL ", " 1 seed "], [" Fam ", " MAML ", " 5 "],
+        [" Other ", " MAML ", " 1 seed "]]
+    assert "| 2.0M | **90.0%** [80.0, 100.0] | 50.0% [40.0, 60.0] |" in lines[0]
 
 
 @pytest.mark.spawn

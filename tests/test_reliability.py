@@ -309,13 +309,24 @@ def test_async_workers_that_die_or_hang_end_in_one_line_and_sigterm_to_the_group
     with pytest.raises(shm.WorkerError, match="gave no answer within 1 s"):
         envs.step(np.zeros((2, 2)))
     envs.close()
-    # a worker whose pipe polled ready because it had closed (it died after the poll): the read's EOF
-    envs = CheckedAsyncVectorEnv([faulty.FaultyEnv] * 2)
+    # a worker that dies after the poll saw its pipe ready (a closed pipe polls ready): the read's EOF
+    envs = CheckedAsyncVectorEnv([faulty.FaultyEnv, functools.partial(faulty.FaultyEnv, hang_at=1)])
+    envs.set_attr("task", [Task("faulty-goal", 0, "train", (1.0, 0.0))] * 2)
+    envs.reset()
+    envs.step_async(np.zeros((2, 2)))  # slot 1's worker takes the step and stops answering
+    envs._poll_pipe_envs = lambda timeout=None: True  # the poll has passed; then the worker dies
     envs.processes[1].kill()
     envs.processes[1].join()
     with pytest.raises(shm.WorkerError, match=r"slot 1 died \(exit code -9\)"):
-        envs._received(envs.parent_pipes[1].recv)
+        envs.step_wait()
     assert envs.closed and not any(process.is_alive() for process in envs.processes)
+    # an env's own ConnectionError is the env's error, not a dead worker
+    envs = CheckedAsyncVectorEnv([functools.partial(faulty.FaultyEnv, connection_error_at=1)] * 2)
+    envs.set_attr("task", [Task("faulty-goal", 0, "train", (1.0, 0.0))] * 2)
+    envs.reset()
+    with pytest.raises(ConnectionError, match="simulator socket reset"):
+        envs.step(np.zeros((2, 2)))
+    envs.close()
     # SIGTERM to the whole process group (the workers too), as a scheduler sends it
     out = tmp_path / "terminated"
     done = run_process(train(out, "--backend", "async", "--agent-opt", "sigterm_at=3", "--agent-opt",

@@ -68,8 +68,8 @@ class CheckedAsyncVectorEnv(AsyncVectorEnv):
                 wait([*waiting.values(), *(self.processes[i].sentinel for i in waiting)], min(left, 1.0))
         return True
 
-    def _fail(self, slot: int, what: str) -> None:
-        """Stop every worker and raise the one-line error for ``slot``'s."""
+    def _fail(self, slot: int | None, what: str) -> None:
+        """Stop every worker and raise the one-line error for ``slot``'s (None: a worker not known)."""
         for process in self.processes:
             if process.is_alive():
                 process.kill()
@@ -79,7 +79,8 @@ class CheckedAsyncVectorEnv(AsyncVectorEnv):
             if pipe is not None:
                 pipe.close()
         self.closed = True
-        raise WorkerError(f"async env worker for slot {slot} {what}: the async backend does not restart workers "
+        worker = "an async env worker" if slot is None else f"async env worker for slot {slot}"
+        raise WorkerError(f"{worker} {what}: the async backend does not restart workers "
                           "(the shm backend does: --backend shm); to see an env's own error run it with "
                           "--backend sync")
 
@@ -95,17 +96,21 @@ class CheckedAsyncVectorEnv(AsyncVectorEnv):
     def _received(self, receive: Callable[[], Any]) -> Any:
         """``receive()``, a call that reads the workers' answers; a pipe that reached EOF (a worker that died
         after :meth:`_poll_pipe_envs` saw its pipe ready: a closed pipe polls ready too) raises
-        :class:`WorkerError` naming the worker, instead of ``EOFError``."""
+        :class:`WorkerError` naming the worker, instead of ``EOFError``. An env's own ``EOFError`` or
+        ``ConnectionError``, which gymnasium re-raises after setting that worker's pipe to ``None``, is
+        raised as it is."""
         try:
             return receive()
         except (EOFError, ConnectionError):
+            if any(pipe is None for pipe in self.parent_pipes):  # the env raised it: gymnasium passed it on
+                raise
             deadline = time.monotonic() + 5.0  # its pipe closes a moment before the process is reaped
             while time.monotonic() < deadline:
                 for i, process in enumerate(self.processes):
                     if not process.is_alive():
                         self._fail(i, f"died (exit code {process.exitcode})")
                 wait([process.sentinel for process in self.processes], 0.1)
-            raise
+            self._fail(None, "closed its pipe while still running")
 
     def step_wait(self, timeout: float | None = None) -> Any:
         return self._received(lambda: super(CheckedAsyncVectorEnv, self).step_wait(timeout))

@@ -82,7 +82,8 @@ class _Lazy:
                 at = f" at {frames[-1].filename}:{frames[-1].lineno}" if frames else ""
                 hint = ("; an entry point names module:attribute, e.g. 'my_package.families:my_family'"
                         if ":" not in ep.value else "")
-                fix = ("reinstall metarl with its dependencies (scripts/install.sh)" if dist == "metarl" else
+                fix = ("unset MUJOCO_GL, or set it to egl, osmesa or glfw" if "MUJOCO_GL" in str(e) else
+                       "reinstall metarl with its dependencies (scripts/install.sh)" if dist == "metarl" else
                        f"fix that package (`python -c \"import {ep.value.split(':')[0]}\"` shows the traceback; "
                        "after editing its entry points, reinstall it) or uninstall it")
                 raise UsageError(f"{where} failed to load: {type(e).__name__}: {e}{at}{hint}; {fix}") from e

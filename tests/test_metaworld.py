@@ -223,3 +223,20 @@ def test_a_task_of_an_unknown_class_is_refused_when_set():
 
     with pytest.raises(metarl.UsageError, match="not of a Meta-World v3 class"):
         MetaWorldTaskEnv().task = Task("reach-v9", 0, "train")
+
+
+@pytest.mark.spawn
+def test_a_bad_mujoco_gl_is_one_line_naming_the_variable(tmp_path):
+    # MuJoCo reads MUJOCO_GL when it is imported: the fix is the variable, not a reinstall
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "MUJOCO_GL": "bogus"}
+    done = subprocess.run([sys.executable, "-m", "metarl", "train", "ML1", "--task", "reach-v3", "--agent", "random",
+                           "--steps", "10", "--out", str(tmp_path / "run")], env=env, capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 2 and "Traceback" not in done.stderr, done.stderr
+    assert done.stderr.count("\n") == 1 and "MUJOCO_GL: bogus" in done.stderr
+    assert done.stderr.rstrip().endswith("unset MUJOCO_GL, or set it to egl, osmesa or glfw")
+    assert not (tmp_path / "run").exists()

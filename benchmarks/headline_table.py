@@ -5,8 +5,8 @@ checked-in ``metarl report`` output (``benchmarks/results/headline/report.json``
 
 README: the table between ``<!-- headline:begin -->`` and ``<!-- headline:end -->``. A row for a (family,
 agent) the report covers replaces the row of the same family and agent in place (a new one goes after
-its family's last row, or at the end); a row that cites the headline report but that the report no
-longer covers is dropped; other rows (single runs, ML10) are kept as they are.
+its family's last row, else after its benchmark's, else at the end); a row that cites the headline
+report but that the report no longer covers is dropped; other rows (single runs, ML10) stay as they are.
 Agent pages (``docs/agents/<agent>.md``): the block between the same markers becomes that agent's table.
 ``--check`` exits 1 if a file would change (a test runs it), without writing.
 
@@ -92,9 +92,11 @@ def readme_table(text: str, report: dict) -> str:
             kept.append(new.pop(key))
         elif link not in line:  # a row the report never wrote: kept; one it no longer covers: dropped
             kept.append(line)
-    for (name, _), line in new.items():  # rows new to the table: after their family's last row
-        at = max((i for i, row in enumerate(kept) if row.split("|")[1].strip() == name), default=len(kept) - 1)
-        kept.insert(at + 1, line)
+    for (name, _), line in new.items():  # rows new to the table: after their family's last row, else after
+        families = [row.split("|")[1].strip() for row in kept]  # their benchmark's ("Driving (extrapolate)"
+        at = ([i for i, f in enumerate(families) if f == name]  # after "Driving"), else at the end
+              or [i for i, f in enumerate(families) if f.split(" (")[0] == name.split(" (")[0]] or [len(kept) - 1])
+        kept.insert(at[-1] + 1, line)
     return head + BEGIN + "\n" + "\n".join([header, rule, *kept]) + "\n" + END + tail
 
 

@@ -54,12 +54,14 @@ def test_headline_tables_match_the_checked_in_report(capsys):
     group = {"num_runs": 5, "runs": [run] * 5, "metrics": {"success": {"iqm": 0.9, "iqm_ci": [0.8, 1.0]},
                                                              "pre_success": {"iqm": 0.5, "iqm_ci": [0.4, 0.6]}}}
     fam = {"task_sets": [{"benchmark": "Fam", "env_options": {},
-                          "groups": [{**group, "agent": "rl2"}, {**group, "agent": "maml"}]}]}
+                          "groups": [{**group, "agent": "rl2"}, {**group, "agent": "maml"}]},
+                         {"benchmark": "Fam", "env_options": {"test": "far"}, "groups": [{**group, "agent": "rl2"}]}]}
     lines = table.readme_table(text, fam).splitlines()[3:-1]
     assert [line.split("|")[1:4] for line in lines] == [
         [" Fam ", " RL² ", " 5 "], [" Fam ", " PEARL ", " 1 seed "], [" Fam ", " MAML ", " 5 "],
-        [" Other ", " MAML ", " 1 seed "]]
+        [" Fam (far) ", " RL² ", " 5 "], [" Other ", " MAML ", " 1 seed "]]
     assert "| 2.0M | **90.0%** [80.0, 100.0] | 50.0% [40.0, 60.0] |" in lines[0]
+    assert "| 2.0M | 90.0% [80.0, 100.0] |" in lines[3]  # the only agent of its family: no bold
 
 
 @pytest.mark.spawn

@@ -151,10 +151,11 @@ def pytest_report_header(config):
 def pytest_configure(config):
     """Under pytest-xdist, each test process takes its share of the cores for torch's threads (the
     processes would otherwise each use them all, and slow each other down)."""
+    from metarl.sweep import threads_per_job
+
     workers = int(os.environ.get("PYTEST_XDIST_WORKER_COUNT", "0"))
     if workers > 1:
-        cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-        torch.set_num_threads(max(1, cores // workers))
+        torch.set_num_threads(threads_per_job(workers))
 
 
 def pytest_collection_modifyitems(config, items):
